@@ -1,0 +1,1 @@
+"""The x86-64 CPU: architectural state, decoder, semantics and execution backends."""

@@ -1,0 +1,247 @@
+"""Guest memory as seen by the CPU: linear addresses through a software TLB.
+
+Every guest load, store and instruction fetch goes through one of three
+dictionaries mapping a 4 KiB virtual page number to ``(host buffer, offset of
+the page in that buffer)``: one for reads, one for writes, one for fetches.
+A hit is a bounds-safe slice of a host ``bytearray``; anything else (a miss, an
+access that straddles two pages) takes the slow path, which asks
+:meth:`Memory.fill` to translate the page or raise #PF/#GP.  User mode fills
+from its page map (``emu.user.address_space``); system mode will fill from a
+page walk (``cpu.mmu``).  So the interpreter and a JIT share one memory path,
+and the guest can never name a host address outside a buffer it was given.
+
+Pages that hold translated code are kept out of the write TLB; the first
+write to one goes through the slow path, which tells the code cache
+(``on_code_write``) so self-modifying code is retranslated.
+
+Follows the SDM Vol. 3A 4.10 (TLBs) in spirit; it does not model TLB capacity.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from cpu.exceptions import GuestFault, PFError, Vector
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+MASK64 = (1 << 64) - 1
+
+READ, WRITE, FETCH = 0, 1, 2
+"""Access kinds, also the index of the TLB that serves them."""
+
+TlbEntry = tuple[bytearray, int]
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def is_canonical(address: int) -> bool:
+    """True when bits 63..47 are all equal (SDM Vol. 1, 3.3.7.1)."""
+    top = address >> 47
+    return top == 0 or top == 0x1FFFF
+
+
+class Memory:
+    """Load/store interface over a software TLB; subclasses implement :meth:`fill`."""
+
+    def __init__(self) -> None:
+        self.tlb: tuple[dict[int, TlbEntry], dict[int, TlbEntry], dict[int, TlbEntry]] = ({}, {}, {})
+        self.code_pages: set[int] = set()
+        self.on_code_write: Callable[[int], None] = lambda vpn: None
+        self.watch: Callable[[int, int, int], None] | None = None
+        self._build_accessors()
+
+    # -- translation, supplied by the address space or the MMU -------------
+    def fill(self, vpn: int, access: int) -> TlbEntry:
+        """Translate virtual page ``vpn`` for ``access`` or raise a GuestFault."""
+        raise GuestFault(Vector.PF, self.pf_error(access, present=False), vpn << PAGE_SHIFT)
+
+    def pf_error(self, access: int, present: bool) -> int:
+        code = PFError.U
+        if present:
+            code |= PFError.P
+        if access == WRITE:
+            code |= PFError.W
+        elif access == FETCH:
+            code |= PFError.I
+        return code
+
+    def flush_tlb(self) -> None:
+        for t in self.tlb:
+            t.clear()
+
+    def entry(self, vpn: int, access: int) -> TlbEntry:
+        """The TLB entry for a page, filling it on a miss (slow path)."""
+        e = self.tlb[access].get(vpn)
+        if e is None:
+            if not is_canonical(vpn << PAGE_SHIFT):
+                raise GuestFault(Vector.GP, 0, detail=f"non-canonical address {vpn << PAGE_SHIFT:#x}")
+            if access == WRITE and vpn in self.code_pages:
+                self.code_pages.discard(vpn)
+                self.on_code_write(vpn)
+            e = self.fill(vpn, access)
+            if not (access == WRITE and vpn in self.code_pages):
+                self.tlb[access][vpn] = e
+        return e
+
+    def mark_code(self, vpn: int) -> None:
+        """Page ``vpn`` now holds translated code: route writes to it through the slow path."""
+        self.code_pages.add(vpn)
+        self.tlb[WRITE].pop(vpn, None)
+
+    # -- bulk access (loaders, syscalls, string instructions, debugger) -----
+    def read(self, address: int, length: int, access: int = READ) -> bytes:
+        out = bytearray()
+        while length > 0:
+            address &= MASK64
+            off = address & PAGE_MASK
+            n = min(length, PAGE_SIZE - off)
+            buf, base = self.entry(address >> PAGE_SHIFT, access)
+            out += buf[base + off: base + off + n]
+            address += n
+            length -= n
+        return bytes(out)
+
+    def write(self, address: int, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        pos = 0
+        # Translate every page first so a faulting write leaves memory untouched.
+        pages = []
+        a, left = address, len(view)
+        while left > 0:
+            a &= MASK64
+            off = a & PAGE_MASK
+            n = min(left, PAGE_SIZE - off)
+            pages.append((self.entry(a >> PAGE_SHIFT, WRITE), off, n))
+            a += n
+            left -= n
+        for (buf, base), off, n in pages:
+            buf[base + off: base + off + n] = view[pos: pos + n]
+            pos += n
+
+    def read_cstring(self, address: int, limit: int = 1 << 20) -> bytes:
+        out = bytearray()
+        while len(out) < limit:
+            off = address & PAGE_MASK
+            buf, base = self.entry(address >> PAGE_SHIFT, READ)
+            chunk = buf[base + off: base + PAGE_SIZE]
+            end = chunk.find(0)
+            if end >= 0:
+                out += chunk[:end]
+                return bytes(out)
+            out += chunk
+            address += len(chunk)
+        return bytes(out[:limit])
+
+    def load(self, address: int, size: int) -> int:
+        """Load ``size`` bits (8..128), little-endian, through the slow path."""
+        return int.from_bytes(self.read(address, size // 8), "little")
+
+    def store(self, address: int, size: int, value: int) -> None:
+        self.write(address, (value & ((1 << size) - 1)).to_bytes(size // 8, "little"))
+
+    # -- fast accessors used by generated code ------------------------------
+    def _build_accessors(self) -> None:
+        """Closures over the TLB dictionaries: the hot path of every guest access."""
+        rget = self.tlb[READ].get
+        wget = self.tlb[WRITE].get
+        slow_load = self._slow_load
+        slow_store = self._slow_store
+        u16, u32, u64 = _U16.unpack_from, _U32.unpack_from, _U64.unpack_from
+        p16, p32, p64 = _U16.pack_into, _U32.pack_into, _U64.pack_into
+
+        def ld8(a: int) -> int:
+            e = rget(a >> 12)
+            if e is not None:
+                return e[0][e[1] + (a & 0xFFF)]
+            return slow_load(a, 8)
+
+        def ld16(a: int) -> int:
+            e = rget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFFE:
+                return u16(e[0], e[1] + o)[0]
+            return slow_load(a, 16)
+
+        def ld32(a: int) -> int:
+            e = rget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFFC:
+                return u32(e[0], e[1] + o)[0]
+            return slow_load(a, 32)
+
+        def ld64(a: int) -> int:
+            e = rget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFF8:
+                return u64(e[0], e[1] + o)[0]
+            return slow_load(a, 64)
+
+        def ld128(a: int) -> int:
+            e = rget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFF0:
+                b = e[1] + o
+                return u64(e[0], b)[0] | (u64(e[0], b + 8)[0] << 64)
+            return slow_load(a, 128)
+
+        def st8(a: int, v: int) -> None:
+            e = wget(a >> 12)
+            if e is not None:
+                e[0][e[1] + (a & 0xFFF)] = v
+            else:
+                slow_store(a, 8, v)
+
+        def st16(a: int, v: int) -> None:
+            e = wget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFFE:
+                p16(e[0], e[1] + o, v)
+            else:
+                slow_store(a, 16, v)
+
+        def st32(a: int, v: int) -> None:
+            e = wget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFFC:
+                p32(e[0], e[1] + o, v)
+            else:
+                slow_store(a, 32, v)
+
+        def st64(a: int, v: int) -> None:
+            e = wget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFF8:
+                p64(e[0], e[1] + o, v)
+            else:
+                slow_store(a, 64, v)
+
+        def st128(a: int, v: int) -> None:
+            e = wget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFF0:
+                b = e[1] + o
+                p64(e[0], b, v & MASK64)
+                p64(e[0], b + 8, v >> 64)
+            else:
+                slow_store(a, 128, v)
+
+        self.loads = {8: ld8, 16: ld16, 32: ld32, 64: ld64, 128: ld128}
+        self.stores = {8: st8, 16: st16, 32: st32, 64: st64, 128: st128}
+
+    def _slow_load(self, address: int, size: int) -> int:
+        address &= MASK64
+        value = self.load(address, size)
+        if self.watch is not None:
+            self.watch(address, size // 8, READ)
+        return value
+
+    def _slow_store(self, address: int, size: int, value: int) -> None:
+        address &= MASK64
+        self.store(address, size, value)
+        if self.watch is not None:
+            self.watch(address, size // 8, WRITE)

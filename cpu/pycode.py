@@ -1,0 +1,422 @@
+"""The Python backend of ``ops``: semantics in, Python source for one block out.
+
+The interpreter does not walk an instruction's micro-ops on every execution.
+It runs the semantics of a whole basic block once through :class:`PyOps`,
+which writes them out as straight-line Python, compiles that with
+``compile()`` and keeps the function.  Each later execution of the block is
+one Python call, with guest registers in Python locals (loaded from the
+:class:`cpu.state.CpuState` on first use, stored back at the end) and the
+status flags as a cc record known at translation time, so a ``cmp`` followed
+by ``jl`` becomes a single signed comparison (see ``cpu.flags``).
+
+Faults are precise without cost on the fast path: a :class:`GuestFault` leaves
+the block's frame in the traceback; its line number says which instruction
+faulted, and :attr:`Translation.snapshots` says which locals held the guest
+state there, so the run loop writes exactly that state back.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from cpu.decoder import Insn, Kind, Operand
+from cpu.exceptions import GuestFault
+from cpu.flags import ARITH, CcOp, Flag, compute, condition, normalise
+from cpu.ops import V
+
+MASK = {n: (1 << n) - 1 for n in (1, 8, 16, 32, 64, 128)}
+MASK64 = MASK[64]
+
+Cc = tuple  # (op, size, a, b, r, c): each an int or a local name
+
+_FOLD_ENV = {"__builtins__": {"int": int}, "compute": compute, "condition": condition}
+
+
+@dataclass
+class Snapshot:
+    """Where the guest state lives at one point of a block."""
+
+    index: int                 # instruction index in the block
+    dirty: tuple[str, ...]     # fields whose locals are newer than CpuState
+    cc: Cc | None              # static cc record, None when CpuState holds it
+
+
+@dataclass
+class Translation:
+    source: str
+    insns: list[Insn]
+    event: str | None
+    lines: list[int] = field(default_factory=list)       # first line of each snapshot
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def snapshot_at(self, line: int) -> Snapshot:
+        return self.snapshots[max(0, bisect.bisect_right(self.lines, line) - 1)]
+
+
+def field_load(name: str) -> str:
+    if name.startswith("xmm"):
+        return f"s.{name}_lo | (s.{name}_hi << 64)"
+    return f"s.{name}"
+
+
+def field_store(name: str, value: str) -> list[str]:
+    if name.startswith("xmm"):
+        return [f"s.{name}_lo = {value} & {MASK64}", f"s.{name}_hi = {value} >> 64"]
+    return [f"s.{name} = {value}"]
+
+
+def is_const(v: V) -> bool:
+    return isinstance(v, int)
+
+
+def signed(v: int, size: int) -> int:
+    return v - (1 << size) if v >> (size - 1) else v
+
+
+class PyOps:
+    """Builds the Python source of one block."""
+
+    def __init__(self) -> None:
+        self.body: list[str] = []
+        self.ntmp = 0
+        self.defined: set[str] = set()
+        self.dirty: set[str] = set()
+        self.pending: dict[str, V] = {}
+        self.cc: Cc | None = None
+        self.cc_changed = False
+        self.target: V = None
+        self.ended = False
+        self.event_name: str | None = None
+        self.insn: Insn | None = None
+        self.indent = "    "
+        self.lines: list[int] = []
+        self.snapshots: list[Snapshot] = []
+        self.index = -1
+
+    # -- emission ---------------------------------------------------------------
+    def emit(self, line: str) -> None:
+        self.body.append(self.indent + line)
+
+    def tmp(self, expr: str) -> str:
+        self.ntmp += 1
+        name = f"_{self.ntmp}"
+        self.emit(f"{name} = {expr}")
+        return name
+
+    def _snapshot(self) -> None:
+        self.lines.append(len(self.body) + 2)   # line 1 is the def
+        self.snapshots.append(Snapshot(self.index, tuple(sorted(self.dirty)), self.cc))
+
+    def begin(self, insn: Insn) -> None:
+        self.insn = insn
+        self.index += 1
+        self._snapshot()
+
+    def end(self) -> None:
+        for name, value in self.pending.items():
+            self.emit(f"{name} = {value}")
+            self.defined.add(name)
+            self.dirty.add(name)
+        self.pending.clear()
+
+    def finish(self, insns: list[Insn]) -> Translation:
+        """Epilogue: write back dirty state and return the next RIP."""
+        self.end()
+        self._flush()
+        target = self.target if self.target is not None else insns[-1].next
+        self.emit(f"return {target}")
+        source = "def block():\n" + "\n".join(self.body) + "\n"
+        return Translation(source, insns, self.event_name, self.lines, self.snapshots)
+
+    def _flush(self) -> None:
+        for name in sorted(self.dirty):
+            for line in field_store(name, name):
+                self.emit(line)
+        self.dirty.clear()
+        if self.cc is not None and self.cc_changed:
+            op, size, a, b, r, c = self.cc
+            self.emit(f"s.cc_op = {op}; s.cc_size = {size}; s.cc_a = {a}; s.cc_b = {b}; s.cc_r = {r}; s.cc_c = {c}")
+        self.cc = None
+        self.cc_changed = False
+
+    # -- state fields --------------------------------------------------------------
+    def reg(self, name: str) -> V:
+        if name in self.pending:
+            return self.pending[name]
+        if name not in self.defined:
+            self.emit(f"{name} = {field_load(name)}")
+            self.defined.add(name)
+        return self.tmp(name)
+
+    def set_reg(self, name: str, value: V) -> None:
+        self.pending[name] = value
+
+    def const(self, value: int) -> V:
+        return value
+
+    # -- operands --------------------------------------------------------------------
+    def read(self, opnd: Operand) -> V:
+        if opnd.kind is Kind.IMM:
+            return opnd.imm
+        if opnd.kind is Kind.MEM:
+            return self.load(self.address(opnd), opnd.size)
+        full = self.reg(opnd.reg)
+        if opnd.high:
+            return self._op(f"({full} >> 8) & 0xff", full)
+        if opnd.size >= 64 or opnd.reg in ("es", "cs", "ss", "ds", "fs", "gs"):
+            return full
+        return self.trunc(full, opnd.size)
+
+    def write(self, opnd: Operand, value: V) -> None:
+        if opnd.kind is Kind.MEM:
+            self.store(self.address(opnd), opnd.size, value)
+            return
+        name, size = opnd.reg, opnd.size
+        if size == 32 or size >= 64:
+            self.set_reg(name, value)
+            return
+        old = self.reg(name)
+        if opnd.high:
+            self.set_reg(name, self._op(f"({old} & ~0xff00) | ({value} << 8)", old, value))
+        else:
+            self.set_reg(name, self._op(f"({old} & ~{MASK[size]}) | {value}", old, value))
+
+    def ea(self, opnd: Operand) -> V:
+        if opnd.base == "rip":
+            return (self.insn.next + opnd.disp) & MASK64
+        parts: list[str] = []
+        if opnd.base:
+            parts.append(str(self.reg(opnd.base)))
+        if opnd.index:
+            idx = self.reg(opnd.index)
+            parts.append(f"{idx} * {opnd.scale}" if opnd.scale != 1 else str(idx))
+        mask = MASK[opnd.asize]
+        if not parts:
+            return opnd.disp & mask
+        if opnd.disp:
+            parts.append(str(opnd.disp))
+        if len(parts) == 1 and opnd.asize == 64:
+            return parts[0]
+        return self.tmp(f"({' + '.join(parts)}) & {mask}")
+
+    def address(self, opnd: Operand) -> V:
+        ea = self.ea(opnd)
+        if opnd.seg:
+            return self.add(ea, self.reg(f"{opnd.seg}_base"), 64)
+        return ea
+
+    def load(self, address: V, size: int) -> V:
+        return self.tmp(f"ld{size}({address})")
+
+    def store(self, address: V, size: int, value: V) -> None:
+        self.emit(f"st{size}({address}, {value})")
+
+    # -- arithmetic ---------------------------------------------------------------------
+    def _op(self, expr: str, *args: V) -> V:
+        if args and all(is_const(a) for a in args):
+            return eval(expr, _FOLD_ENV)  # noqa: S307 - constant folding of our own expression text
+        return self.tmp(expr)
+
+    def add(self, a: V, b: V, size: int) -> V:
+        return self._op(f"({a} + {b}) & {MASK[size]}", a, b)
+
+    def sub(self, a: V, b: V, size: int) -> V:
+        return self._op(f"({a} - {b}) & {MASK[size]}", a, b)
+
+    def mul(self, a: V, b: V, size: int) -> V:
+        return self._op(f"({a} * {b}) & {MASK[size]}", a, b)
+
+    def udiv(self, a: V, b: V) -> V:
+        return self._op(f"{a} // {b}", a, b)
+
+    def urem(self, a: V, b: V) -> V:
+        return self._op(f"{a} % {b}", a, b)
+
+    def sdiv(self, a: V, b: V, size: int) -> V:
+        return self.helper("sdiv", a, b, size)
+
+    def srem(self, a: V, b: V, size: int) -> V:
+        return self.helper("srem", a, b, size)
+
+    def and_(self, a: V, b: V) -> V:
+        return self._op(f"{a} & {b}", a, b)
+
+    def or_(self, a: V, b: V) -> V:
+        return self._op(f"{a} | {b}", a, b)
+
+    def xor(self, a: V, b: V) -> V:
+        return self._op(f"{a} ^ {b}", a, b)
+
+    def not_(self, a: V, size: int) -> V:
+        return self._op(f"{a} ^ {MASK[size]}", a)
+
+    def neg(self, a: V, size: int) -> V:
+        return self._op(f"-{a} & {MASK[size]}", a)
+
+    def shl(self, a: V, n: V, size: int) -> V:
+        return self._op(f"({a} << {n}) & {MASK[size]}", a, n)
+
+    def shr(self, a: V, n: V) -> V:
+        return self._op(f"{a} >> {n}", a, n)
+
+    def sar(self, a: V, n: V, size: int) -> V:
+        top = 1 << (size - 1)
+        return self._op(f"((({a} ^ {top}) - {top}) >> {n}) & {MASK[size]}", a, n)
+
+    def sext(self, a: V, from_size: int, to_size: int) -> V:
+        top = 1 << (from_size - 1)
+        return self._op(f"(({a} ^ {top}) - {top}) & {MASK[to_size]}", a)
+
+    def trunc(self, a: V, size: int) -> V:
+        return self._op(f"{a} & {MASK[size]}", a)
+
+    def eq(self, a: V, b: V) -> V:
+        return self._op(f"int({a} == {b})", a, b)
+
+    def ne(self, a: V, b: V) -> V:
+        return self._op(f"int({a} != {b})", a, b)
+
+    def ult(self, a: V, b: V) -> V:
+        return self._op(f"int({a} < {b})", a, b)
+
+    def slt(self, a: V, b: V, size: int) -> V:
+        top = 1 << (size - 1)
+        return self._op(f"int(({a} ^ {top}) < ({b} ^ {top}))", a, b)
+
+    def select(self, cond: V, a: V, b: V) -> V:
+        if is_const(cond):
+            return a if cond else b
+        return self.tmp(f"{a} if {cond} else {b}")
+
+    def helper(self, name: str, *args: V) -> V:
+        return self.tmp(f"H_{name}({', '.join(str(a) for a in args)})")
+
+    # -- flags ------------------------------------------------------------------------
+    def _state_cc(self) -> Cc:
+        names = [self.tmp(f"s.cc_{f}") for f in ("op", "size", "a", "b", "r", "c")]
+        return tuple(names)
+
+    def set_flags(self, op: int, size: int, a: V, b: V, r: V, c: V = 0) -> None:
+        self.cc = (int(op), size, a, b, r, c)
+        self.cc_changed = True
+
+    def set_flags_if(self, cond: V, op: int, size: int, a: V, b: V, r: V, c: V = 0) -> None:
+        if is_const(cond):
+            if cond:
+                self.set_flags(op, size, a, b, r, c)
+            return
+        old = self.cc if self.cc is not None else self._state_cc()
+        new = (int(op), size, a, b, r, c)
+        self.cc = tuple(self.select(cond, n, o) if n != o else n for n, o in zip(new, old, strict=True))
+        self.cc_changed = True
+
+    def _arith_flags(self) -> V:
+        op, size, a, b, r, c = self.cc if self.cc is not None else self._state_cc()
+        if op == CcOp.FLAGS:
+            return a
+        return self.tmp(f"compute({op}, {size}, {a}, {b}, {r}, {c})")
+
+    def flag(self, bit: int) -> V:
+        bit = int(bit)
+        if not bit & ARITH:
+            rf = self.reg("rflags")
+            return self._op(f"({rf} >> {bit.bit_length() - 1}) & 1", rf)
+        fast = self._fast_flag(bit)
+        if fast is not None:
+            return fast
+        f = self._arith_flags()
+        return self._op(f"({f} >> {bit.bit_length() - 1}) & 1", f)
+
+    def _fast_flag(self, bit: int) -> V | None:
+        if self.cc is None or not is_const(self.cc[0]) or not is_const(self.cc[1]):
+            return None
+        op, size, a, b, r, c = self.cc
+        top = size - 1
+        if bit == Flag.ZF and op != CcOp.FLAGS and op not in (CcOp.ROL, CcOp.ROR):
+            return self._op(f"int({r} == 0)", r)
+        if bit == Flag.SF and op != CcOp.FLAGS and op not in (CcOp.ROL, CcOp.ROR):
+            return self._op(f"{r} >> {top}", r)
+        if bit == Flag.CF:
+            if op == CcOp.SUB:
+                return self._op(f"int({a} < {b})", a, b)
+            if op == CcOp.ADD:
+                return self._op(f"int({r} < {a})", r, a)
+            if op == CcOp.LOGIC:
+                return 0
+            if op in (CcOp.INC, CcOp.DEC):
+                return c
+        if bit == Flag.OF and op == CcOp.LOGIC:
+            return 0
+        return None
+
+    def cond(self, cc: str) -> V:
+        cc = normalise(cc)
+        fast = self._fast_cond(cc)
+        if fast is not None:
+            return fast
+        f = self._arith_flags()
+        return self._op(f"condition({cc!r}, {f})", f)
+
+    def _fast_cond(self, cc: str) -> V | None:
+        if self.cc is None or not is_const(self.cc[0]) or not is_const(self.cc[1]):
+            return None
+        op, size, a, b, r, _ = self.cc
+        top = 1 << (size - 1)
+        negate = {"ne": "e", "ae": "b", "a": "be", "ns": "s", "ge": "l", "g": "le"}
+        base = negate.get(cc, cc)
+        expr = None
+        if op == CcOp.SUB:
+            expr = {"e": f"{a} == {b}", "b": f"{a} < {b}", "be": f"{a} <= {b}", "s": f"{r} >= {top}",
+                    "l": f"({a} ^ {top}) < ({b} ^ {top})", "le": f"({a} ^ {top}) <= ({b} ^ {top})"}.get(base)
+        elif op == CcOp.LOGIC:
+            expr = {"e": f"{r} == 0", "b": "False", "be": f"{r} == 0", "s": f"{r} >= {top}",
+                    "l": f"{r} >= {top}", "le": f"{r} == 0 or {r} >= {top}"}.get(base)
+        elif op in (CcOp.ADD, CcOp.INC, CcOp.DEC, CcOp.SHL, CcOp.SHR, CcOp.SAR, CcOp.ADC, CcOp.SBB):
+            expr = {"e": f"{r} == 0", "s": f"{r} >= {top}"}.get(base)
+        if expr is None:
+            return None
+        if base != cc:
+            expr = f"not ({expr})"
+        return self._op(f"int({expr})", a, b, r)
+
+    def rflags(self) -> V:
+        rf, f = self.reg("rflags"), self._arith_flags()
+        return self._op(f"({rf} & ~{ARITH}) | {f} | 2", rf, f)
+
+    def set_rflags(self, value: V, writable: int) -> None:
+        old = self.rflags()
+        new = self._op(f"({old} & ~{writable}) | ({value} & {writable})", old, value)
+        self.set_reg("rflags", self._op(f"({new} & ~{ARITH}) | 2", new))
+        self.set_flags(CcOp.FLAGS, 64, self.and_(new, ARITH), 0, 0, 0)
+
+    # -- control ------------------------------------------------------------------------
+    def jump(self, target: V) -> None:
+        self.target = target
+        self.ended = True
+
+    def fault(self, vector: int, error_code: int | None = None, detail: str = "") -> None:
+        self.emit(f"raise GuestFault({int(vector)}, {error_code!r}, None, {detail!r})")
+        self.ended = True
+
+    def fault_if(self, cond: V, vector: int, error_code: int | None = None) -> None:
+        if is_const(cond):
+            if cond:
+                self.fault(vector, error_code)
+            return
+        self.emit(f"if {cond}: raise GuestFault({int(vector)}, {error_code!r})")
+
+    def event(self, name: str) -> None:
+        self.event_name = name
+        self.ended = True
+
+    def call(self, name: str, *args: V) -> V:
+        self.end()
+        self._flush()
+        self.defined.clear()
+        result = self.tmp(f"C_{name}(cpu{''.join(', ' + str(a) for a in args)})")
+        self._snapshot()
+        return result
+
+
+__all__ = ["GuestFault", "PyOps", "Translation"]

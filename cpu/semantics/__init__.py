@@ -1,0 +1,55 @@
+"""Instruction semantics, written once against the ``ops`` vocabulary (``cpu.ops``).
+
+One module per instruction family, each registering its functions here with
+:func:`semantics`.  A function has the signature ``f(ops, insn, *operands)``.
+Mnemonics are capstone's base names (``"add"``, ``"stosq"``, ``"cmovne"``).
+
+Two more registries hold Python code the semantics may name:
+
+* :data:`HELPERS`: pure functions of integers (``popcount``, SSE lane
+  arithmetic).  Backends call them; the symbolic backend prints their name.
+* :data:`CALLS`: functions ``f(cpu, *args)`` that touch state wholesale
+  (``cpuid``, repeated string instructions, ``fxsave``).  Backends write their
+  cached registers back before and reload them after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Semantic = Callable[..., None]
+
+SEMANTICS: dict[str, Semantic] = {}
+HELPERS: dict[str, Callable[..., int]] = {}
+CALLS: dict[str, Callable[..., int | None]] = {}
+
+
+def semantics(*mnemonics: str) -> Callable[[Semantic], Semantic]:
+    """Register ``fn`` as the semantics of each mnemonic."""
+    def register(fn: Semantic) -> Semantic:
+        for m in mnemonics:
+            if m in SEMANTICS:
+                raise ValueError(f"semantics for {m!r} registered twice")
+            SEMANTICS[m] = fn
+        return fn
+    return register
+
+
+def helper(fn: Callable[..., int]) -> Callable[..., int]:
+    """Register a pure helper under its function name."""
+    HELPERS[fn.__name__] = fn
+    return fn
+
+
+def call(fn: Callable[..., int | None]) -> Callable[..., int | None]:
+    """Register a state-touching call under its function name."""
+    CALLS[fn.__name__] = fn
+    return fn
+
+
+def load_all() -> dict[str, Semantic]:
+    """Import every family module (they register themselves) and return the table."""
+    from cpu.semantics import (  # noqa: F401
+        binary, bit, control, datamov, flagops, logical, muldiv, shift, sse, stack, string, system,
+    )
+    return SEMANTICS

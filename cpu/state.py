@@ -1,0 +1,72 @@
+"""Architectural state of one x86-64 logical processor, in one ctypes Structure.
+
+Follows the Intel SDM Vol. 1 ch. 3 (basic execution environment) and Vol. 3A
+ch. 2 (system registers).  Every backend (the interpreter, the symbolic
+renderer, a future LLVM JIT) and the debugger read and write this one block of
+memory, so a native function handed its address sees the same fields.
+
+Arithmetic flags are lazy (see ``cpu.flags``): ``cc_op``/``cc_size`` name the
+last flag-setting operation and ``cc_a``/``cc_b``/``cc_r``/``cc_c`` hold its
+operands; ``rflags`` holds the other bits (DF, IF, TF, ...) and, when
+``cc_op`` is ``CcOp.FLAGS``, nothing arithmetic (the flags then live in
+``cc_a``).  Use :func:`cpu.flags.read_rflags` for the architectural value.
+
+Not modelled here: AVX state, debug registers beyond DR7, the x87 stack
+contents beyond what FXSAVE needs (kept as raw 80-bit slots).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+GPR64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+"""General-purpose registers in encoding order (SDM Vol. 2A, table 2-2)."""
+
+SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")
+
+_U64 = ctypes.c_uint64
+_U32 = ctypes.c_uint32
+_U16 = ctypes.c_uint16
+
+
+class CpuState(ctypes.Structure):
+    """All architectural registers; field names are the SDM's register names."""
+
+    _fields_ = (
+        [(name, _U64) for name in GPR64]
+        + [("rip", _U64), ("rflags", _U64)]
+        + [("cc_op", _U32), ("cc_size", _U32),
+           ("cc_a", _U64), ("cc_b", _U64), ("cc_r", _U64), ("cc_c", _U64)]
+        + [(name, _U16) for name in SEGMENTS]
+        + [("fs_base", _U64), ("gs_base", _U64), ("kernel_gs_base", _U64)]
+        + [(f"xmm{i}_{half}", _U64) for i in range(16) for half in ("lo", "hi")]
+        + [("mxcsr", _U32), ("fcw", _U16), ("fsw", _U16), ("ftw", _U16)]
+        + [("st_raw", ctypes.c_uint8 * 80)]
+        + [("cr0", _U64), ("cr2", _U64), ("cr3", _U64), ("cr4", _U64),
+           ("cr8", _U64), ("efer", _U64), ("dr7", _U64), ("cpl", _U32)]
+        + [("gdtr_base", _U64), ("gdtr_limit", _U32),
+           ("idtr_base", _U64), ("idtr_limit", _U32),
+           ("tr", _U16), ("ldtr", _U16), ("tss_base", _U64)]
+        + [("star", _U64), ("lstar", _U64), ("cstar", _U64), ("sfmask", _U64),
+           ("pat", _U64), ("tsc_offset", _U64), ("apic_base", _U64),
+           ("misc_enable", _U64)]
+        + [("icount", _U64)]
+    )
+
+    def reset_user(self) -> None:
+        """Power-on values for a 64-bit user-mode process (SysV ABI initial state)."""
+        ctypes.memset(ctypes.addressof(self), 0, ctypes.sizeof(self))
+        self.rflags = 0x202          # IF set, bit 1 reserved-as-one
+        self.mxcsr = 0x1F80          # all SIMD exceptions masked, round to nearest
+        self.fcw = 0x037F            # x87 default control word
+        self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
+        self.cpl = 3
+
+    def xmm(self, i: int) -> int:
+        """XMM register ``i`` as a 128-bit integer."""
+        return getattr(self, f"xmm{i}_lo") | (getattr(self, f"xmm{i}_hi") << 64)
+
+    def set_xmm(self, i: int, value: int) -> None:
+        setattr(self, f"xmm{i}_lo", value & 0xFFFF_FFFF_FFFF_FFFF)
+        setattr(self, f"xmm{i}_hi", (value >> 64) & 0xFFFF_FFFF_FFFF_FFFF)

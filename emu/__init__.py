@@ -1,0 +1,1 @@
+"""emu: an instructional x86-64 machine emulator."""

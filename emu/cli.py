@@ -1,0 +1,116 @@
+"""The ``emu`` command line: one argparse subcommand per job.
+
+    emu run PROGRAM [ARGS...]     run a static x86-64 Linux program (user mode, like qemu-x86_64)
+    emu explain 'INSTRUCTION'     show an instruction's semantics as micro-ops
+
+Errors a user can act on are one line on stderr and exit status 2; a
+traceback is always a bug in emu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from emu.user.process import run_program
+
+    env = None
+    if args.env or args.unset_env or args.clear_env:
+        env = {} if args.clear_env else dict(os.environ)
+        for item in args.unset_env:
+            env.pop(item, None)
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep:
+                print(f"emu: error: --env expects NAME=VALUE, got {item!r}", file=sys.stderr)
+                return 2
+            env[key] = value
+    return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
+                       stats=args.stats)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from cpu.decoder import Decoder
+    from cpu.exceptions import GuestFault
+    from cpu.symbolic import explain
+
+    if args.bytes:
+        try:
+            code = bytes.fromhex(" ".join(args.instruction))
+        except ValueError:
+            print("emu: error: --bytes expects hex bytes, e.g. `emu explain --bytes 48 01 d8`", file=sys.stderr)
+            return 2
+    else:
+        code = _assemble("; ".join(args.instruction), args.address)
+        if code is None:
+            return 2
+    decoder = Decoder()
+    address, end = args.address, args.address + len(code)
+    while address < end:
+        try:
+            insn = decoder.decode_bytes(code[address - args.address:], address)
+        except GuestFault as fault:
+            print(f"emu: error: {fault.detail}", file=sys.stderr)
+            return 2
+        print(explain(insn))
+        address = insn.next
+    return 0
+
+
+def _assemble(text: str, address: int) -> bytes | None:
+    import keystone
+
+    try:
+        encoding, _ = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64).asm(text, address)
+    except keystone.KsError as err:
+        print(f"emu: error: cannot assemble {text!r}: {err}", file=sys.stderr)
+        return None
+    if not encoding:
+        print(f"emu: error: {text!r} assembles to nothing", file=sys.stderr)
+        return None
+    return bytes(encoding)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emu", description="An instructional x86-64 machine emulator.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a static x86-64 Linux program in user mode",
+                         description="Run a static x86-64 Linux ELF program on this host, like qemu-x86_64. "
+                                     "Its stdout, stderr and exit status are the program's own.")
+    run.add_argument("program", help="path of a static x86-64 ELF executable")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
+    run.add_argument("-E", "--env", action="append", default=[], metavar="NAME=VALUE",
+                     help="set an environment variable for the program (repeatable)")
+    run.add_argument("-U", "--unset-env", action="append", default=[], metavar="NAME",
+                     help="remove an environment variable (repeatable)")
+    run.add_argument("--clear-env", action="store_true", help="start the program with an empty environment")
+    run.add_argument("--seed", type=int, default=0, help="seed of AT_RANDOM and getrandom (default 0)")
+    run.add_argument("--deterministic", action="store_true",
+                     help="clocks follow retired instructions instead of host time")
+    run.add_argument("--stats", action="store_true",
+                     help="print instructions retired, time and MIPS to stderr at exit")
+    run.set_defaults(func=_cmd_run)
+
+    explain = sub.add_parser("explain", help="show an instruction's semantics as micro-ops",
+                             description="Assemble an instruction (Intel syntax) and print the micro-ops "
+                                         "its semantics perform, as the interpreter will run them.")
+    explain.add_argument("instruction", nargs="+", help="e.g. 'add rax, qword ptr [rbx+8]' (or hex with --bytes)")
+    explain.add_argument("--bytes", action="store_true", help="the arguments are machine-code bytes in hex")
+    explain.add_argument("--address", type=lambda s: int(s, 0), default=0x401000,
+                         help="address of the instruction (matters for RIP-relative operands and branches)")
+    explain.set_defaults(func=_cmd_explain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("emu: interrupted", file=sys.stderr)
+        return 130
