@@ -74,16 +74,23 @@ class Memory:
         for t in self.tlb:
             t.clear()
 
-    def entry(self, vpn: int, access: int) -> TlbEntry:
-        """The TLB entry for a page, filling it on a miss (slow path)."""
+    def entry(self, address: int, access: int) -> TlbEntry:
+        """The TLB entry for the page holding ``address``, filling it on a miss (slow path)."""
+        vpn = address >> PAGE_SHIFT
         e = self.tlb[access].get(vpn)
         if e is None:
-            if not is_canonical(vpn << PAGE_SHIFT):
-                raise GuestFault(Vector.GP, 0, detail=f"non-canonical address {vpn << PAGE_SHIFT:#x}")
+            if not is_canonical(address):
+                raise GuestFault(Vector.GP, 0, detail=f"non-canonical address {address:#x}")
             if access == WRITE and vpn in self.code_pages:
                 self.code_pages.discard(vpn)
                 self.on_code_write(vpn)
-            e = self.fill(vpn, access)
+            try:
+                e = self.fill(vpn, access)
+            except GuestFault as fault:
+                if fault.vector == Vector.PF:       # CR2 holds the faulting byte, not its page
+                    fault.address = address
+                    fault.args = (fault.describe(),)
+                raise
             if not (access == WRITE and vpn in self.code_pages):
                 self.tlb[access][vpn] = e
         return e
@@ -100,7 +107,7 @@ class Memory:
             address &= MASK64
             off = address & PAGE_MASK
             n = min(length, PAGE_SIZE - off)
-            buf, base = self.entry(address >> PAGE_SHIFT, access)
+            buf, base = self.entry(address, access)
             out += buf[base + off: base + off + n]
             address += n
             length -= n
@@ -116,7 +123,7 @@ class Memory:
             a &= MASK64
             off = a & PAGE_MASK
             n = min(left, PAGE_SIZE - off)
-            pages.append((self.entry(a >> PAGE_SHIFT, WRITE), off, n))
+            pages.append((self.entry(a, WRITE), off, n))
             a += n
             left -= n
         for (buf, base), off, n in pages:
@@ -127,7 +134,7 @@ class Memory:
         out = bytearray()
         while len(out) < limit:
             off = address & PAGE_MASK
-            buf, base = self.entry(address >> PAGE_SHIFT, READ)
+            buf, base = self.entry(address, READ)
             chunk = buf[base + off: base + PAGE_SIZE]
             end = chunk.find(0)
             if end >= 0:

@@ -56,6 +56,10 @@ class AddressSpace(Memory):
         first, last = start >> PAGE_SHIFT, (start + length - 1) >> PAGE_SHIFT
         return all(v not in self.prot for v in range(first, last + 1))
 
+    def is_mapped(self, start: int, length: int) -> bool:
+        first, last = start >> PAGE_SHIFT, (start + length - 1) >> PAGE_SHIFT
+        return all(v in self.pages for v in range(first, last + 1))
+
     def find_free(self, length: int) -> int | None:
         """A free range of ``length`` bytes below the last one handed out (top-down, like Linux)."""
         length = page_round_up(length)
@@ -74,10 +78,24 @@ class AddressSpace(Memory):
         buf[: len(data)] = data
         first = start >> PAGE_SHIFT
         for i in range(length >> PAGE_SHIFT):
-            vpn = first + i
-            self._drop(vpn)
-            self.pages[vpn] = (buf, i << PAGE_SHIFT)
-            self.prot[vpn] = prot
+            self._place(first + i, (buf, i << PAGE_SHIFT), prot)
+
+    def move(self, start: int, length: int, new_start: int) -> None:
+        """Move mapped pages to ``new_start`` with their contents and protection (mremap)."""
+        first, new_first = start >> PAGE_SHIFT, new_start >> PAGE_SHIFT
+        moved = [(self.pages[first + i], self.prot[first + i]) for i in range(page_round_up(length) >> PAGE_SHIFT)]
+        self.unmap(start, length)
+        for i, (entry, prot) in enumerate(moved):
+            self._place(new_first + i, entry, prot)
+
+    def zero(self, start: int, length: int) -> None:
+        """Clear the mapped pages of a range, keeping them mapped (madvise MADV_DONTNEED)."""
+        first = start >> PAGE_SHIFT
+        for vpn in range(first, first + (page_round_up(length) >> PAGE_SHIFT)):
+            if vpn in self.pages:
+                self._forget_code(vpn)
+                buf, offset = self.pages[vpn]
+                buf[offset: offset + PAGE_SIZE] = bytes(PAGE_SIZE)
 
     def unmap(self, start: int, length: int) -> None:
         first = start >> PAGE_SHIFT
@@ -86,21 +104,29 @@ class AddressSpace(Memory):
 
     def protect(self, start: int, length: int, prot: int) -> bool:
         """Change protection; False when part of the range is unmapped (ENOMEM)."""
-        first = start >> PAGE_SHIFT
-        count = page_round_up(length) >> PAGE_SHIFT
-        if any(first + i not in self.pages for i in range(count)):
+        if not self.is_mapped(start, length):
             return False
-        for i in range(count):
+        first = start >> PAGE_SHIFT
+        for i in range(page_round_up(length) >> PAGE_SHIFT):
             vpn = first + i
             self.prot[vpn] = prot
             for t in self.tlb:
                 t.pop(vpn, None)
         return True
 
-    def _drop(self, vpn: int) -> None:
+    def _place(self, vpn: int, entry: TlbEntry, prot: int) -> None:
+        self._drop(vpn)
+        self.pages[vpn] = entry
+        self.prot[vpn] = prot
+
+    def _forget_code(self, vpn: int) -> None:
+        """The page's contents change behind the TLB: drop any code translated from it."""
         if vpn in self.code_pages:
             self.code_pages.discard(vpn)
             self.on_code_write(vpn)
+
+    def _drop(self, vpn: int) -> None:
+        self._forget_code(vpn)
         self.pages.pop(vpn, None)
         self.prot.pop(vpn, None)
         for t in self.tlb:

@@ -1,0 +1,196 @@
+"""Putting a checked ELF executable into a fresh address space, ready to run.
+
+Follows the ELF gABI ch. 5 ("Program Loading") for the segments and the
+System V AMD64 psABI, 3.4.1 ("Initial Stack and Register State") and 3.4.3
+("Auxiliary Vector") for the stack, doing what Linux's ``load_elf_binary``
+does with address randomisation off:
+
+* each PT_LOAD is mapped from its page-aligned start with its own permissions;
+  the bytes from the page start up to p_vaddr come from the file too, the
+  bytes past p_filesz are zero (.bss);
+* the program break starts at the first page after the highest segment;
+* an 8 MiB read-write stack ends at the top of user space, holding (from the
+  top down) the program's file name, the argument and environment strings,
+  the platform string, 16 random bytes, then (rsp, 16-byte aligned) argc,
+  the argv pointers, NULL, the envp pointers, NULL and the auxiliary vector.
+
+Not done: an interpreter (ld.so) or vDSO (so no AT_SYSINFO_EHDR), stack
+randomisation, the stack guard gap.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cpu.cpuid import LEAF1_EDX
+from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+from cpu.state import CpuState
+from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, USER_TOP, AddressSpace, page_round_up
+from emu.user.elf import ElfImage, ProgramHeader, SegmentFlags
+
+STACK_SIZE = 8 << 20
+"""The default RLIMIT_STACK: 8 MiB."""
+STACK_TOP = USER_TOP
+
+HWCAP_DEFAULT = LEAF1_EDX
+"""AT_HWCAP is CPUID.1:EDX on x86 (Linux copies it from the boot CPU): by default what emu's CPU reports,
+a subset of a baseline x86-64's 0x078bfbff."""
+
+MINSIGSTKSZ = 2048
+"""AT_MINSIGSTKSZ: enough for a signal frame with legacy FXSAVE state (no AVX)."""
+CLOCK_TICKS = 100
+"""AT_CLKTCK: the USER_HZ of times(2)."""
+PLATFORM = b"x86_64"
+
+
+class Auxv(IntEnum):
+    """Auxiliary vector keys (psABI 3.4.3, linux/auxvec.h)."""
+
+    AT_NULL = 0
+    AT_PHDR = 3
+    AT_PHENT = 4
+    AT_PHNUM = 5
+    AT_PAGESZ = 6
+    AT_BASE = 7
+    AT_FLAGS = 8
+    AT_ENTRY = 9
+    AT_UID = 11
+    AT_EUID = 12
+    AT_GID = 13
+    AT_EGID = 14
+    AT_PLATFORM = 15
+    AT_HWCAP = 16
+    AT_CLKTCK = 17
+    AT_SECURE = 23
+    AT_RANDOM = 25
+    AT_HWCAP2 = 26
+    AT_EXECFN = 31
+    AT_MINSIGSTKSZ = 51
+
+
+@dataclass
+class LoadedProgram:
+    """Where the loader put things, for the debugger and for tests."""
+
+    entry: int
+    stack_pointer: int
+    brk: int
+    auxv: dict[Auxv, int]
+
+
+def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Sequence[str | bytes],
+                 env: Sequence[str | bytes], *, seed: int | None = 0, hwcap: int = HWCAP_DEFAULT,
+                 execfn: str | bytes | None = None) -> LoadedProgram:
+    """Map ``image`` into ``space`` and set ``state`` to its entry, as execve(2) would.
+
+    ``env`` holds ``NAME=value`` strings.  AT_RANDOM's 16 bytes come from
+    ``seed`` (``None``: from the host's random source).  ``execfn`` is the
+    file name the program was started as (default: ``image.path``).
+    """
+    top = _map_segments(space, image)
+    space.brk_start = space.brk = top
+    space.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE)
+    random_bytes = os.urandom(16) if seed is None else random.Random(seed).randbytes(16)
+    auxv = {
+        Auxv.AT_MINSIGSTKSZ: MINSIGSTKSZ,
+        Auxv.AT_HWCAP: hwcap,
+        Auxv.AT_PAGESZ: PAGE_SIZE,
+        Auxv.AT_CLKTCK: CLOCK_TICKS,
+        Auxv.AT_PHDR: image.phdr_address,
+        Auxv.AT_PHENT: image.header.e_phentsize,
+        Auxv.AT_PHNUM: image.header.e_phnum,
+        Auxv.AT_BASE: 0,
+        Auxv.AT_FLAGS: 0,
+        Auxv.AT_ENTRY: image.entry,
+        Auxv.AT_UID: os.getuid(),
+        Auxv.AT_EUID: os.geteuid(),
+        Auxv.AT_GID: os.getgid(),
+        Auxv.AT_EGID: os.getegid(),
+        Auxv.AT_SECURE: 0,
+        Auxv.AT_RANDOM: 0,
+        Auxv.AT_HWCAP2: 0,
+        Auxv.AT_EXECFN: 0,
+        Auxv.AT_PLATFORM: 0,
+    }
+    sp = _build_stack(space, [os.fsencode(a) for a in argv], [os.fsencode(e) for e in env],
+                      os.fsencode(image.path if execfn is None else execfn), random_bytes, auxv)
+    state.reset_user()
+    state.rip = image.entry
+    state.rsp = sp
+    return LoadedProgram(image.entry, sp, top, auxv)
+
+
+def _prot(p: ProgramHeader) -> int:
+    flags = SegmentFlags(p.p_flags & 7)
+    return ((PROT_READ if flags & SegmentFlags.PF_R else 0) | (PROT_WRITE if flags & SegmentFlags.PF_W else 0)
+            | (PROT_EXEC if flags & SegmentFlags.PF_X else 0))
+
+
+def _map_segments(space: AddressSpace, image: ElfImage) -> int:
+    """Map every PT_LOAD; return the page-aligned end of the highest one.
+
+    Segments that share a page (the end of one and the start of the next)
+    are mapped as one run; the shared page gets both segments' bytes and
+    permissions.
+    """
+    bias, data = image.bias, image.data
+    runs: list[list[ProgramHeader]] = []
+    for p in sorted(image.loads, key=lambda p: p.p_vaddr):
+        if runs and (p.p_vaddr + bias) & ~PAGE_MASK < _end(runs[-1][-1], bias):
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    for run in runs:
+        first = run[0]
+        start = (first.p_vaddr + bias) & ~PAGE_MASK
+        buf = bytearray(_end(run[-1], bias) - start)
+        lead = first.p_vaddr + bias - start
+        prefix = data[first.p_offset - lead: first.p_offset]   # the file bytes before p_vaddr in its page
+        buf[:len(prefix)] = prefix
+        prots: dict[int, int] = {}
+        for p in run:
+            at = p.p_vaddr + bias - start
+            buf[at: at + p.p_filesz] = data[p.p_offset: p.p_offset + p.p_filesz]
+            for vpn in range((p.p_vaddr + bias) >> PAGE_SHIFT, _end(p, bias) >> PAGE_SHIFT):
+                prots[vpn] = prots.get(vpn, 0) | _prot(p)
+        base_prot = prots[start >> PAGE_SHIFT]
+        space.map(start, len(buf), base_prot, buf)
+        for vpn, prot in prots.items():
+            if prot != base_prot:
+                space.protect(vpn << PAGE_SHIFT, PAGE_SIZE, prot)
+    return max(_end(p, bias) for p in image.loads)
+
+
+def _end(p: ProgramHeader, bias: int) -> int:
+    return page_round_up(p.p_vaddr + bias + p.p_memsz)
+
+
+def _build_stack(space: AddressSpace, argv: list[bytes], env: list[bytes], execfn: bytes,
+                 random_bytes: bytes, auxv: dict[Auxv, int]) -> int:
+    """Write strings, pointer tables and auxv below STACK_TOP; return the initial rsp.
+
+    The string addresses (AT_RANDOM, AT_PLATFORM, AT_EXECFN) are filled into ``auxv``.
+    """
+    # Strings first, upwards from the lowest; the block ends just below a NULL word at STACK_TOP - 8.
+    strings = [random_bytes, PLATFORM + b"\0", *(s + b"\0" for s in argv + env), execfn + b"\0"]
+    blob = b"".join(strings)
+    base = (STACK_TOP - 8 - len(blob)) & ~15
+    space.write(base, blob)
+    addr = list(itertools.accumulate((len(s) for s in strings[:-1]), initial=base))
+    auxv[Auxv.AT_RANDOM] = addr[0]
+    auxv[Auxv.AT_PLATFORM] = addr[1]
+    auxv[Auxv.AT_EXECFN] = addr[-1]
+    argv_ptrs = addr[2: 2 + len(argv)]
+    env_ptrs = addr[2 + len(argv): -1]
+    words = [len(argv), *argv_ptrs, 0, *env_ptrs, 0]
+    for key, value in auxv.items():
+        words += [key, value]
+    words += [Auxv.AT_NULL, 0]
+    sp = (base - 8 * len(words)) & ~15
+    space.write(sp, b"".join(w.to_bytes(8, "little") for w in words))
+    return sp
