@@ -196,8 +196,8 @@ class PyOps:
             return opnd.disp & mask
         if opnd.disp:
             parts.append(str(opnd.disp))
-        if len(parts) == 1 and opnd.asize == 64:
-            return parts[0]
+        if len(parts) == 1 and opnd.asize == 64 and not (opnd.index and opnd.scale != 1):
+            return parts[0]                         # a bare 64-bit register needs no mask
         return self.tmp(f"({' + '.join(parts)}) & {mask}")
 
     def address(self, opnd: Operand) -> V:
@@ -414,9 +414,10 @@ class PyOps:
         self.end()
         self._flush()
         self.defined.clear()
-        result = self.tmp(f"C_{name}(cpu{''.join(', ' + str(a) for a in args)})")
+        # CpuState is now complete: a fault inside the call must roll back nothing, so the
+        # progress the call stored before faulting (a REP's RCX, RSI, RDI) survives.
         self._snapshot()
-        return result
+        return self.tmp(f"C_{name}(cpu{''.join(', ' + str(a) for a in args)})")
 
 
 __all__ = ["GuestFault", "PyOps", "Translation"]

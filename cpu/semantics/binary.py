@@ -8,6 +8,7 @@ accepted and has no further effect: one CPU executes each instruction whole.
 from __future__ import annotations
 
 from cpu.decoder import Kind, Operand
+from cpu.exceptions import Vector
 from cpu.flags import CcOp, Flag
 from cpu.semantics import semantics
 
@@ -87,26 +88,38 @@ def xadd(ops, insn, dst, src):
 def cmpxchg(ops, insn, dst, src):
     """Compare the accumulator with DST; equal: DST = SRC, else accumulator = DST.
 
-    The destination is always written (with its old value when unequal), as
-    the SDM's operation section says the processor does.
+    A memory destination is always written (with its old value when unequal),
+    as the SDM's operation section says the processor does.  Registers follow
+    the hardware, not a literal reading of that pseudo-code: a 32-bit write
+    zero-extends, so RAX is written only on failure and a register
+    destination only on success (a failing ``cmpxchg ebx, ecx`` keeps RBX's
+    upper half).  QEMU's current translator agrees; unicorn 2.1 (older QEMU) does not.
     """
     size = dst.size
     acc_reg = _accumulator(dst)
     acc, old, new = ops.read(acc_reg), ops.read(dst), ops.read(src)
     equal = ops.eq(acc, old)
-    if size == 32:          # a 32-bit write zero-extends: RAX is written only on failure
+    if size == 32:
         ops.set_reg("rax", ops.select(equal, ops.reg("rax"), old))
     else:
         ops.write(acc_reg, ops.select(equal, acc, old))
-    ops.write(dst, ops.select(equal, new, old))
+    if dst.kind is Kind.REG and size == 32:
+        ops.set_reg(dst.reg, ops.select(equal, new, ops.reg(dst.reg)))
+    else:
+        ops.write(dst, ops.select(equal, new, old))
     ops.set_flags(CcOp.SUB, size, acc, old, ops.sub(acc, old, size))
 
 
 @semantics("cmpxchg16b", "cmpxchg8b")
 def cmpxchg_double(ops, insn, dst):
-    """CMPXCHG16B m128 / CMPXCHG8B m64: compare RDX:RAX with memory; only ZF changes."""
+    """CMPXCHG16B m128 / CMPXCHG8B m64: compare RDX:RAX with memory; only ZF changes.
+
+    CMPXCHG16B raises #GP(0) when its operand is not 16-byte aligned.
+    """
     half = dst.size // 2
     lo_mask = (1 << half) - 1
+    if dst.size == 128:
+        ops.fault_if(ops.ne(ops.and_(ops.address(dst), 15), 0), Vector.GP, 0)
     old = ops.read(dst)
     rax, rdx, rbx, rcx = (ops.reg(r) for r in ("rax", "rdx", "rbx", "rcx"))
     expected = ops.or_(ops.shl(ops.trunc(rdx, half), half, dst.size), ops.trunc(rax, half))

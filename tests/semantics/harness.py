@@ -29,6 +29,7 @@ DATA_SIZE = 0x2000
 STACK = 0x30000
 STACK_SIZE = 0x2000
 FS_BASE = DATA + 0x800
+HLT = b"\xf4"
 
 UC_GPR = {name: getattr(U, f"UC_X86_REG_{name.upper()}") for name in GPR64}
 
@@ -110,11 +111,14 @@ def _initial(case: Case) -> tuple[dict[str, int], bytes]:
     return regs, data
 
 
-def run_emu(case: Case) -> Outcome:
+def run_emu(case: Case, blocks: bool = False) -> Outcome:
+    """Run ``case`` in emu one instruction per block (``blocks=False``: how a debugger steps)
+    or as whole translated blocks, where flags flow between instructions at translation time.
+    Block mode appends a HLT after the snippet so the run stops there."""
     code = assemble(case.asm)
     regs, data = _initial(case)
     mem = AddressSpace()
-    mem.map(CODE, 0x1000, 5, code)
+    mem.map(CODE, 0x1000, 5, code + (HLT if blocks else b""))
     mem.map(DATA, DATA_SIZE, 3, data)
     mem.map(STACK, STACK_SIZE, 3)
     state = CpuState()
@@ -129,13 +133,19 @@ def run_emu(case: Case) -> Outcome:
     cpu = Interpreter(state, mem)
     end = CODE + len(code)
     faulted = False
-    for _ in range(case.max_steps):
-        if state.rip == end:
-            break
-        exit_ = cpu.run(limit=1)
-        if exit_.kind is ExitKind.FAULT:
-            faulted = True
-            break
+    if blocks:
+        exit_ = cpu.run(limit=case.max_steps)
+        faulted = exit_.kind is ExitKind.FAULT
+        if exit_.kind is ExitKind.HALT and state.rip == end + len(HLT):
+            state.rip = end
+    else:
+        for _ in range(case.max_steps):
+            if state.rip == end:
+                break
+            exit_ = cpu.run(limit=1)
+            if exit_.kind is ExitKind.FAULT:
+                faulted = True
+                break
     return Outcome({n: getattr(state, n) for n in GPR64}, state.rip, read_rflags(state),
                    {i: state.xmm(i) for i in range(16)}, mem.read(DATA, DATA_SIZE), faulted)
 
@@ -167,8 +177,9 @@ def run_unicorn(case: Case) -> Outcome:
 
 def check(case: Case) -> None:
     """Assert emu and unicorn agree on ``case``."""
-    ours, theirs = run_emu(case), run_unicorn(case)
-    problems = ours.diff(theirs, case.undefined)
+    theirs = run_unicorn(case)
+    problems = [f"{mode}: {p}" for mode, blocks in (("stepped", False), ("block", True))
+                for p in run_emu(case, blocks).diff(theirs, case.undefined)]
     assert not problems, f"`{case.asm}` from {case.regs} flags={case.rflags:#x}:\n  " + "\n  ".join(problems)
 
 
