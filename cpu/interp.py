@@ -36,6 +36,7 @@ class ExitKind(Enum):
     SYSCALL = "syscall"   # the guest executed SYSCALL; RIP is past it
     FAULT = "fault"       # an exception: Exit.fault says which; RIP is the faulting instruction
     LIMIT = "limit"       # the instruction limit was reached
+    BREAKPOINT = "breakpoint"  # RIP reached an address in Interpreter.breakpoints (not yet executed)
     HALT = "halt"         # HLT
     EVENT = "event"       # another instruction that needs the machine (Exit.event names it)
 
@@ -86,6 +87,13 @@ class Interpreter:
         }
         memory.on_code_write = self.invalidate
         self.translated = 0
+        self.breakpoints: frozenset[int] = frozenset()
+
+    def set_breakpoints(self, addresses: set[int] | frozenset[int]) -> None:
+        """Stop before executing any of ``addresses``; blocks are cut so each one starts a block."""
+        if frozenset(addresses) != self.breakpoints:
+            self.breakpoints = frozenset(addresses)
+            self.flush()
 
     @property
     def icount(self) -> int:
@@ -101,6 +109,8 @@ class Interpreter:
         insns: list[Insn] = []
         address = rip
         while True:
+            if insns and address in self.breakpoints:
+                break
             try:
                 insn = self.decode(address)
             except GuestFault:
@@ -146,14 +156,24 @@ class Interpreter:
 
     # -- execution ---------------------------------------------------------------
     def run(self, limit: int | None = None) -> Exit:
-        """Run until an event, a fault, or ``limit`` more instructions have retired."""
+        """Run until an event, a fault, a breakpoint, or ``limit`` more instructions have retired.
+
+        A breakpoint at the starting RIP does not stop the run: that is how a
+        debugger continues from one.
+        """
         state = self.state
         rip = state.rip
         count = 0
         blocks = self.blocks
         get = blocks.get
+        breakpoints = self.breakpoints
+        first = True
         try:
             while True:
+                if breakpoints and rip in breakpoints and not first:
+                    state.rip = rip
+                    return Exit(ExitKind.BREAKPOINT)
+                first = False
                 if limit is not None and limit - count < self.max_block:
                     if count >= limit:
                         state.rip = rip

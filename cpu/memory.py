@@ -53,6 +53,7 @@ class Memory:
         self.code_pages: set[int] = set()
         self.on_code_write: Callable[[int], None] = lambda vpn: None
         self.watch: Callable[[int, int, int], None] | None = None
+        self.watched: set[int] = set()
         self._build_accessors()
 
     # -- translation, supplied by the address space or the MMU -------------
@@ -91,9 +92,20 @@ class Memory:
                     fault.address = address
                     fault.args = (fault.describe(),)
                 raise
-            if not (access == WRITE and vpn in self.code_pages):
+            if not (access == WRITE and vpn in self.code_pages) and vpn not in self.watched:
                 self.tlb[access][vpn] = e
         return e
+
+    def set_watch(self, pages: set[int], hook: Callable[[int, int, int], None] | None) -> None:
+        """Send every access to ``pages`` through the slow path, which calls ``hook(address, length, access)``.
+
+        This is how debugger watchpoints are exact: the hook sees the very load or store.
+        """
+        for vpn in self.watched | pages:
+            for t in self.tlb:
+                t.pop(vpn, None)
+        self.watched = set(pages)
+        self.watch = hook if pages else None
 
     def mark_code(self, vpn: int) -> None:
         """Page ``vpn`` now holds translated code: route writes to it through the slow path."""
@@ -102,6 +114,8 @@ class Memory:
 
     # -- bulk access (loaders, syscalls, string instructions, debugger) -----
     def read(self, address: int, length: int, access: int = READ) -> bytes:
+        if self.watch is not None and access == READ:
+            self.watch(address & MASK64, length, READ)
         out = bytearray()
         while length > 0:
             address &= MASK64
@@ -114,6 +128,8 @@ class Memory:
         return bytes(out)
 
     def write(self, address: int, data: bytes | bytearray | memoryview) -> None:
+        if self.watch is not None:
+            self.watch(address & MASK64, len(data), WRITE)
         view = memoryview(data)
         pos = 0
         # Translate every page first so a faulting write leaves memory untouched.
@@ -241,14 +257,7 @@ class Memory:
         self.stores = {8: st8, 16: st16, 32: st32, 64: st64, 128: st128}
 
     def _slow_load(self, address: int, size: int) -> int:
-        address &= MASK64
-        value = self.load(address, size)
-        if self.watch is not None:
-            self.watch(address, size // 8, READ)
-        return value
+        return self.load(address & MASK64, size)
 
     def _slow_store(self, address: int, size: int, value: int) -> None:
-        address &= MASK64
-        self.store(address, size, value)
-        if self.watch is not None:
-            self.watch(address, size // 8, WRITE)
+        self.store(address & MASK64, size, value)

@@ -31,7 +31,7 @@ from emu.user.loader import HWCAP_DEFAULT, load_program
 from emu.user.syscalls import Kernel
 
 if TYPE_CHECKING:
-    from cpu.interp import Interpreter
+    from cpu.interp import Exit, Interpreter
 
 DETERMINISTIC_EPOCH_NS = 1_704_067_200 * 1_000_000_000
 """2024-01-01 00:00:00 UTC: the wall clock at the start of a deterministic run."""
@@ -94,21 +94,25 @@ class Process:
                         if e.signal is None:
                             return e.exit_code
                         return self._killed(e.signal, "")
-                elif stop.kind == ExitKind.FAULT:
-                    return self._fault(stop.fault, stop.message or "")
-                elif stop.kind == ExitKind.HALT:
-                    return self._fault(GuestFault(Vector.GP, 0, detail="hlt is privileged"), "")
-                elif stop.kind == ExitKind.EVENT:
-                    return self._fault(GuestFault(Vector.UD, detail=f"{stop.event} is not available in user mode"), "")
+                elif stop.kind in (ExitKind.FAULT, ExitKind.HALT, ExitKind.EVENT):
+                    return self._killed(*self.signal_of(stop))
         finally:
             self.kernel.close()
 
-    def _fault(self, fault: GuestFault, message: str) -> int:
-        sig = FAULT_SIGNALS.get(fault.vector, Signal.SIGSEGV)
+    def signal_of(self, stop: Exit) -> tuple[int, str]:
+        """The signal a CPU exit sends the process, and a one-line reason naming the fault and RIP."""
+        from cpu.interp import ExitKind
+
+        if stop.kind == ExitKind.HALT:
+            fault = GuestFault(Vector.GP, 0, detail="hlt is privileged")
+        elif stop.kind == ExitKind.EVENT:
+            fault = GuestFault(Vector.UD, detail=f"{stop.event} is not available in user mode")
+        else:
+            fault = stop.fault
         text = fault.describe()
-        if message and message not in text:
-            text += f" ({message})"
-        return self._killed(sig, f"{text} at rip {self.state.rip:#x}")
+        if stop.message and stop.message not in text:
+            text += f" ({stop.message})"
+        return FAULT_SIGNALS.get(fault.vector, Signal.SIGSEGV), f"{text} at rip {self.state.rip:#x}"
 
     def _killed(self, sig: int, why: str) -> int:
         if sig != Signal.SIGPIPE:          # shells stay quiet about a broken pipe too
