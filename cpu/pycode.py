@@ -18,6 +18,7 @@ state there, so the run loop writes exactly that state back.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 
 from cpu.decoder import Insn, Kind, Operand
@@ -74,6 +75,42 @@ def signed(v: int, size: int) -> int:
     return v - (1 << size) if v >> (size - 1) else v
 
 
+_TEMP = re.compile(r"\b_\d+\b")
+_PURE_ASSIGN = re.compile(r"\s*(_\d+) = (.*)")
+_SIDE_EFFECT = re.compile(r"\b(?:ld\d+|C_\w+)\(|\braise\b")
+
+
+def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snapshot]) -> tuple[list[str], list[int]]:
+    """Drop temporaries nothing reads; return the body and each snapshot's first line number.
+
+    Semantics compute freely (the old flags a rotate keeps, a carry nobody
+    tests); what survives is what a store, a register, the returned RIP, a
+    fault test or the flags record at a faulting instruction needs.  A
+    snapshot's cc record counts only where its instruction can fault, since
+    only there does the run loop read it back.
+    """
+    used: set[str] = set()
+    bounds = [*starts, len(body)]
+    for i, snap in enumerate(snapshots):
+        if snap.cc is not None and any(_SIDE_EFFECT.search(line) for line in body[bounds[i]:bounds[i + 1]]):
+            used.update(v for v in snap.cc if isinstance(v, str))
+    keep = [True] * len(body)
+    for i in range(len(body) - 1, -1, -1):
+        line = body[i]
+        match = _PURE_ASSIGN.match(line)
+        if match and match[1] not in used and not _SIDE_EFFECT.search(match[2]):
+            keep[i] = False
+            continue
+        used.update(_TEMP.findall(line))
+    position, kept = [], 0
+    for flag in keep:
+        position.append(kept)
+        kept += flag
+    position.append(kept)
+    lines = [position[start] + 2 for start in starts]   # line 1 is the def
+    return [line for line, flag in zip(body, keep, strict=True) if flag], lines
+
+
 class PyOps:
     """Builds the Python source of one block."""
 
@@ -105,7 +142,7 @@ class PyOps:
         return name
 
     def _snapshot(self) -> None:
-        self.lines.append(len(self.body) + 2)   # line 1 is the def
+        self.lines.append(len(self.body))       # a body index until finish() turns it into a line number
         self.snapshots.append(Snapshot(self.index, tuple(sorted(self.dirty)), self.cc))
 
     def begin(self, insn: Insn) -> None:
@@ -126,8 +163,9 @@ class PyOps:
         self._flush()
         target = self.target if self.target is not None else insns[-1].next
         self.emit(f"return {target}")
-        source = "def block():\n" + "\n".join(self.body) + "\n"
-        return Translation(source, insns, self.event_name, self.lines, self.snapshots)
+        body, lines = eliminate_dead_code(self.body, self.lines, self.snapshots)
+        source = "def block():\n" + "\n".join(body) + "\n"
+        return Translation(source, insns, self.event_name, lines, self.snapshots)
 
     def _flush(self) -> None:
         for name in sorted(self.dirty):
