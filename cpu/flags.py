@@ -137,15 +137,6 @@ def condition(cc: str, f: int) -> int:
 
 _NEGATED = {"no": "o", "ae": "b", "ne": "e", "a": "be", "ns": "s", "np": "p", "ge": "l", "g": "le"}
 
-CC_ALIASES = {"c": "b", "nae": "b", "nc": "ae", "nb": "ae", "z": "e", "nz": "ne", "na": "be", "nbe": "a",
-              "pe": "p", "po": "np", "nge": "l", "nl": "ge", "ng": "le", "nle": "g"}
-"""Capstone spells some conditions differently ("jnb"? no, "jae"); accept every SDM alias."""
-
-
-def normalise(cc: str) -> str:
-    return CC_ALIASES.get(cc, cc)
-
-
 # Flags the SDM leaves undefined, by mnemonic; tests mask these (see tests/semantics).
 UNDEFINED: dict[str, int] = {
     **{m: int(Flag.AF) for m in ("and", "or", "xor", "test")},

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from cpu.decoder import Insn, Kind, Operand
 from cpu.exceptions import GuestFault
-from cpu.flags import ARITH, CcOp, Flag, compute, condition, normalise
+from cpu.flags import ARITH, CcOp, Flag, compute, condition
 from cpu.ops import V
 
 MASK = {n: (1 << n) - 1 for n in (1, 8, 16, 32, 64, 128)}
@@ -389,7 +389,6 @@ class PyOps:
         return None
 
     def cond(self, cc: str) -> V:
-        cc = normalise(cc)
         fast = self._fast_cond(cc)
         if fast is not None:
             return fast

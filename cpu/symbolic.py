@@ -20,7 +20,7 @@ semantics stay backend-neutral (``tests/test_explain.py``).
 from __future__ import annotations
 
 from cpu.decoder import Insn, Kind, Operand, reg_name
-from cpu.flags import CcOp, Flag, normalise
+from cpu.flags import CcOp, Flag
 from cpu.ops import V
 
 
@@ -198,7 +198,7 @@ class SymbolicOps:
         return self._val(Flag(bit).name)
 
     def cond(self, cc: str) -> V:
-        return self._val(f"cond.{normalise(cc)}")
+        return self._val(f"cond.{cc}")
 
     def rflags(self) -> V:
         return self._val("rflags")

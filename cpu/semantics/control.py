@@ -6,7 +6,7 @@ far transfers live in ``system``.
 
 from __future__ import annotations
 
-from cpu.flags import CC_ALIASES, CONDITIONS, Flag
+from cpu.flags import CONDITIONS, Flag
 from cpu.semantics import semantics
 
 
@@ -22,11 +22,8 @@ def _jcc(cc):
     return jcc
 
 
-for _cc in CONDITIONS + tuple(CC_ALIASES):
-    try:
-        semantics(f"j{_cc}")(_jcc(_cc))
-    except ValueError:
-        pass
+for _cc in CONDITIONS:
+    semantics(f"j{_cc}")(_jcc(_cc))
 
 
 @semantics("call")
