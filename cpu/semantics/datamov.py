@@ -9,7 +9,7 @@ destination even when the condition is false.
 from __future__ import annotations
 
 from cpu.decoder import Kind, Operand
-from cpu.flags import CONDITIONS, CC_ALIASES
+from cpu.flags import CONDITIONS
 from cpu.semantics import semantics
 
 
@@ -73,12 +73,9 @@ def _setcc(cc):
     return setcc
 
 
-for _cc in CONDITIONS + tuple(CC_ALIASES):
-    for _name, _factory in ((f"cmov{_cc}", _cmov), (f"set{_cc}", _setcc)):
-        try:
-            semantics(_name)(_factory(_cc))
-        except ValueError:
-            pass
+for _cc in CONDITIONS:
+    semantics(f"cmov{_cc}")(_cmov(_cc))
+    semantics(f"set{_cc}")(_setcc(_cc))
 
 
 @semantics("cbw", "cwde", "cdqe")
