@@ -1,0 +1,87 @@
+"""The `emu` command line as a user meets it: help, bad input, programs that die."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def emu(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "emu", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def compile_c(tmp_path: Path, name: str, source: str) -> Path:
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    exe = tmp_path / name
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["explain"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    proc = emu(*command, "--help")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: emu")
+
+
+def test_a_missing_program_is_one_line_and_status_2(tmp_path: Path) -> None:
+    proc = emu("run", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith("emu: error:") and "nope" in proc.stderr
+
+
+def test_a_text_file_is_refused_as_not_elf(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    proc = emu("run", str(script))
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_null_dereference_dies_with_sigsegv_like_natively(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "segv", "int main(void) { volatile int *p = 0; return *p; }\n")
+    native = subprocess.run([str(exe)], capture_output=True)
+    proc = emu("run", str(exe))
+    assert native.returncode == -11
+    assert proc.returncode == 128 + 11
+    assert "SIGSEGV" in proc.stderr and "#PF" in proc.stderr and "at address 0x0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_unimplemented_instruction_dies_with_sigill_naming_mnemonic_and_bytes(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "avx", 'int main(void) { __asm__ volatile("vpxor %xmm0, %xmm0, %xmm0"); return 0; }\n')
+    proc = emu("run", str(exe))
+    assert proc.returncode == 128 + 4
+    assert "SIGILL" in proc.stderr and "#UD" in proc.stderr
+    assert "vpxor xmm0, xmm0, xmm0" in proc.stderr and "c5 f9 ef c0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_divide_by_zero_dies_with_sigfpe(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "div0", "int main(int c, char **v) { return 7 / (c - 1); }\n")
+    proc = emu("run", str(exe))
+    assert proc.returncode == 128 + 8
+    assert "SIGFPE" in proc.stderr and "#DE" in proc.stderr
+
+
+def test_stats_reports_instructions_and_rate(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "ret3", "int main(void) { return 3; }\n")
+    proc = emu("run", "--stats", str(exe))
+    assert proc.returncode == 3
+    assert "instructions retired" in proc.stderr and "MIPS" in proc.stderr
+
+
+def test_deterministic_runs_retire_the_same_instruction_count(tmp_path: Path) -> None:
+    exe = compile_c(tmp_path, "clock", '#include <stdio.h>\n#include <time.h>\n'
+                    'int main(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);'
+                    ' printf("%ld %ld\\n", (long)t.tv_sec, t.tv_nsec); return 0; }\n')
+    first = emu("run", "--deterministic", "--stats", str(exe))
+    second = emu("run", "--deterministic", "--stats", str(exe))
+    assert first.stdout == second.stdout
+    count = [line.split(" instructions")[0] for line in (first.stderr, second.stderr)]
+    assert count[0] == count[1]
