@@ -14,6 +14,7 @@ Bytes capstone cannot decode become :class:`cpu.exceptions.UndefinedOpcode`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -123,6 +124,10 @@ def parse_reg(name: str) -> tuple[str, int, bool]:
 
 _PREFIX_REP, _PREFIX_REPNE, _PREFIX_LOCK = 0xF3, 0xF2, 0xF0
 
+_SSE_PREDICATES = ("eq", "lt", "le", "unord", "neq", "nlt", "nle", "ord")
+_SSE_COMPARE = re.compile(rf"cmp({'|'.join(_SSE_PREDICATES)})(ss|sd|ps|pd)")
+"""CMPSS/CMPSD/CMPPS/CMPPD pseudo-op spelling: predicate (SDM Vol. 2A, CMPPS table 3-7), then shape."""
+
 
 class Decoder:
     """Decodes x86-64 instructions from a fetch function; one capstone handle, reused."""
@@ -150,8 +155,14 @@ class Decoder:
             operands.append(self._operand(ci, op))
         prefix = ci.prefix
         text = f"{ci.mnemonic} {ci.op_str}".strip()
+        mnemonic = ci.insn_name()
+        if (compare := _SSE_COMPARE.fullmatch(ci.mnemonic)) is not None:
+            # capstone 5 prints CMPPS..CMPSD with imm8 0-7 as pseudo-ops ("cmpltsd"), drops the imm8
+            # and reports a wrong instruction id (cmpordss -> "cmpxchg16b"): restore both
+            mnemonic = "cmp" + compare[2]
+            operands.append(Operand(Kind.IMM, 8, imm=_SSE_PREDICATES.index(compare[1])))
         return Insn(
-            address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=ci.insn_name(), text=text,
+            address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=mnemonic, text=text,
             operands=tuple(operands), rep=prefix[0] == _PREFIX_REP, repne=prefix[0] == _PREFIX_REPNE,
             lock=prefix[0] == _PREFIX_LOCK or prefix[1] == _PREFIX_LOCK,
             opsize=_implicit_size(ci),

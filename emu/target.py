@@ -29,7 +29,7 @@ from enum import Enum
 
 from cpu.interp import ExitKind, Interpreter
 from cpu.memory import PAGE_SHIFT, READ, WRITE
-from emu.user.linux import ProcessExit, signal_name
+from emu.user.linux import ProcessExit, Signal, signal_name
 from emu.user.process import Process
 
 SLICE = 20_000
@@ -206,12 +206,19 @@ class Target:
         finally:
             self.breakpoints.pop(bp.number, None)
 
+    def kill(self) -> Stop:
+        """End the program now, as SIGKILL would (gdb's ``k``); returns the exit stop."""
+        if self.exited is None:
+            self._finish(None, Signal.SIGKILL)
+        return self.exited
+
     def _run(self, limit: int | None, *, stop_at_breakpoints: bool) -> Stop:
         if self.exited is not None:
             return self.exited
         if self.pending_signal is not None:      # continuing after a fault delivers it: the program dies
             return self._finish(None, self.pending_signal.signal)
         self._interrupt.clear()
+        self._pending.hits.clear()               # accesses a front end made while stopped are not the guest's
         start = self.interp.icount
         watching = self._arm()
         single = bool(watching) or self.on_instruction is not None

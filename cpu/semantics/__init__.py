@@ -50,6 +50,19 @@ def call(fn: Callable[..., int | None]) -> Callable[..., int | None]:
 def load_all() -> dict[str, Semantic]:
     """Import every family module (they register themselves) and return the table."""
     from cpu.semantics import (  # noqa: F401
-        binary, bit, control, datamov, flagops, logical, muldiv, shift, sse, stack, string, system,
+        binary,
+        bit,
+        control,
+        datamov,
+        flagops,
+        logical,
+        muldiv,
+        shift,
+        sse,
+        sse_float,
+        stack,
+        string,
+        system,
+        x87,
     )
     return SEMANTICS

@@ -1,1 +1,440 @@
-"""Placeholder family module."""
+"""SSE/SSE2 data movement and 128-bit integer arithmetic, MXCSR access, FXSAVE/FXRSTOR.
+
+Intel SDM Vol. 1 ch. 10-11 (SSE, SSE2), the instruction pages of Vol. 2, and
+Vol. 1, 10.5.1 (the FXSAVE image).  An XMM register is one 128-bit value; a
+*lane* is an 8/16/32/64-bit slice of it, lane 0 in the low bits.  Lane
+arithmetic is done by small pure helpers (``cpu.semantics.HELPERS``) named
+after their instruction, so ``paddb`` lowers to one call ``paddb(a, b)``.
+
+Floating-point arithmetic, comparisons and conversions are in
+``sse_float``; the MMX forms (``mm0``-``mm7`` operands) are not implemented
+(capstone's register names for them are rejected by the decoder, so they
+raise #UD).  MOVSD and CMPSD share their mnemonic with string instructions:
+the string module owns those mnemonics and calls :func:`movsd_xmm` and
+:func:`cmpsd_xmm` when an operand is an XMM register.
+
+Not modelled: non-temporal hints (MOVNTDQ, MOVNTI, MOVNTPS are plain
+stores), MASKMOVDQU, the x87 instruction/data pointers and opcode in the
+FXSAVE image (written as zero), and #XM for unmasked SIMD exceptions.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from collections.abc import Callable
+
+from cpu.decoder import Kind
+from cpu.exceptions import GuestFault, Vector
+from cpu.semantics import call, helper, semantics
+from cpu.semantics import xmm as X
+from cpu.semantics.sse_float import compare
+from cpu.semantics.xmm import MASK32, MASK64, MASK128, MXCSR_MASK, join, lanes, repeat
+
+# -- lane-wise integer arithmetic ----------------------------------------------------
+WRAP, SIGNED_SATURATE, UNSIGNED_SATURATE = "wrap", "signed saturation", "unsigned saturation"
+
+LANE_OPS: dict[str, tuple[int, bool, Callable[[int, int], int], str]] = {
+    # mnemonic: (lane width, lanes read as signed, lane function, how a result fits its lane)
+    "paddb": (8, False, operator.add, WRAP),
+    "paddw": (16, False, operator.add, WRAP),
+    "paddd": (32, False, operator.add, WRAP),
+    "paddq": (64, False, operator.add, WRAP),
+    "psubb": (8, False, operator.sub, WRAP),
+    "psubw": (16, False, operator.sub, WRAP),
+    "psubd": (32, False, operator.sub, WRAP),
+    "psubq": (64, False, operator.sub, WRAP),
+    "paddsb": (8, True, operator.add, SIGNED_SATURATE),
+    "paddsw": (16, True, operator.add, SIGNED_SATURATE),
+    "psubsb": (8, True, operator.sub, SIGNED_SATURATE),
+    "psubsw": (16, True, operator.sub, SIGNED_SATURATE),
+    "paddusb": (8, False, operator.add, UNSIGNED_SATURATE),
+    "paddusw": (16, False, operator.add, UNSIGNED_SATURATE),
+    "psubusb": (8, False, operator.sub, UNSIGNED_SATURATE),
+    "psubusw": (16, False, operator.sub, UNSIGNED_SATURATE),
+    "pcmpgtb": (8, True, lambda x, y: -(x > y), WRAP),
+    "pcmpgtw": (16, True, lambda x, y: -(x > y), WRAP),
+    "pcmpgtd": (32, True, lambda x, y: -(x > y), WRAP),
+    "pminub": (8, False, min, WRAP),
+    "pmaxub": (8, False, max, WRAP),
+    "pminsw": (16, True, min, WRAP),
+    "pmaxsw": (16, True, max, WRAP),
+    "pavgb": (8, False, lambda x, y: (x + y + 1) >> 1, WRAP),
+    "pavgw": (16, False, lambda x, y: (x + y + 1) >> 1, WRAP),
+    "pmullw": (16, False, operator.mul, WRAP),
+    "pmulhw": (16, True, lambda x, y: (x * y) >> 16, WRAP),
+    "pmulhuw": (16, False, lambda x, y: (x * y) >> 16, WRAP),
+    "pmuludq": (64, False, lambda x, y: (x & MASK32) * (y & MASK32), WRAP),
+}
+
+
+def _lane_helper(name: str, width: int, signed: bool, fn: Callable[[int, int], int], fit: str) -> None:
+    mask = (1 << width) - 1
+    lo, hi = (-(1 << (width - 1)), mask >> 1) if fit == SIGNED_SATURATE else (0, mask)
+    saturate = fit != WRAP
+
+    def h(a: int, b: int) -> int:
+        out = map(fn, lanes(a, width, signed), lanes(b, width, signed))
+        if saturate:
+            return join([min(max(r, lo), hi) & mask for r in out], width)
+        return join([r & mask for r in out], width)
+
+    h.__name__ = name
+    h.__doc__ = f"{name.upper()}: {width}-bit lanes, {'signed' if signed else 'unsigned'}, {fit}."
+    helper(h)
+
+
+for _name, _spec in LANE_OPS.items():
+    _lane_helper(_name, *_spec)
+
+
+def _equal_lanes(width: int) -> Callable[[int, int], int]:
+    """PCMPEQx without a loop: a lane of a ^ b is zero exactly when no bit of it is set."""
+    low = repeat((1 << (width - 1)) - 1, width)     # every bit of a lane but its top one
+    top = repeat(1 << (width - 1), width)
+    fill = (1 << width) - 1
+
+    def pcmpeq(a: int, b: int) -> int:
+        x = a ^ b
+        nonzero = ((x & low) + low) | x             # a lane's top bit: set iff the lane is nonzero
+        return ((~nonzero & top) >> (width - 1)) * fill
+    return pcmpeq
+
+
+for _name, _width in (("pcmpeqb", 8), ("pcmpeqw", 16), ("pcmpeqd", 32)):
+    _fn = _equal_lanes(_width)
+    _fn.__name__ = _name
+    helper(_fn)
+
+
+@helper
+def pmaddwd(a: int, b: int) -> int:
+    """Signed 16x16 products, adjacent pairs summed into 32-bit lanes (0x8000 pairs wrap)."""
+    p = [x * y for x, y in zip(lanes(a, 16, True), lanes(b, 16, True), strict=True)]
+    return join([(p[i] + p[i + 1]) & MASK32 for i in range(0, 8, 2)], 32)
+
+
+@helper
+def psadbw(a: int, b: int) -> int:
+    """Sum of absolute byte differences of each 64-bit half, in that half's low 16 bits."""
+    d = [abs(x - y) for x, y in zip(lanes(a, 8), lanes(b, 8), strict=True)]
+    return sum(d[:8]) | (sum(d[8:]) << 64)
+
+
+@semantics(*LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw")
+def lanewise(ops, insn, dst, src):
+    """PADDB xmm1, xmm2/m128 and the others: dst = helper(dst, src), the helper named after the mnemonic."""
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    ops.write(dst, ops.helper(insn.mnemonic, a, b))
+
+
+# -- logical ---------------------------------------------------------------------------
+_LOGIC = {"pand": "and", "andps": "and", "andpd": "and", "pandn": "andn", "andnps": "andn", "andnpd": "andn",
+          "por": "or", "orps": "or", "orpd": "or", "pxor": "xor", "xorps": "xor", "xorpd": "xor"}
+
+
+@semantics(*_LOGIC)
+def logical(ops, insn, dst, src):
+    """Bitwise operations on all 128 bits; ANDN complements the destination first."""
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    match _LOGIC[insn.mnemonic]:
+        case "and":
+            r = ops.and_(a, b)
+        case "andn":
+            r = ops.and_(ops.not_(a, 128), b)
+        case "or":
+            r = ops.or_(a, b)
+        case _:
+            r = ops.xor(a, b)
+    ops.write(dst, r)
+
+
+# -- shifts ------------------------------------------------------------------------------
+def _shift_helper(name: str, kind: str) -> None:
+    def shift(a: int, count: int, width: int) -> int:
+        if kind == "sra":
+            n = min(count, width - 1)
+            return join([r & ((1 << width) - 1) for r in (x >> n for x in lanes(a, width, True))], width)
+        if count >= width:
+            return 0
+        keep = repeat(((1 << width) - 1) << count & ((1 << width) - 1), width)
+        if kind == "sll":
+            return (a << count) & keep
+        return (a >> count) & (keep >> count)
+    shift.__name__ = name
+    shift.__doc__ = f"{name.upper()}: every lane shifted by ``count``; a count >= the lane width " + (
+        "fills each lane with its sign." if kind == "sra" else "clears it.")
+    helper(shift)
+
+
+for _kind in ("sll", "srl", "sra"):
+    _shift_helper("p" + _kind, _kind)
+
+_SHIFTS = {f"p{kind}{s}": (f"p{kind}", w) for kind in ("sll", "srl") for s, w in (("w", 16), ("d", 32), ("q", 64))}
+_SHIFTS.update({"psraw": ("psra", 16), "psrad": ("psra", 32)})
+
+
+@semantics(*_SHIFTS)
+def shift(ops, insn, dst, count):
+    """PSLLW xmm, imm8 / xmm, xmm/m128: every lane by the same count (the source's low 64 bits)."""
+    name, width = _SHIFTS[insn.mnemonic]
+    a = ops.read(dst)
+    n = count.imm if count.kind is Kind.IMM else ops.trunc(X.read(ops, insn, count), 64)
+    ops.write(dst, ops.helper(name, a, n, width))
+
+
+@semantics("pslldq", "psrldq")
+def shift_bytes(ops, insn, dst, count):
+    """Whole-register byte shift; counts above 15 clear the register."""
+    a, n = ops.read(dst), 8 * min(count.imm, 16)
+    ops.write(dst, ops.shl(a, n, 128) if insn.mnemonic == "pslldq" else ops.shr(a, n))
+
+
+# -- shuffles, unpacks, packs -------------------------------------------------------------
+@helper
+def pshufd(a: int, order: int) -> int:
+    d = lanes(a, 32)
+    return join([d[(order >> 2 * i) & 3] for i in range(4)], 32)
+
+
+@helper
+def pshuflw(a: int, order: int) -> int:
+    w = lanes(a, 16)
+    return join([w[(order >> 2 * i) & 3] for i in range(4)] + list(w[4:]), 16)
+
+
+@helper
+def pshufhw(a: int, order: int) -> int:
+    w = lanes(a, 16)
+    return join(list(w[:4]) + [w[4 + ((order >> 2 * i) & 3)] for i in range(4)], 16)
+
+
+@helper
+def shufps(a: int, b: int, order: int) -> int:
+    x, y = lanes(a, 32), lanes(b, 32)
+    return join([x[order & 3], x[(order >> 2) & 3], y[(order >> 4) & 3], y[(order >> 6) & 3]], 32)
+
+
+@helper
+def shufpd(a: int, b: int, order: int) -> int:
+    return ((a >> 64 * (order & 1)) & MASK64) | (((b >> 64 * ((order >> 1) & 1)) & MASK64) << 64)
+
+
+@semantics("pshufd", "pshuflw", "pshufhw")
+def shuffle(ops, insn, dst, src, order):
+    ops.write(dst, ops.helper(insn.mnemonic, X.read(ops, insn, src), order.imm))
+
+
+@semantics("shufps", "shufpd")
+def shuffle2(ops, insn, dst, src, order):
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    ops.write(dst, ops.helper(insn.mnemonic, a, b, order.imm))
+
+
+@helper
+def unpack_low(a: int, b: int, width: int) -> int:
+    """Interleave the low halves: a0, b0, a1, b1, ..."""
+    x, y, n = lanes(a, width), lanes(b, width), 64 // width
+    return join([v for pair in zip(x[:n], y[:n], strict=True) for v in pair], width)
+
+
+@helper
+def unpack_high(a: int, b: int, width: int) -> int:
+    """Interleave the high halves."""
+    x, y, n = lanes(a, width), lanes(b, width), 64 // width
+    return join([v for pair in zip(x[n:], y[n:], strict=True) for v in pair], width)
+
+
+_UNPACKS = {f"punpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
+            for s, w in (("bw", 8), ("wd", 16), ("dq", 32), ("qdq", 64))}
+_UNPACKS.update({f"unpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
+                 for s, w in (("ps", 32), ("pd", 64))})
+
+
+@semantics(*_UNPACKS)
+def unpack(ops, insn, dst, src):
+    name, width = _UNPACKS[insn.mnemonic]
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    ops.write(dst, ops.helper(name, a, b, width))
+
+
+def _pack_helper(name: str, width: int, signed_result: bool) -> None:
+    half = width // 2
+    lo, hi = (-(1 << (half - 1)), (1 << (half - 1)) - 1) if signed_result else (0, (1 << half) - 1)
+    mask = (1 << half) - 1
+
+    def pack(a: int, b: int) -> int:
+        both = lanes(a, width, True) + lanes(b, width, True)
+        return join([min(max(v, lo), hi) & mask for v in both], half)
+    pack.__name__ = name
+    pack.__doc__ = f"{name.upper()}: signed {width}-bit lanes of a, then of b, saturated to {half} bits."
+    helper(pack)
+
+
+for _name, _width, _signed in (("packsswb", 16, True), ("packuswb", 16, False), ("packssdw", 32, True)):
+    _pack_helper(_name, _width, _signed)
+
+
+@semantics("packsswb", "packuswb", "packssdw")
+def pack(ops, insn, dst, src):
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    ops.write(dst, ops.helper(insn.mnemonic, a, b))
+
+
+@helper
+def movmsk(a: int, width: int) -> int:
+    """The top bit of every ``width``-bit lane, lane i in bit i."""
+    return int(format(a, "0128b")[::width], 2)
+
+
+@semantics("pmovmskb", "movmskps", "movmskpd")
+def move_mask(ops, insn, dst, src):
+    width = {"pmovmskb": 8, "movmskps": 32, "movmskpd": 64}[insn.mnemonic]
+    ops.write(dst, ops.helper("movmsk", ops.read(src), width))
+
+
+@semantics("pextrw")
+def pextrw(ops, insn, dst, src, index):
+    ops.write(dst, ops.and_(ops.shr(ops.read(src), 16 * (index.imm & 7)), 0xFFFF))
+
+
+@semantics("pinsrw")
+def pinsrw(ops, insn, dst, src, index):
+    shift = 16 * (index.imm & 7)
+    a, word = ops.read(dst), ops.trunc(ops.read(src), 16)
+    ops.write(dst, ops.or_(ops.and_(a, MASK128 ^ (0xFFFF << shift)), ops.shl(word, shift, 128)))
+
+
+# -- moves -------------------------------------------------------------------------------------
+@semantics("movdqa", "movdqu", "movaps", "movups", "movapd", "movupd", "movntdq", "movntps", "movntpd")
+def move128(ops, insn, dst, src):
+    """Whole-register moves; the aligned forms fault on a misaligned memory operand."""
+    X.write(ops, insn, dst, X.read(ops, insn, src))
+
+
+@semantics("movnti")
+def movnti(ops, insn, dst, src):
+    ops.write(dst, ops.read(src))
+
+
+@semantics("movd", "movq")
+def movd_movq(ops, insn, dst, src):
+    """The low 32/64 bits between XMM, GPR and memory; an XMM destination is zero-extended."""
+    size = 32 if insn.mnemonic == "movd" else 64
+    ops.write(dst, ops.trunc(ops.read(src), size))
+
+
+def move_scalar(ops, dst, src, size: int) -> None:
+    """MOVSS/MOVSD: xmm, xmm merges the low lane; a load zeroes the rest; a store writes the lane."""
+    value = ops.trunc(ops.read(src), size)
+    if dst.kind is Kind.REG and src.kind is Kind.REG:
+        value = ops.or_(ops.and_(ops.read(dst), MASK128 ^ ((1 << size) - 1)), value)
+    ops.write(dst, value)
+
+
+@semantics("movss")
+def movss(ops, insn, dst, src):
+    move_scalar(ops, dst, src, 32)
+
+
+def movsd_xmm(ops, insn, dst, src):
+    """MOVSD xmm1, xmm2 / xmm1, m64 / m64, xmm1 (the string module owns the mnemonic)."""
+    move_scalar(ops, dst, src, 64)
+
+
+def cmpsd_xmm(ops, insn, dst, src, imm):
+    """CMPSD xmm1, xmm2/m64, imm8 (the string module owns the mnemonic)."""
+    compare(ops, insn, dst, src, imm)
+
+
+@semantics("movhps", "movhpd", "movlps", "movlpd")
+def move_half(ops, insn, dst, src):
+    """Load one 64-bit half of an XMM register from m64, or store it."""
+    high = insn.mnemonic.startswith("movh")
+    if dst.kind is Kind.MEM:
+        v = ops.read(src)
+        ops.write(dst, ops.shr(v, 64) if high else ops.trunc(v, 64))
+        return
+    a, m = ops.read(dst), ops.read(src)
+    if high:
+        ops.write(dst, ops.or_(ops.trunc(a, 64), ops.shl(m, 64, 128)))
+    else:
+        ops.write(dst, ops.or_(ops.and_(a, MASK128 ^ MASK64), m))
+
+
+@semantics("movhlps")
+def movhlps(ops, insn, dst, src):
+    a, b = ops.read(dst), ops.read(src)
+    ops.write(dst, ops.or_(ops.and_(a, MASK128 ^ MASK64), ops.shr(b, 64)))
+
+
+@semantics("movlhps")
+def movlhps(ops, insn, dst, src):
+    a, b = ops.read(dst), ops.read(src)
+    ops.write(dst, ops.or_(ops.trunc(a, 64), ops.shl(ops.trunc(b, 64), 64, 128)))
+
+
+# -- MXCSR and the FXSAVE image -----------------------------------------------------------------
+@semantics("ldmxcsr")
+def ldmxcsr(ops, insn, src):
+    """#GP(0) when a reserved bit (outside MXCSR_MASK) is set."""
+    value = ops.read(src)
+    ops.fault_if(ops.ne(ops.and_(value, MASK32 ^ MXCSR_MASK), 0), Vector.GP, 0)
+    ops.set_reg("mxcsr", value)
+
+
+@semantics("stmxcsr")
+def stmxcsr(ops, insn, dst):
+    ops.write(dst, ops.reg("mxcsr"))
+
+
+# The FXSAVE image (SDM Vol. 1, table 10-2, the 64-bit layout):
+#   0 FCW, 2 FSW, 4 abridged FTW, 5 reserved, 6 FOP, 8 FIP (8 bytes), 16 FDP (8 bytes),
+#   24 MXCSR, 28 MXCSR_MASK, 32 ST0..ST7 (10 bytes in each 16), 160 XMM0..XMM15, 416-511 reserved/available
+FX_MXCSR, FX_ST0, FX_XMM0 = 24, 32, 160
+FX_SIZE = 512
+
+
+@call
+def fxsave(cpu, address: int) -> None:
+    """Write the x87/SSE state image; reserved bytes and bytes 464-511 are left untouched."""
+    s = cpu.state
+    image = bytearray(cpu.mem.read(address, FX_SIZE))      # one write below: a fault leaves memory as it was
+    fop = fip = fdp = 0                                      # not modelled
+    struct.pack_into("<HHBxHQQII", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp, s.mxcsr, MXCSR_MASK)
+    for i in range(8):
+        image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] = bytes(s.st_raw[10 * i:10 * i + 10])
+    image[FX_XMM0:FX_XMM0 + 256] = b"".join(s.xmm(i).to_bytes(16, "little") for i in range(16))
+    cpu.mem.write(address, image)
+
+
+@call
+def fxrstor(cpu, address: int) -> None:
+    """Load the image written by FXSAVE; #GP(0) (and no change) when its MXCSR sets reserved bits."""
+    s = cpu.state
+    image = cpu.mem.read(address, FX_XMM0 + 16 * 16)
+    fcw, fsw, ftw, mxcsr = struct.unpack_from("<HHB", image) + struct.unpack_from("<I", image, FX_MXCSR)
+    if mxcsr & ~MXCSR_MASK:
+        raise GuestFault(Vector.GP, 0, detail=f"fxrstor: reserved MXCSR bits in {mxcsr:#x}")
+    s.fcw, s.fsw, s.ftw, s.mxcsr = fcw, fsw, ftw, mxcsr
+    for i in range(8):
+        s.st_raw[10 * i:10 * i + 10] = image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10]
+    for i in range(16):
+        s.set_xmm(i, int.from_bytes(image[FX_XMM0 + 16 * i:FX_XMM0 + 16 * i + 16], "little"))
+
+
+def _fx_address(ops, opnd):
+    address = ops.address(opnd)
+    ops.fault_if(ops.ne(ops.and_(address, 15), 0), Vector.GP, 0)
+    return address
+
+
+@semantics("fxsave", "fxsave64")
+def fxsave_insn(ops, insn, dst):
+    """FXSAVE m512byte: 16-byte aligned, else #GP(0)."""
+    ops.call("fxsave", _fx_address(ops, dst))
+
+
+@semantics("fxrstor", "fxrstor64")
+def fxrstor_insn(ops, insn, src):
+    ops.call("fxrstor", _fx_address(ops, src))

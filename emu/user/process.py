@@ -112,7 +112,10 @@ class Process:
         text = fault.describe()
         if stop.message and stop.message not in text:
             text += f" ({stop.message})"
-        return FAULT_SIGNALS.get(fault.vector, Signal.SIGSEGV), f"{text} at rip {self.state.rip:#x}"
+        rip = f"{self.state.rip:#x}"
+        if not text.endswith(f"at {rip}"):
+            text += f" at rip {rip}"
+        return FAULT_SIGNALS.get(fault.vector, Signal.SIGSEGV), text
 
     def _killed(self, sig: int, why: str) -> int:
         if sig != Signal.SIGPIPE:          # shells stay quiet about a broken pipe too
