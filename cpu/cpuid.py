@@ -1,7 +1,7 @@
 """What the CPU says it is: CPUID leaves (Intel SDM Vol. 2A, CPUID; AMD64 APM Vol. 3, appendix E).
 
 Only what the semantics implement is advertised: the x86-64 baseline
-(``x86-64-v1``: FPU, TSC, CX8, CMOV, MMX-free SSE/SSE2 subset, FXSR,
+(``x86-64-v1`` without MMX: FPU, TSC, CX8, CMOV, SSE/SSE2, FXSR,
 SYSCALL, NX, LM), plus CX16 and POPCNT which are implemented.  No APIC
 (Linux then runs in PIC mode), no XSAVE, no AVX, no BMI: ``tzcnt`` then runs
 as ``bsf``, as it does on such hardware.
@@ -15,7 +15,7 @@ VENDOR = b"GenuineEmu64"[:12]
 FPU, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2 = (
     1 << 0, 1 << 4, 1 << 5, 1 << 6, 1 << 8, 1 << 11, 1 << 13, 1 << 15, 1 << 16, 1 << 19, 1 << 23, 1 << 24,
     1 << 25, 1 << 26)
-LEAF1_EDX = FPU | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | CLFSH | FXSR | SSE | SSE2 | MMX
+LEAF1_EDX = FPU | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | CLFSH | FXSR | SSE | SSE2
 # Leaf 1 ECX (table 3-10): SSE3 off, CX16 on, POPCNT on.
 CX16, POPCNT = 1 << 13, 1 << 23
 LEAF1_ECX = CX16 | POPCNT

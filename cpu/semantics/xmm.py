@@ -1,0 +1,111 @@
+"""XMM operands and the MXCSR register, shared by the SSE family modules.
+
+Intel SDM Vol. 1, 10.2.3 (MXCSR).  The alignment rule comes from the
+"Exceptions" section of each instruction page in Vol. 2: a legacy SSE
+instruction whose operand is a 128-bit memory location raises #GP(0) when
+the address is not a multiple of 16, except the explicitly unaligned moves
+(MOVUPS, MOVUPD, MOVDQU).  Scalar (32/64-bit) memory operands need no
+alignment.  Alignment checking through EFLAGS.AC is not modelled.
+
+SIMD floating-point helpers return their result in the low 128 bits and the
+MXCSR exception flags they raise above bit 128 (:func:`write_float`).  Flags
+only accumulate: an exception unmasked in MXCSR does not raise #XM (not
+modelled; every exception gets the masked response).
+
+No semantics are registered here.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntFlag
+
+from cpu.decoder import Kind, Operand
+from cpu.exceptions import Vector
+
+MASK32 = (1 << 32) - 1
+MASK64 = (1 << 64) - 1
+MASK128 = (1 << 128) - 1
+
+
+_UNSIGNED = {w: struct.Struct(f"<{128 // w}{c}") for w, c in ((8, "B"), (16, "H"), (32, "I"), (64, "Q"))}
+_SIGNED = {w: struct.Struct(f"<{128 // w}{c}") for w, c in ((8, "b"), (16, "h"), (32, "i"), (64, "q"))}
+
+
+def lanes(value: int, width: int, signed: bool = False) -> tuple[int, ...]:
+    """The ``128 // width`` lanes of a 128-bit value, lane 0 (the low bits) first."""
+    return (_SIGNED if signed else _UNSIGNED)[width].unpack(value.to_bytes(16, "little"))
+
+
+def join(values, width: int) -> int:
+    """Lanes (unsigned, each below ``2**width``) back into one 128-bit value."""
+    return int.from_bytes(_UNSIGNED[width].pack(*values), "little")
+
+
+def repeat(lane: int, width: int) -> int:
+    """A 128-bit value with ``lane`` in every ``width``-bit lane."""
+    return int.from_bytes(lane.to_bytes(width // 8, "little") * (128 // width), "little")
+
+
+class Mxcsr(IntFlag):
+    """MXCSR bits (SDM Vol. 1, figure 10-3)."""
+
+    IE = 1 << 0      # invalid operation: SNaN operand, inf - inf, 0 * inf, sqrt(-x), bad conversion
+    DE = 1 << 1      # a source operand was denormal
+    ZE = 1 << 2      # finite nonzero / 0
+    OE = 1 << 3      # the rounded result was too large for the format
+    UE = 1 << 4      # the result was tiny (and, masked, inexact)
+    PE = 1 << 5      # the result was rounded (precision lost)
+    DAZ = 1 << 6     # denormal source operands read as zero
+    IM = 1 << 7      # exception masks, one per flag above, in the same order
+    DM = 1 << 8
+    ZM = 1 << 9
+    OM = 1 << 10
+    UM = 1 << 11
+    PM = 1 << 12
+    RC = 3 << 13     # rounding control: 0 nearest-even, 1 down, 2 up, 3 toward zero
+    FTZ = 1 << 15    # tiny results flush to zero (underflow masked)
+
+
+MXCSR_MASK = 0xFFFF
+"""The MXCSR bits this CPU implements (DAZ included), as FXSAVE reports them; others are reserved."""
+
+RC_SHIFT = 13
+ROUND_NEAREST, ROUND_DOWN, ROUND_UP, ROUND_ZERO = 0, 1, 2, 3
+
+UNALIGNED_MOVES = frozenset({"movups", "movupd", "movdqu"})
+"""The only legacy SSE instructions whose 128-bit memory operand may be misaligned."""
+
+
+def address(ops, insn, opnd: Operand):
+    """Linear address of a memory operand; #GP(0) for a misaligned 128-bit legacy SSE access."""
+    addr = ops.address(opnd)
+    if opnd.size == 128 and insn.mnemonic not in UNALIGNED_MOVES:
+        ops.fault_if(ops.ne(ops.and_(addr, 15), 0), Vector.GP, 0)
+    return addr
+
+
+def read(ops, insn, opnd: Operand):
+    """An SSE source operand: an XMM register, or memory with the alignment rule applied."""
+    if opnd.kind is Kind.MEM:
+        return ops.load(address(ops, insn, opnd), opnd.size)
+    return ops.read(opnd)
+
+
+def write(ops, insn, opnd: Operand, value) -> None:
+    """An SSE destination: memory (alignment rule applied) or a whole register."""
+    if opnd.kind is Kind.MEM:
+        ops.store(address(ops, insn, opnd), opnd.size, value)
+    else:
+        ops.write(opnd, value)
+
+
+def raise_flags(ops, flags) -> None:
+    """OR SIMD floating-point exception flags into MXCSR (they are sticky)."""
+    ops.set_reg("mxcsr", ops.or_(ops.reg("mxcsr"), flags))
+
+
+def write_float(ops, dst: Operand, packed, size: int = 128) -> None:
+    """Write the low ``size`` bits of a float helper's result to ``dst``; its flags go to MXCSR."""
+    ops.write(dst, ops.trunc(packed, size))
+    raise_flags(ops, ops.shr(packed, 128))
