@@ -31,6 +31,9 @@ from cpu.state import CpuState
 
 MAX_BLOCK = 64
 
+TRAPS = frozenset({Vector.BP, Vector.OF})
+"""Exceptions reported after their instruction (SDM Vol. 3A, 6.5: INT3 and INTO are traps)."""
+
 
 class ExitKind(Enum):
     SYSCALL = "syscall"   # the guest executed SYSCALL; RIP is past it
@@ -223,7 +226,11 @@ class Interpreter:
         if snap.cc is not None:
             values = [v if isinstance(v, int) else local.get(v, 0) for v in snap.cc]
             (state.cc_op, state.cc_size, state.cc_a, state.cc_b, state.cc_r, state.cc_c) = values
-        state.rip = tr.insns[snap.index].address
+        insn = tr.insns[snap.index]
+        if fault.vector in TRAPS:       # the instruction completed; RIP points past it
+            state.rip = insn.next
+            return snap.index + 1
+        state.rip = insn.address
         return snap.index
 
 

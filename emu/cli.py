@@ -2,6 +2,7 @@
 
     emu run PROGRAM [ARGS...]     run a static x86-64 Linux program (user mode, like qemu-x86_64)
     emu explain 'INSTRUCTION'     show an instruction's semantics as micro-ops
+    emu debug PROGRAM [ARGS...]   run a program under the gdb-like debugger (emu.debugger)
 
 Errors a user can act on are one line on stderr and exit status 2; a
 traceback is always a bug in emu.
@@ -28,6 +29,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"emu: error: --env expects NAME=VALUE, got {item!r}", file=sys.stderr)
                 return 2
             env[key] = value
+    if args.gdb is not None:
+        from emu.gdbstub import serve_program
+
+        return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
+                             deterministic=args.deterministic)
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
                        stats=args.stats)
 
@@ -74,6 +80,38 @@ def _assemble(text: str, address: int) -> bytes | None:
     return bytes(encoding)
 
 
+def _cmd_debug(args: argparse.Namespace) -> int:
+    from emu.debugger import Debugger
+    from emu.symbols import SymbolError, elf_symbols, load_symbols
+    from emu.target import Target
+    from emu.user.elf import ElfError
+    from emu.user.process import Process
+
+    try:
+        process = Process(args.program, [args.program, *args.args], os.environ, seed=args.seed,
+                          deterministic=args.deterministic)
+        symbols = elf_symbols(args.program, process.image.data, process.image.bias)
+        for path in args.symbols:
+            symbols = symbols.merge(load_symbols(path))
+    except (ElfError, SymbolError) as e:
+        print(f"emu: error: {e}", file=sys.stderr)
+        return 2
+    debugger = Debugger(Target(process), symbols, stdin=sys.stdin, stdout=sys.stdout,
+                        interactive=sys.stdin.isatty(), deterministic=args.deterministic)
+    debugger.start(args.program)
+    for script in args.command_file:
+        if debugger.onecmd(f"source {script}"):
+            return 1 if debugger.failed else 0
+        if debugger.failed:
+            break
+    if not args.batch:
+        debugger.cmdloop()
+        return 0
+    failed = debugger.failed
+    debugger.do_quit("")
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emu", description="An instructional x86-64 machine emulator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -94,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="clocks follow retired instructions instead of host time")
     run.add_argument("--stats", action="store_true",
                      help="print instructions retired, time and MIPS to stderr at exit")
+    run.add_argument("--gdb", metavar="[HOST:]PORT",
+                     help="wait for gdb to connect (target remote :PORT) before the first instruction; "
+                          "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
     run.set_defaults(func=_cmd_run)
 
     explain = sub.add_parser("explain", help="show an instruction's semantics as micro-ops",
@@ -104,6 +145,25 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--address", type=lambda s: int(s, 0), default=0x401000,
                          help="address of the instruction (matters for RIP-relative operands and branches)")
     explain.set_defaults(func=_cmd_explain)
+
+    debug = sub.add_parser("debug", help="run a static x86-64 Linux program under a gdb-like debugger",
+                           description="Load a static x86-64 Linux program, stop at its entry point and read "
+                                       "debugger commands (gdb's words: si, ni, c, break, watch, x, info "
+                                       "registers, bt, finish...) from stdin; `help` inside lists them. The "
+                                       "program shares the debugger's terminal (and stdin).")
+    debug.add_argument("program", help="path of a static x86-64 ELF executable")
+    debug.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
+    debug.add_argument("--symbols", action="append", default=[], metavar="FILE",
+                       help="also read symbols from FILE: an ELF file or a System.map (repeatable)")
+    debug.add_argument("-x", dest="command_file", action="append", default=[], metavar="FILE",
+                       help="run the debugger commands in FILE first; the first failing command ends it")
+    debug.add_argument("--batch", action="store_true",
+                       help="exit after the -x files instead of reading commands from stdin; the exit status "
+                            "is 1 if a command failed, else 0 (as gdb -batch)")
+    debug.add_argument("--seed", type=int, default=0, help="seed of AT_RANDOM and getrandom (default 0)")
+    debug.add_argument("--deterministic", action="store_true",
+                       help="clocks follow retired instructions (1 ns each), so runs and traces repeat exactly")
+    debug.set_defaults(func=_cmd_debug)
     return parser
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from cpu.interp import ExitKind, Interpreter
-from cpu.memory import PAGE_SHIFT, READ, WRITE
+from cpu.memory import PAGE_SHIFT, WRITE
 from emu.user.linux import ProcessExit, Signal, signal_name
 from emu.user.process import Process
 
@@ -134,8 +134,24 @@ class Target:
         self._pending = _Pending()
 
     # -- breakpoints and watchpoints ---------------------------------------------
+    def read_memory(self, address: int, length: int) -> bytes:
+        """Read guest memory for a front end: no watchpoint sees the access (raises GuestFault when unmapped)."""
+        hook, self.memory.watch = self.memory.watch, None
+        try:
+            return self.memory.read(address, length)
+        finally:
+            self.memory.watch = hook
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        """Write guest memory for a front end (a debugger's ``set``): no watchpoint sees the access."""
+        hook, self.memory.watch = self.memory.watch, None
+        try:
+            self.memory.write(address, data)
+        finally:
+            self.memory.watch = hook
+
     def add_breakpoint(self, address: int, *, temporary: bool = False, condition: str | None = None) -> Breakpoint:
-        self.memory.read(address, 1, READ)        # raises GuestFault when unmapped
+        self.read_memory(address, 1)              # raises GuestFault when unmapped
         bp = Breakpoint(self.next_number, address, temporary, condition=condition)
         self.next_number += 1
         self.breakpoints[bp.number] = bp
@@ -146,7 +162,7 @@ class Target:
             raise ValueError(f"watchpoint kind must be write, read or access, not {kind!r}")
         if not 1 <= length <= 4096:
             raise ValueError("watchpoint length must be 1..4096 bytes")
-        self.memory.read(address, length, READ)   # raises GuestFault when unmapped
+        self.read_memory(address, length)         # raises GuestFault when unmapped
         wp = Watchpoint(self.next_number, address, length, kind)
         self.next_number += 1
         self.watchpoints[wp.number] = wp
@@ -176,7 +192,7 @@ class Target:
                 continue
             kind = "write" if access == WRITE else "read"
             if w.kind == "access" or w.kind == kind:
-                old = self.memory.read(w.address, w.length) if kind == "write" else b""
+                old = self.read_memory(w.address, w.length) if kind == "write" else b""
                 self._pending.hits.append(WatchHit(w, address, length, kind, old))
 
     # -- running -------------------------------------------------------------------
@@ -194,8 +210,9 @@ class Target:
 
     def run_until(self, address: int, predicate: Callable[[], bool] | None = None) -> Stop:
         """Continue until RIP == ``address`` (and ``predicate()`` holds there), or another stop."""
-        bp = self.add_breakpoint(address)
-        bp.condition = None
+        self.read_memory(address, 1)              # raises GuestFault when unmapped
+        bp = Breakpoint(0, address)               # internal, numbered 0: the user's numbering keeps no gaps
+        self.breakpoints[0] = bp
         try:
             while True:
                 stop = self.cont()
@@ -204,7 +221,7 @@ class Target:
                 if predicate is None or predicate():
                     return Stop(StopKind.STEP, self.state.rip, retired=stop.retired)
         finally:
-            self.breakpoints.pop(bp.number, None)
+            self.breakpoints.pop(0, None)
 
     def kill(self) -> Stop:
         """End the program now, as SIGKILL would (gdb's ``k``); returns the exit stop."""
@@ -247,7 +264,7 @@ class Target:
                 hit, self._pending.hits = self._pending.hits[0], []
                 hit.watchpoint.hits += 1
                 if hit.access == "write":
-                    hit.new = self.memory.read(hit.watchpoint.address, hit.watchpoint.length)
+                    hit.new = self.read_memory(hit.watchpoint.address, hit.watchpoint.length)
                 return Stop(StopKind.WATCHPOINT, self.state.rip, watch=hit, retired=self.interp.icount - start)
             match exit_.kind:
                 case ExitKind.SYSCALL:

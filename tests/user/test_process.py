@@ -52,9 +52,11 @@ def test_a_division_by_zero_is_a_sigfpe(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().err.startswith("emu: program terminated by SIGFPE: #DE")
 
 
-def test_int3_is_a_sigtrap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(tmp_path, "int3") == 128 + 5
-    assert "SIGTRAP" in capsys.readouterr().err
+def test_int3_is_a_sigtrap_reported_after_the_instruction(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, "nop; int3") == 128 + 5
+    err = capsys.readouterr().err
+    assert "SIGTRAP" in err and f"at rip {CODE + 2:#x}" in err
 
 
 def test_hlt_in_user_mode_is_a_sigsegv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,190 @@
+"""The x86-64 registers as GDB sees them: a target description and the register packets' byte layout.
+
+Follows the GDB manual, appendix "Target Descriptions" (the XML format,
+"Predefined Target Types", "Standard Target Features", "i386 Features") and
+appendix "Remote Serial Protocol" (``g``/``G``/``p``/``P``: each register as
+its target-byte-order bytes, in register-number order, here little-endian).
+
+The description has three features, in the order GDB's amd64 register
+numbering expects (it needs the x87 registers before the XMM registers):
+
+- ``org.gnu.gdb.i386.core``: rax..r15 in GDB's order (rax rbx rcx rdx rsi
+  rdi rbp rsp r8..r15), rip, eflags, the six selectors, st0-st7 and the x87
+  control registers fctrl fstat ftag fiseg fioff foseg fooff fop;
+- ``org.gnu.gdb.i386.sse``: xmm0-xmm15 and mxcsr;
+- ``org.gnu.gdb.i386.segments``: fs_base and gs_base.
+
+``st0``..``st7`` are ST(0)..ST(7), the FXSAVE slots of ``CpuState.st_raw``.
+``ftag`` is the full 16-bit tag word (two bits per physical register, 11 =
+empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
+8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
+instruction and operand pointers and the last opcode are not modelled: they
+read as zero and writes to them are ignored.  Not described: AVX (ymm), the
+``org.gnu.gdb.i386.linux`` feature (orig_rax), debug and control registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cpu.flags import read_rflags, write_rflags
+from cpu.state import CpuState
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    bits: int
+    type: str
+    group: str = "general"
+
+
+_CORE = (
+    [Register(name, 64, "int64") for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi")]
+    + [Register("rbp", 64, "data_ptr"), Register("rsp", 64, "data_ptr")]
+    + [Register(f"r{i}", 64, "int64") for i in range(8, 16)]
+    + [Register("rip", 64, "code_ptr"), Register("eflags", 32, "i386_eflags")]
+    + [Register(name, 32, "int32") for name in ("cs", "ss", "ds", "es", "fs", "gs")]
+    + [Register(f"st{i}", 80, "i387_ext", "float") for i in range(8)]
+    + [Register(name, 32, "int", "float") for name in ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg",
+                                                          "fooff", "fop")]
+)
+_SSE = [Register(f"xmm{i}", 128, "vec128", "vector") for i in range(16)] + [Register("mxcsr", 32, "i386_mxcsr",
+                                                                                      "vector")]
+_SEGMENTS = [Register("fs_base", 64, "int", "system"), Register("gs_base", 64, "int", "system")]
+
+FEATURES = (("org.gnu.gdb.i386.core", _CORE), ("org.gnu.gdb.i386.sse", _SSE),
+            ("org.gnu.gdb.i386.segments", _SEGMENTS))
+
+REGISTERS: tuple[Register, ...] = tuple(r for _, regs in FEATURES for r in regs)
+"""Every register, indexed by its GDB register number (the ``regnum`` of the description)."""
+
+NUMBERS = {r.name: n for n, r in enumerate(REGISTERS)}
+
+_EFLAGS_FIELDS = (("CF", 0, 0), ("", 1, 1), ("PF", 2, 2), ("AF", 4, 4), ("ZF", 6, 6), ("SF", 7, 7), ("TF", 8, 8),
+                  ("IF", 9, 9), ("DF", 10, 10), ("OF", 11, 11), ("IOPL", 12, 13), ("NT", 14, 14), ("RF", 16, 16),
+                  ("VM", 17, 17), ("AC", 18, 18), ("VIF", 19, 19), ("VIP", 20, 20), ("ID", 21, 21))
+"""RFLAGS fields by their SDM names (Vol. 1, figure 3-8): name, first bit, last bit."""
+
+_MXCSR_FIELDS = (("IE", 0, 0), ("DE", 1, 1), ("ZE", 2, 2), ("OE", 3, 3), ("UE", 4, 4), ("PE", 5, 5),
+                 ("DAZ", 6, 6), ("IM", 7, 7), ("DM", 8, 8), ("ZM", 9, 9), ("OM", 10, 10), ("UM", 11, 11),
+                 ("PM", 12, 12), ("RC", 13, 14), ("FZ", 15, 15))
+"""MXCSR fields by their SDM names (Vol. 1, figure 10-3)."""
+
+_VECTORS = (("v4f", "ieee_single", 4), ("v2d", "ieee_double", 2), ("v16i8", "int8", 16),
+            ("v8i16", "int16", 8), ("v4i32", "int32", 4), ("v2i64", "int64", 2))
+"""The views of an XMM register GDB offers (``p $xmm0.v4i32``), plus ``uint128``."""
+
+
+def _flags_xml(type_id: str, fields: tuple[tuple[str, int, int], ...]) -> list[str]:
+    return ([f'    <flags id="{type_id}" size="4">']
+            + [f'      <field name="{name}" start="{first}" end="{last}"/>' for name, first, last in fields]
+            + ["    </flags>"])
+
+
+def _vec128_xml() -> list[str]:
+    return ([f'    <vector id="{vid}" type="{elem}" count="{count}"/>' for vid, elem, count in _VECTORS]
+            + ['    <union id="vec128">']
+            + [f'      <field name="{vid}" type="{vid}"/>' for vid, _, _ in _VECTORS]
+            + ['      <field name="uint128" type="uint128"/>', "    </union>"])
+
+
+def target_xml() -> str:
+    """The complete target description (one document, no XInclude)."""
+    lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', '<target version="1.0">',
+             "  <architecture>i386:x86-64</architecture>", "  <osabi>GNU/Linux</osabi>"]
+    number = 0
+    for feature, registers in FEATURES:
+        lines.append(f'  <feature name="{feature}">')
+        if feature.endswith(".core"):
+            lines += _flags_xml("i386_eflags", _EFLAGS_FIELDS)
+        elif feature.endswith(".sse"):
+            lines += _vec128_xml() + _flags_xml("i386_mxcsr", _MXCSR_FIELDS)
+        for r in registers:
+            lines.append(f'    <reg name="{r.name}" bitsize="{r.bits}" type="{r.type}" regnum="{number}"'
+                         f' group="{r.group}"/>')
+            number += 1
+        lines.append("  </feature>")
+    lines.append("</target>")
+    return "\n".join(lines) + "\n"
+
+
+# -- values ------------------------------------------------------------------------
+_SELECTORS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
+_X87_UNMODELLED = frozenset({"fiseg", "fioff", "foseg", "fooff", "fop"})
+
+
+def _full_tag_word(state: CpuState) -> int:
+    """The 16-bit x87 tag word from the abridged one: 11 (empty) or 00 (valid) per physical register."""
+    return sum((0 if state.ftw >> i & 1 else 3) << (2 * i) for i in range(8))
+
+
+def _abridged_tag_word(full: int) -> int:
+    return sum(1 << i for i in range(8) if (full >> (2 * i)) & 3 != 3)
+
+
+def read_register(state: CpuState, number: int) -> bytes:
+    """Register ``number``'s value as GDB expects it (little-endian, its bit size); IndexError if unknown."""
+    reg = REGISTERS[number]
+    name = reg.name
+    if name.startswith("st") and name[2:].isdigit():
+        i = int(name[2:])
+        return bytes(state.st_raw[10 * i: 10 * i + 10])
+    if name.startswith("xmm"):
+        value = state.xmm(int(name[3:]))
+    elif name == "eflags":
+        value = read_rflags(state)
+    elif name == "fctrl":
+        value = state.fcw
+    elif name == "fstat":
+        value = state.fsw
+    elif name == "ftag":
+        value = _full_tag_word(state)
+    elif name in _X87_UNMODELLED:
+        value = 0
+    else:
+        value = getattr(state, name)
+    return (value & ((1 << reg.bits) - 1)).to_bytes(reg.bits // 8, "little")
+
+
+def write_register(state: CpuState, number: int, data: bytes) -> None:
+    """Set register ``number`` from GDB's bytes (IndexError if unknown, ValueError if the size is wrong)."""
+    reg = REGISTERS[number]
+    if len(data) != reg.bits // 8:
+        raise ValueError(f"{reg.name} takes {reg.bits // 8} bytes, not {len(data)}")
+    name = reg.name
+    if name.startswith("st") and name[2:].isdigit():
+        i = int(name[2:])
+        state.st_raw[10 * i: 10 * i + 10] = data
+        return
+    value = int.from_bytes(data, "little")
+    if name.startswith("xmm"):
+        state.set_xmm(int(name[3:]), value)
+    elif name == "eflags":
+        write_rflags(state, value)
+    elif name == "fctrl":
+        state.fcw = value & 0xFFFF
+    elif name == "fstat":
+        state.fsw = value & 0xFFFF
+    elif name == "ftag":
+        state.ftw = _abridged_tag_word(value)
+    elif name in _SELECTORS:
+        setattr(state, name, value & 0xFFFF)
+    elif name not in _X87_UNMODELLED:
+        setattr(state, name, value)
+
+
+def read_all(state: CpuState) -> bytes:
+    """The ``g`` packet's payload, before hex encoding: every register in number order."""
+    return b"".join(read_register(state, n) for n in range(len(REGISTERS)))
+
+
+def write_all(state: CpuState, data: bytes) -> None:
+    """Apply a ``G`` packet's payload; a short payload sets only the registers it covers."""
+    offset = 0
+    for number, reg in enumerate(REGISTERS):
+        size = reg.bits // 8
+        if offset + size > len(data):
+            return
+        write_register(state, number, data[offset: offset + size])
+        offset += size
