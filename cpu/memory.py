@@ -33,6 +33,9 @@ READ, WRITE, FETCH = 0, 1, 2
 """Access kinds, also the index of the TLB that serves them."""
 
 TlbEntry = tuple[bytearray, int]
+"""(host buffer, offset of the page in it).  A slow-path-only entry may instead hold an object
+with ``read(address, length)``/``write(address, data)`` (the MMIO bus behind physical memory);
+such entries never enter the TLB dictionaries, so the fast path only ever sees bytearrays."""
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -92,7 +95,7 @@ class Memory:
                     fault.address = address
                     fault.args = (fault.describe(),)
                 raise
-            if not (access == WRITE and vpn in self.code_pages) and vpn not in self.watched:
+            if type(e[0]) is bytearray and vpn not in self.watched and not (access == WRITE and vpn in self.code_pages):
                 self.tlb[access][vpn] = e
         return e
 
@@ -122,7 +125,7 @@ class Memory:
             off = address & PAGE_MASK
             n = min(length, PAGE_SIZE - off)
             buf, base = self.entry(address, access)
-            out += buf[base + off: base + off + n]
+            out += buf[base + off: base + off + n] if type(buf) is bytearray else buf.read(base + off, n)
             address += n
             length -= n
         return bytes(out)
@@ -143,15 +146,17 @@ class Memory:
             a += n
             left -= n
         for (buf, base), off, n in pages:
-            buf[base + off: base + off + n] = view[pos: pos + n]
+            if type(buf) is bytearray:
+                buf[base + off: base + off + n] = view[pos: pos + n]
+            else:
+                buf.write(base + off, view[pos: pos + n])
             pos += n
 
     def read_cstring(self, address: int, limit: int = 1 << 20) -> bytes:
         out = bytearray()
         while len(out) < limit:
             off = address & PAGE_MASK
-            buf, base = self.entry(address, READ)
-            chunk = buf[base + off: base + PAGE_SIZE]
+            chunk = self.read(address, PAGE_SIZE - off)
             end = chunk.find(0)
             if end >= 0:
                 out += chunk[:end]

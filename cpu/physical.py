@@ -1,0 +1,49 @@
+"""Physical memory: guest RAM in one host buffer, everything else on the MMIO bus.
+
+Page walks (``cpu.mmu``), DMA by devices (virtio) and the boot loader address
+guest memory physically through this class.  Every access is checked against
+the RAM size: an address outside RAM goes to the MMIO bus (which answers all
+ones for nothing mapped), never to a host address.
+"""
+
+from __future__ import annotations
+
+from devices.bus import Bus
+
+
+class PhysicalMemory:
+    def __init__(self, size: int, mmio: Bus | None = None) -> None:
+        if size <= 0 or size % 4096:
+            raise ValueError("RAM size must be a positive multiple of 4 KiB")
+        self.size = size
+        self.ram = bytearray(size)
+        self.mmio = mmio if mmio is not None else Bus("mmio")
+
+    def is_ram(self, address: int, length: int = 1) -> bool:
+        return 0 <= address and address + length <= self.size
+
+    def read(self, address: int, length: int) -> bytes:
+        if self.is_ram(address, length):
+            return bytes(self.ram[address:address + length])
+        return b"".join(self.load(address + i, 8).to_bytes(1, "little") for i in range(length))
+
+    def write(self, address: int, data: bytes | bytearray | memoryview) -> None:
+        if self.is_ram(address, len(data)):
+            self.ram[address:address + len(data)] = data
+            return
+        for i, byte in enumerate(bytes(data)):
+            self.store(address + i, 8, byte)
+
+    def load(self, address: int, size: int) -> int:
+        """``size`` bits at a physical address (RAM or MMIO)."""
+        n = size // 8
+        if self.is_ram(address, n):
+            return int.from_bytes(self.ram[address:address + n], "little")
+        return self.mmio.read(address, n)
+
+    def store(self, address: int, size: int, value: int) -> None:
+        n = size // 8
+        if self.is_ram(address, n):
+            self.ram[address:address + n] = (value & ((1 << size) - 1)).to_bytes(n, "little")
+            return
+        self.mmio.write(address, n, value)
