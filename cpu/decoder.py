@@ -124,6 +124,9 @@ def parse_reg(name: str) -> tuple[str, int, bool]:
 
 _PREFIX_REP, _PREFIX_REPNE, _PREFIX_LOCK = 0xF3, 0xF2, 0xF0
 
+_MEMORY_SIZE = {"comisd": 64}
+"""Memory operand sizes capstone 5 misreports (it gives COMISD's m64 as 128 bits)."""
+
 _SSE_PREDICATES = ("eq", "lt", "le", "unord", "neq", "nlt", "nle", "ord")
 _SSE_COMPARE = re.compile(rf"cmp({'|'.join(_SSE_PREDICATES)})(ss|sd|ps|pd)")
 """CMPSS/CMPSD/CMPPS/CMPPD pseudo-op spelling: predicate (SDM Vol. 2A, CMPPS table 3-7), then shape."""
@@ -201,6 +204,7 @@ class Decoder:
             index = _REG_TABLE[index][0]
         if not base and not index and ci.prefix[3] == 0x67:
             asize = 32
+        size = _MEMORY_SIZE.get(ci.insn_name(), size)
         return Operand(Kind.MEM, size, seg=seg if seg in ("fs", "gs") else "", base=base, index=index,
                        scale=mem.scale, disp=mem.disp, asize=asize)
 

@@ -1,0 +1,140 @@
+"""emu benchmarks, side by side with the anchors, from one run.
+
+    python3 benchmarks/run.py [--quick]
+
+Reports (speed is measured here, never asserted in tests):
+- decoder: capstone -> Insn records per second, over busybox's code;
+- interpreter on a tight register loop, and unicorn (QEMU's TCG) on the same loop;
+- a compiled C workload (tests/programs/sha256.c, gcc -static -O2, 1 MiB): emu's guest
+  instructions per second and wall time, native wall time, and qemu-x86_64's when installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LOOP = "mov rcx, {n}\nxor eax, eax\nl: add rax, rcx\ndec rcx\njnz l\nhlt"
+
+
+def _assemble(text: str, address: int) -> bytes:
+    import keystone
+    code, _ = keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64).asm(text, address)
+    return bytes(code)
+
+
+def bench_decoder(count: int) -> float:
+    """Instructions decoded per second, linear sweep over /bin/busybox's first executable segment."""
+    from cpu.decoder import Decoder
+    from cpu.exceptions import GuestFault
+
+    data = Path("/bin/busybox").read_bytes()
+    code = data[0x1000:0x1000 + count * 6]
+    decoder = Decoder()
+    address, end, done = 0, len(code) - 16, 0
+    start = time.perf_counter()
+    while done < count and address < end:
+        try:
+            insn = decoder.decode_bytes(code[address:address + 15], 0x401000 + address)
+            address += insn.length
+        except GuestFault:
+            address += 1
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def bench_loop_emu(iterations: int) -> float:
+    from cpu.interp import Interpreter
+    from cpu.state import CpuState
+    from emu.user.address_space import AddressSpace
+
+    code = _assemble(LOOP.format(n=iterations), 0x400000)
+    mem = AddressSpace()
+    mem.map(0x400000, 0x1000, 5, code)
+    state = CpuState()
+    state.reset_user()
+    state.rip = 0x400000
+    cpu = Interpreter(state, mem)
+    start = time.perf_counter()
+    cpu.run()
+    return state.icount / (time.perf_counter() - start)
+
+
+def bench_loop_unicorn(iterations: int) -> float | None:
+    try:
+        import unicorn
+    except ImportError:
+        return None
+    code = _assemble(LOOP.format(n=iterations), 0x400000)
+    uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+    uc.mem_map(0x400000, 0x1000)
+    uc.mem_write(0x400000, code)
+    start = time.perf_counter()
+    uc.emu_start(0x400000, 0x400000 + len(code) - 1)
+    return (3 * iterations + 2) / (time.perf_counter() - start)
+
+
+def _time(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, proc
+
+
+def bench_c_workload(size: int, workdir: Path) -> dict[str, object]:
+    exe = workdir / "sha256"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), str(ROOT / "tests/programs/sha256.c")], check=True)
+    native_s, native = _time([str(exe), str(size)])
+    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", str(exe), str(size)])
+    if emu.stdout != native.stdout:
+        raise SystemExit(f"emu and native disagree on sha256:\n{emu.stdout}{emu.stderr}\nvs\n{native.stdout}")
+    match = re.search(r"(\d+) instructions", emu.stderr)
+    instructions = int(match.group(1)) if match else 0
+    result: dict[str, object] = {"native_s": native_s, "emu_s": emu_s, "instructions": instructions}
+    qemu = shutil.which("qemu-x86_64")
+    if qemu:
+        result["qemu_s"], _ = _time([qemu, str(exe), str(size)])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    os.chdir(ROOT)
+    rows = []
+    rate = bench_decoder(20_000 // scale)
+    rows.append(("decoder (capstone -> Insn)", f"{rate / 1e3:,.1f} K insn/s", f"{1e6 / rate:.1f} us/insn"))
+    emu_loop = bench_loop_emu(1_000_000 // scale)
+    uc_loop = bench_loop_unicorn(10_000_000 // scale)
+    rows.append(("tight loop: emu interpreter", f"{emu_loop / 1e6:,.2f} M insn/s", ""))
+    if uc_loop:
+        rows.append(("tight loop: unicorn (TCG)", f"{uc_loop / 1e6:,.1f} M insn/s",
+                     f"emu is {uc_loop / emu_loop:,.0f}x slower"))
+    with tempfile.TemporaryDirectory() as tmp:
+        c = bench_c_workload((1 << 20) // scale, Path(tmp))
+    ins, emu_s, native_s = c["instructions"], c["emu_s"], c["native_s"]
+    rows.append(("sha256 1 MiB: emu", f"{ins / emu_s / 1e6:,.2f} M insn/s", f"{emu_s:.2f} s, {ins:,} guest insns"))
+    rows.append(("sha256 1 MiB: native", f"{native_s:.3f} s", f"emu is {emu_s / native_s:,.0f}x slower"))
+    if "qemu_s" in c:
+        rows.append(("sha256 1 MiB: qemu-x86_64", f"{c['qemu_s']:.3f} s", f"emu is {emu_s / c['qemu_s']:,.0f}x slower"))
+    else:
+        rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>18}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Whole-program differential tests: every C program in tests/programs, built with `gcc -static` at -O0 and -O2,
+gives the same exit status, stdout and stderr under `emu run` as it does natively."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
+WORKDIR = "{workdir}"  # an argument replaced by the test's own empty temporary directory
+ENV = {
+    "PATH": "/usr/bin:/bin",
+    "LC_ALL": "C",
+    "EMU_TEST_VAR": "hello from the test",
+    "EMU_TEST_EQUALS": "a=b=c",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    args: tuple[str, ...] = ()
+    returncode: int = 0
+
+
+PROGRAMS = {
+    "args_env": Case(args=("alpha", "", "two words", "ünïcödé", "--flag=value", "*", "-x")),
+    "bits": Case(),
+    "division": Case(),
+    "exit_status": Case(args=("42",), returncode=42),
+    "fileio": Case(args=(WORKDIR,)),
+    "floats": Case(),
+    "heap": Case(),
+    "intmath": Case(),
+    "longjmp": Case(),
+    "recursion": Case(),
+    "return3": Case(returncode=3),
+    "sha256": Case(args=("16384",)),
+    "sorting": Case(),
+    "stderr": Case(returncode=1),
+    "strings": Case(),
+}
+
+
+def test_every_program_source_has_a_case() -> None:
+    assert sorted(path.stem for path in PROGRAMS_DIR.glob("*.c")) == sorted(PROGRAMS)
+
+
+@pytest.mark.parametrize("opt", ["O0", "O2"])
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_program_behaves_as_natively(name: str, opt: str, build_static, same_as_native, tmp_path: Path) -> None:
+    case = PROGRAMS[name]
+    binary = build_static(PROGRAMS_DIR / f"{name}.c", opt)
+    args = [str(tmp_path) if arg == WORKDIR else arg for arg in case.args]
+    same_as_native([str(binary), *args], returncode=case.returncode, cwd=tmp_path, env=ENV)
