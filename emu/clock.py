@@ -16,20 +16,26 @@ import heapq
 import itertools
 from collections.abc import Callable
 
+from cpu.state import CpuState
+
 
 class Clock:
-    def __init__(self, instructions: Callable[[], int]) -> None:
-        """``instructions()`` returns the CPU's retired-instruction count."""
-        self._instructions = instructions
-        self.skipped = 0
-        """Nanoseconds jumped over while the CPU was halted."""
+    def __init__(self, state: CpuState) -> None:
+        """Time is ``state.icount`` (retired instructions) plus ``state.tsc_offset`` (time the CPU
+        did not spend retiring instructions: halted, or waiting on the ISA bus), so the TSC, which
+        reads the same two fields, is this clock."""
+        self.state = state
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._cancelled: set[int] = set()
         self._ids = itertools.count()
 
     def now(self) -> int:
         """Virtual time in nanoseconds since power-on."""
-        return self._instructions() + self.skipped
+        return self.state.icount + self.state.tsc_offset
+
+    def spend(self, ns: int) -> None:
+        """Let ``ns`` pass without retiring instructions (an I/O bus cycle)."""
+        self.state.tsc_offset += ns
 
     def schedule(self, when: int, callback: Callable[[], None]) -> int:
         """Call ``callback`` once virtual time reaches ``when``; returns a handle for :meth:`cancel`."""
@@ -60,4 +66,4 @@ class Clock:
         """Jump forward to ``when`` (the CPU is halted and nothing happens before it)."""
         now = self.now()
         if when > now:
-            self.skipped += when - now
+            self.spend(when - now)
