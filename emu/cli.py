@@ -112,6 +112,85 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _size(text: str) -> int:
+    """A memory size: bytes, or with a K, M or G suffix (``128M``)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        if text and text[-1] in units:
+            return int(text[:-1]) * units[text[-1]]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (examples: 128M, 1G)") from None
+
+
+def _cmd_boot(args: argparse.Namespace) -> int:
+    import time
+
+    from devices.virtio_blk import DiskError
+    from emu.console import ScriptConsole, TerminalConsole
+    from emu.machine import DEFAULT_APPEND, Machine, MachineConfig
+    from firmware.linux import BootError
+
+    kernel, initrd, disks, snapshot = args.kernel, args.initrd, list(args.disk), args.snapshot
+    if kernel is None:
+        from emu.guest import GuestBuildError, default_guest
+
+        try:
+            guest = default_guest(progress=lambda line: print(f"emu: {line}", file=sys.stderr, flush=True))
+        except GuestBuildError as err:
+            print(f"emu: error: building the default guest failed: {err}", file=sys.stderr)
+            return 2
+        kernel = str(guest.kernel)
+        initrd = initrd or str(guest.initrd)
+        if not disks:
+            disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
+    script = args.script
+    if args.script_file:
+        try:
+            script = open(args.script_file).read()
+        except OSError as err:
+            print(f"emu: error: cannot read script {args.script_file}: {err.strerror}", file=sys.stderr)
+            return 2
+    out = sys.stdout.buffer
+    watcher: ScriptConsole | None = None
+
+    def output(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+        if watcher is not None:
+            watcher.watch(data)
+
+    config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
+                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip())
+    try:
+        machine = Machine(config, output)
+    except (BootError, DiskError, ValueError) as err:
+        print(f"emu: error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    if script is not None:
+        watcher = ScriptConsole(script, machine.uart.feed)
+        stop = machine.run()
+    else:
+        with TerminalConsole(machine.uart.feed) as console:
+            stop = None
+            while stop is None and not console.quit:
+                console.poll()
+                stop = machine.run(limit_ns=10_000_000, idle=console.idle)
+            if console.quit:
+                for disk in machine.disks:
+                    disk.close()
+    seconds = time.perf_counter() - start
+    reason = stop.reason if stop is not None else "quit from the console (Ctrl-A X)"
+    print(f"\r\nemu: {reason}", file=sys.stderr)
+    if args.stats:
+        count = machine.state.icount
+        print(f"emu: {count} instructions retired, {machine.clock.now() / 1e9:.3f} s of virtual time, "
+              f"{seconds:.2f} s wall ({count / seconds / 1e6:.2f} MIPS)", file=sys.stderr)
+    return stop.status if stop is not None else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emu", description="An instructional x86-64 machine emulator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -164,6 +243,25 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--deterministic", action="store_true",
                        help="clocks follow retired instructions (1 ns each), so runs and traces repeat exactly")
     debug.set_defaults(func=_cmd_debug)
+    boot = sub.add_parser("boot", help="boot a Linux guest on the emulated PC (full system)",
+                          description="Boot an unmodified Linux kernel to a busybox shell on the serial console. "
+                                      "With no --kernel, the default guest is built on first use (about 5 minutes, "
+                                      "cached) and booted. Interactive: Ctrl-A X quits.")
+    boot.add_argument("--kernel", help="bzImage or ELF vmlinux (default: the built-in guest)")
+    boot.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
+    boot.add_argument("--disk", action="append", default=[], metavar="IMAGE",
+                      help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...)")
+    boot.add_argument("--snapshot", action="store_true", help="keep disk writes in memory; the images stay unchanged")
+    boot.add_argument("--append", default="", help="extra kernel command-line arguments")
+    boot.add_argument("--memory", "-m", type=_size, default=128 << 20, help="RAM size (default 128M)")
+    boot.add_argument("--rtc-base", type=int, metavar="EPOCH",
+                      help="the RTC's time at power-on, in seconds since 1970 (default: host time); "
+                           "with it, two runs print identical logs")
+    boot.add_argument("--script", help="commands typed into the guest shell once it is up (non-interactive); "
+                                       "end with `poweroff -f` to finish the run")
+    boot.add_argument("--script-file", help="read the --script commands from a file")
+    boot.add_argument("--stats", action="store_true", help="print instructions retired and MIPS at exit")
+    boot.set_defaults(func=_cmd_boot)
     return parser
 
 
