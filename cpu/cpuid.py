@@ -5,6 +5,12 @@ Only what the semantics implement is advertised: the x86-64 baseline
 SYSCALL, NX, LM), plus CX16 and POPCNT which are implemented.  No APIC
 (Linux then runs in PIC mode), no XSAVE, no AVX, no BMI: ``tzcnt`` then runs
 as ``bsf``, as it does on such hardware.
+
+System features the MMU and ``cpu.msr`` implement: PSE, PAE, PGE, PAT, MSR,
+RDTSCP and 1 GiB pages (PDPE1GB).  Not advertised because not modelled: the
+local APIC and x2APIC, TSC-deadline, MTRRs, MCE/MCA, DE, SEP (SYSENTER),
+MONITOR/MWAIT, PCID/INVPCID, SMEP/SMAP/UMIP, FSGSBASE, the speculation
+controls, and a hypervisor.
 """
 
 from __future__ import annotations
@@ -12,16 +18,15 @@ from __future__ import annotations
 VENDOR = b"GenuineEmu64"[:12]
 
 # Leaf 1 EDX (SDM Vol. 2A, table 3-11).
-FPU, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2 = (
-    1 << 0, 1 << 4, 1 << 5, 1 << 6, 1 << 8, 1 << 11, 1 << 13, 1 << 15, 1 << 16, 1 << 19, 1 << 23, 1 << 24,
-    1 << 25, 1 << 26)
-LEAF1_EDX = FPU | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | CLFSH | FXSR | SSE | SSE2
+FPU, PSE, TSC, MSR, PAE, CX8, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2 = (
+    1 << 0, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 8, 1 << 13, 1 << 15, 1 << 16, 1 << 19, 1 << 24, 1 << 25, 1 << 26)
+LEAF1_EDX = FPU | PSE | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | CLFSH | FXSR | SSE | SSE2
 # Leaf 1 ECX (table 3-10): SSE3 off, CX16 on, POPCNT on.
 CX16, POPCNT = 1 << 13, 1 << 23
 LEAF1_ECX = CX16 | POPCNT
-# Extended leaf 0x8000_0001 EDX/ECX (AMD APM E.4.2): SYSCALL, NX, LM; LAHF/SAHF in 64-bit mode.
-SYSCALL, NX, LM = 1 << 11, 1 << 20, 1 << 29
-EXT1_EDX = SYSCALL | NX | LM
+# Extended leaf 0x8000_0001 EDX/ECX (AMD APM E.4.2): SYSCALL, NX, 1 GiB pages, RDTSCP, LM; LAHF/SAHF in 64-bit mode.
+SYSCALL, NX, PDPE1GB, RDTSCP, LM = 1 << 11, 1 << 20, 1 << 26, 1 << 27, 1 << 29
+EXT1_EDX = SYSCALL | NX | PDPE1GB | RDTSCP | LM
 LAHF_LM = 1 << 0
 EXT1_ECX = LAHF_LM
 

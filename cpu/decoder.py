@@ -107,6 +107,9 @@ for _s in ("es", "cs", "ss", "ds", "fs", "gs"):
     _REG_TABLE[_s] = (_s, 16, False)
 for _i in (0, 2, 3, 4, 8):
     _REG_TABLE[f"cr{_i}"] = (f"cr{_i}", 64, False)
+# DR4 and DR5 are DR6 and DR7 while CR4.DE = 0, which is always true here (DE is not advertised).
+for _alias, _i in (("dr4", 6), ("dr5", 7), *((f"dr{_n}", _n) for _n in (0, 1, 2, 3, 6, 7))):
+    _REG_TABLE[_alias] = (f"dr{_i}", 64, False)
 _REG_TABLE["rip"] = ("rip", 64, False)
 
 _NAME_OF: dict[tuple[str, int, bool], str] = {v: k for k, v in _REG_TABLE.items()}

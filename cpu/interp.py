@@ -11,6 +11,23 @@ call or other event, a guest fault (with the CPU rolled back to the faulting
 instruction, as the SDM Vol. 3A 6.5 requires of faults), or the instruction
 limit.  Single stepping uses one-instruction blocks, cached separately.
 
+System mode (a :class:`cpu.mmu.Mmu`, ``Memory.system``) runs a second loop
+that differs in three ways, so that user mode's loop stays as lean as it was:
+
+* a block is keyed by its virtual address but belongs to the physical pages
+  it was translated from; it runs only while the fetch TLB maps its first
+  page to the very entry it was checked against (one identity test), and is
+  otherwise checked again by physical address and, when another address
+  space maps other code there, swapped for (or translated as) a variant;
+* ``state.icount`` is current at every block boundary (the clock reads it);
+* ``request_exit()`` (the interrupt controller raising INTR, a debugger's
+  Ctrl-C) and ``request_interrupt_window()`` end the run at the next block
+  boundary, through the set the breakpoint test already reads.
+
+Code is tracked by ``Memory.page_id``: virtual pages in user mode, physical
+pages under the MMU.  Instructions that change what a translation assumes
+(privilege, paging, descriptor tables, interrupt state) end their block.
+
 The design note docs/interpreter.md says why blocks are compiled to Python
 rather than interpreted micro-op by micro-op.
 """
@@ -20,19 +37,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
+from typing import Protocol
 
 from cpu import flags
 from cpu.decoder import Decoder, Insn, safe_fetch
-from cpu.exceptions import GuestFault, UndefinedOpcode, Vector
-from cpu.memory import FETCH, PAGE_SHIFT, Memory
+from cpu.exceptions import TRAPS, GuestFault, UndefinedOpcode, Vector, accepts_interrupt
+from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
 from cpu.pycode import PyOps, Translation, field_store
 from cpu.semantics import CALLS, HELPERS, load_all
 from cpu.state import CpuState
 
 MAX_BLOCK = 64
 
-TRAPS = frozenset({Vector.BP, Vector.OF})
-"""Exceptions reported after their instruction (SDM Vol. 3A, 6.5: INT3 and INTO are traps)."""
+REQUEST, WINDOW = -1, -2
+"""Members of the run loop's stop set besides breakpoint addresses (never a RIP)."""
+SHADOW_EVENTS = frozenset({"sti", "mov-ss"})
+"""Events after which maskable interrupts wait one more instruction (SDM Vol. 3A, 6.8.3)."""
+_STRADDLES = ()
+"""``Block.entry`` of a block whose last instruction spills into the next page: never the TLB's entry."""
+
+
+class PortBus(Protocol):
+    """Port I/O as the CPU sees it (a ``devices.bus.Bus`` or a wrapper): sizes in bytes."""
+
+    def read(self, port: int, size: int) -> int: ...
+    def write(self, port: int, size: int, value: int) -> None: ...
 
 
 class ExitKind(Enum):
@@ -53,15 +82,25 @@ class Exit:
 
 
 class Block:
-    """A translated block: a Python function and what the run loop needs to know of it."""
+    """A translated block: a Python function and what the run loop needs to know of it.
 
-    __slots__ = ("fn", "count", "event", "translation")
+    ``phys``/``phys2``: the offsets (physical addresses under the MMU) of the
+    pages it was translated from, ``phys2`` None unless it spills into a
+    second page; ``entry``: the fetch-TLB entry it was last checked against.
+    """
 
-    def __init__(self, fn, count: int, event: str | None, translation: Translation) -> None:  # noqa: ANN001
+    __slots__ = ("fn", "count", "event", "translation", "rip", "phys", "phys2", "entry")
+
+    def __init__(self, fn, count: int, event: str | None, translation: Translation, rip: int,  # noqa: ANN001
+                 first: TlbEntry, second: TlbEntry | None) -> None:
         self.fn = fn
         self.count = count
         self.event = event
         self.translation = translation
+        self.rip = rip
+        self.phys = first[1]
+        self.phys2 = None if second is None else second[1]
+        self.entry = first if second is None else _STRADDLES
 
 
 _EVENT_KINDS = {"syscall": ExitKind.SYSCALL, "hlt": ExitKind.HALT}
@@ -78,25 +117,48 @@ class Interpreter:
         self.semantics = load_all()
         self.blocks: dict[int, Block] = {}
         self.single: dict[int, Block] = {}
-        self.page_blocks: dict[int, set[int]] = {}
+        self.variants: dict[tuple[int, int], Block] = {}
+        """System mode: blocks displaced from ``blocks`` by another address space's code, by (RIP, phys)."""
+        self.page_blocks: dict[int, set[Block]] = {}
         self.fetch = safe_fetch(lambda a, n: memory.read(a, n, FETCH))
         self.env: dict[str, object] = {
             "s": state, "cpu": self, "GuestFault": GuestFault,
             "compute": flags.compute, "condition": flags.condition,
-            **{f"ld{n}": fn for n, fn in memory.loads.items()},
-            **{f"st{n}": fn for n, fn in memory.stores.items()},
             **{f"H_{name}": fn for name, fn in HELPERS.items()},
             **{f"C_{name}": fn for name, fn in CALLS.items()},
         }
+        self._bind_memory()
         memory.on_code_write = self.invalidate
+        memory.on_rebind = self._bind_memory
+        self.system = memory.system
+        self.io: PortBus | None = None
+        """Port I/O (IN, OUT, INS, OUTS); None in user mode, where CPL 3 faults before reaching it."""
         self.translated = 0
         self.breakpoints: frozenset[int] = frozenset()
+        self._stops: set[int] = set()
+        """What the run loop checks between blocks: breakpoints, and REQUEST or WINDOW when asked for."""
+
+    def _bind_memory(self) -> None:
+        """Point generated code at the memory's current accessors (they change with the privilege level)."""
+        self.env.update({f"ld{n}": fn for n, fn in self.mem.loads.items()})
+        self.env.update({f"st{n}": fn for n, fn in self.mem.stores.items()})
 
     def set_breakpoints(self, addresses: set[int] | frozenset[int]) -> None:
         """Stop before executing any of ``addresses``; blocks are cut so each one starts a block."""
         if frozenset(addresses) != self.breakpoints:
+            self._stops.difference_update(self.breakpoints)
             self.breakpoints = frozenset(addresses)
+            self._stops.update(self.breakpoints)
             self.flush()
+
+    def request_exit(self) -> None:
+        """Make ``run`` return after the block it is running, with EVENT "request" (safe from another thread)."""
+        self._stops.add(REQUEST)
+
+    def request_interrupt_window(self) -> None:
+        """Make ``run`` return with EVENT "window" at the first block boundary where
+        :func:`cpu.exceptions.accepts_interrupt` holds (for an interrupt that waits on IF or a shadow)."""
+        self._stops.add(WINDOW)
 
     @property
     def icount(self) -> int:
@@ -131,10 +193,17 @@ class Interpreter:
         namespace: dict[str, object] = {}
         exec(compile(translation.source, f"<block {rip:#x}>", "exec"), self.env, namespace)  # noqa: S102
         self.translated += len(insns)
-        for vpn in {rip >> PAGE_SHIFT, (insns[-1].next - 1) >> PAGE_SHIFT}:
-            self.page_blocks.setdefault(vpn, set()).add(rip)
-            self.mem.mark_code(vpn)
-        return Block(namespace["block"], len(insns), translation.event, translation)
+        first_vpn, last_vpn = rip >> PAGE_SHIFT, (insns[-1].next - 1) >> PAGE_SHIFT
+        pages = [(first_vpn, self.mem.entry(rip, FETCH))]
+        if last_vpn != first_vpn:
+            pages.append((last_vpn, self.mem.entry(last_vpn << PAGE_SHIFT, FETCH)))
+        block = Block(namespace["block"], len(insns), translation.event, translation, rip,
+                      pages[0][1], pages[1][1] if len(pages) > 1 else None)
+        for vpn, entry in pages:
+            page = self.mem.page_id(vpn, entry)
+            self.page_blocks.setdefault(page, set()).add(block)
+            self.mem.mark_code(page)
+        return block
 
     def _lower(self, ops: PyOps, insn: Insn) -> None:
         semantic = self.semantics.get(insn.mnemonic)
@@ -146,36 +215,45 @@ class Interpreter:
         except (NotImplementedError, KeyError, ValueError, TypeError, IndexError) as err:
             ops.fault(Vector.UD, detail=f"{unimplemented(insn)} ({type(err).__name__}: {err})")
 
-    def invalidate(self, vpn: int) -> None:
-        """Page ``vpn`` was written or unmapped: forget the blocks translated from it."""
-        for rip in self.page_blocks.pop(vpn, ()):
-            self.blocks.pop(rip, None)
-            self.single.pop(rip, None)
+    def invalidate(self, page: int) -> None:
+        """Page ``page`` (a ``Memory.page_id``) was written or unmapped: forget the blocks translated from it."""
+        for block in self.page_blocks.pop(page, ()):
+            for cache in (self.blocks, self.single):
+                if cache.get(block.rip) is block:
+                    del cache[block.rip]
+            if self.variants.get((block.rip, block.phys)) is block:
+                del self.variants[block.rip, block.phys]
 
     def flush(self) -> None:
         self.blocks.clear()
         self.single.clear()
+        self.variants.clear()
         self.page_blocks.clear()
 
     # -- execution ---------------------------------------------------------------
     def run(self, limit: int | None = None) -> Exit:
-        """Run until an event, a fault, a breakpoint, or ``limit`` more instructions have retired.
+        """Run until an event, a fault, a breakpoint, a request, or ``limit`` more instructions have retired.
 
         A breakpoint at the starting RIP does not stop the run: that is how a
-        debugger continues from one.
+        debugger continues from one; at least one block runs before a request
+        is honoured.
         """
+        if self.system:
+            return self._run_system(limit)
         state = self.state
         rip = state.rip
         count = 0
         blocks = self.blocks
         get = blocks.get
-        breakpoints = self.breakpoints
+        stops = self._stops
         first = True
         try:
             while True:
-                if breakpoints and rip in breakpoints and not first:
-                    state.rip = rip
-                    return Exit(ExitKind.BREAKPOINT)
+                if stops and not first:
+                    stop = self._stop(rip)
+                    if stop is not None:
+                        state.rip = rip
+                        return stop
                 first = False
                 if limit is not None and limit - count < self.max_block:
                     if count >= limit:
@@ -194,23 +272,103 @@ class Interpreter:
                 count += block.count
                 if block.event is not None:
                     state.rip = rip
-                    return Exit(_EVENT_KINDS.get(block.event, ExitKind.EVENT), event=block.event)
+                    return self._event(block.event, state.icount + count)
         except GuestFault as fault:      # the block at ``rip`` could not be fetched or decoded
             state.rip = rip
             return Exit(ExitKind.FAULT, fault, message=fault.describe())
         finally:
             state.icount += count
 
+    def _run_system(self, limit: int | None) -> Exit:
+        """``run`` under an MMU: blocks checked against the fetch TLB, icount kept current per block."""
+        state, mem = self.state, self.mem
+        mem.switch_privilege(state.cpl)
+        rip = state.rip
+        start = state.icount
+        blocks = self.blocks
+        get = blocks.get
+        stops = self._stops
+        first = True
+        try:
+            while True:
+                if stops and not first:
+                    stop = self._stop(rip)
+                    if stop is not None:
+                        state.rip = rip
+                        return stop
+                first = False
+                if limit is not None and limit - (state.icount - start) < self.max_block:
+                    if state.icount - start >= limit:
+                        state.rip = rip
+                        return Exit(ExitKind.LIMIT)
+                    block = self._block_at(rip, single=True)
+                else:
+                    block = get(rip)
+                    if block is None or block.entry is not mem.tlb[FETCH].get(rip >> PAGE_SHIFT):
+                        block = self._block_at(rip, single=False)
+                try:
+                    rip = block.fn()
+                except GuestFault as fault:
+                    state.icount += self._rollback(block, fault)
+                    return Exit(ExitKind.FAULT, fault, message=fault.describe())
+                state.icount += block.count
+                if block.event is not None:
+                    state.rip = rip
+                    return self._event(block.event, state.icount)
+        except GuestFault as fault:      # the block at ``rip`` could not be fetched or decoded
+            state.rip = rip
+            return Exit(ExitKind.FAULT, fault, message=fault.describe())
+
+    def _stop(self, rip: int) -> Exit | None:
+        """A breakpoint at ``rip``, or a pending request, ends the run here."""
+        stops = self._stops
+        if rip in stops:
+            return Exit(ExitKind.BREAKPOINT)
+        if REQUEST in stops:
+            stops.discard(REQUEST)
+            return Exit(ExitKind.EVENT, event="request")
+        if WINDOW in stops and accepts_interrupt(self.state):
+            stops.discard(WINDOW)
+            return Exit(ExitKind.EVENT, event="window")
+        return None
+
+    def _event(self, event: str, retired: int) -> Exit:
+        """The exit for a block that ended in ``event``, ``retired`` instructions into the CPU's life."""
+        if event in SHADOW_EVENTS:
+            self.state.shadow_until = retired + 1
+        return Exit(_EVENT_KINDS.get(event, ExitKind.EVENT), event=event)
+
     def step(self) -> Exit:
         return self.run(limit=1)
 
     def _block_at(self, rip: int, single: bool) -> Block:
+        """The cached block at ``rip`` (checked against the current mapping in system mode), or a new one."""
         cache = self.single if single else self.blocks
         block = cache.get(rip)
+        if self.system:
+            entry = self.mem.entry(rip, FETCH)
+            if block is not None and not self._still_maps(block, entry):
+                block = None
+                if not single:          # another address space's code here: keep it for when it comes back
+                    self.variants[rip, cache[rip].phys] = cache[rip]
+                    block = self.variants.pop((rip, entry[1]), None)
+                    if block is not None and not self._still_maps(block, entry):
+                        block = None
+                    if block is not None:
+                        cache[rip] = block
         if block is None:
             block = self.translate(rip, 1 if single else self.max_block)
             cache[rip] = block
         return block
+
+    def _still_maps(self, block: Block, entry: TlbEntry) -> bool:
+        """Does the current mapping still lead from the block's RIP to the bytes it was translated from?"""
+        if entry[1] != block.phys:
+            return False
+        if block.phys2 is not None:
+            return self.mem.entry(((block.rip >> PAGE_SHIFT) + 1) << PAGE_SHIFT, FETCH)[1] == block.phys2
+        block.entry = entry
+        return True
 
     def _rollback(self, block: Block, fault: GuestFault) -> int:
         """Write back the guest state the block held at the faulting instruction; return insns retired."""

@@ -12,7 +12,16 @@ and the guest can never name a host address outside a buffer it was given.
 
 Pages that hold translated code are kept out of the write TLB; the first
 write to one goes through the slow path, which tells the code cache
-(``on_code_write``) so self-modifying code is retranslated.
+(``on_code_write``) so self-modifying code is retranslated.  Code is tracked
+by :meth:`Memory.page_id`: the virtual page in a user address space (one
+process, one mapping per page), the physical page under ``cpu.mmu``, where
+several virtual pages may alias one physical page.
+
+A subclass may keep more than one set of the three dictionaries (``cpu.mmu``
+keeps one per privilege level, so a supervisor translation is never used at
+CPL 3): :meth:`switch_privilege` selects the set, the fast accessors of each
+set are closures built once, and ``on_rebind`` tells the interpreter to pick
+up the current ones.
 
 Follows the SDM Vol. 3A 4.10 (TLBs) in spirit; it does not model TLB capacity.
 """
@@ -22,7 +31,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from cpu.exceptions import GuestFault, PFError, Vector
+from cpu.exceptions import GuestFault, PFError, Vector, is_canonical
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -36,28 +45,31 @@ TlbEntry = tuple[bytearray, int]
 """(host buffer, offset of the page in it).  A slow-path-only entry may instead hold an object
 with ``read(address, length)``/``write(address, data)`` (the MMIO bus behind physical memory);
 such entries never enter the TLB dictionaries, so the fast path only ever sees bytearrays."""
+Tlb = tuple[dict[int, TlbEntry], dict[int, TlbEntry], dict[int, TlbEntry]]
+"""The read, write and fetch dictionaries: virtual page -> entry."""
+Accessors = tuple[dict[int, Callable[[int], int]], dict[int, Callable[[int, int], None]]]
+"""The fast loads and stores by size in bits, closures over one Tlb."""
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 
-def is_canonical(address: int) -> bool:
-    """True when bits 63..47 are all equal (SDM Vol. 1, 3.3.7.1)."""
-    top = address >> 47
-    return top == 0 or top == 0x1FFFF
-
-
 class Memory:
     """Load/store interface over a software TLB; subclasses implement :meth:`fill`."""
 
+    system = False
+    """True when translations can change under a virtual address (page tables: ``cpu.mmu``)."""
+
     def __init__(self) -> None:
-        self.tlb: tuple[dict[int, TlbEntry], dict[int, TlbEntry], dict[int, TlbEntry]] = ({}, {}, {})
+        self.tlb: Tlb = ({}, {}, {})
+        self.tlb_sets: list[Tlb] = [self.tlb]
         self.code_pages: set[int] = set()
-        self.on_code_write: Callable[[int], None] = lambda vpn: None
+        self.on_code_write: Callable[[int], None] = lambda page: None
+        self.on_rebind: Callable[[], None] = lambda: None
         self.watch: Callable[[int, int, int], None] | None = None
         self.watched: set[int] = set()
-        self._build_accessors()
+        self.loads, self.stores = self._build_accessors(self.tlb)
 
     # -- translation, supplied by the address space or the MMU -------------
     def fill(self, vpn: int, access: int) -> TlbEntry:
@@ -74,9 +86,25 @@ class Memory:
             code |= PFError.I
         return code
 
-    def flush_tlb(self) -> None:
-        for t in self.tlb:
-            t.clear()
+    def flush_tlb(self, keep_global: bool = False) -> None:
+        """Forget every translation (``keep_global``: except global pages, where a subclass has them)."""
+        for tlb in self.tlb_sets:
+            for t in tlb:
+                t.clear()
+
+    def invlpg(self, address: int) -> None:
+        """Forget the translations of the page holding ``address`` (INVLPG)."""
+        vpn = (address & MASK64) >> PAGE_SHIFT
+        for tlb in self.tlb_sets:
+            for t in tlb:
+                t.pop(vpn, None)
+
+    def switch_privilege(self, cpl: int) -> None:
+        """The CPU now runs at ``cpl``: a subclass with per-privilege TLBs selects one here."""
+
+    def page_id(self, vpn: int, entry: TlbEntry) -> int:
+        """What code tracking calls virtual page ``vpn`` (translated to ``entry``): here, the page itself."""
+        return vpn
 
     def entry(self, address: int, access: int) -> TlbEntry:
         """The TLB entry for the page holding ``address``, filling it on a miss (slow path)."""
@@ -85,9 +113,6 @@ class Memory:
         if e is None:
             if not is_canonical(address):
                 raise GuestFault(Vector.GP, 0, detail=f"non-canonical address {address:#x}")
-            if access == WRITE and vpn in self.code_pages:
-                self.code_pages.discard(vpn)
-                self.on_code_write(vpn)
             try:
                 e = self.fill(vpn, access)
             except GuestFault as fault:
@@ -95,7 +120,12 @@ class Memory:
                     fault.address = address
                     fault.args = (fault.describe(),)
                 raise
-            if type(e[0]) is bytearray and vpn not in self.watched and not (access == WRITE and vpn in self.code_pages):
+            if access == WRITE:
+                page = self.page_id(vpn, e)
+                if page in self.code_pages:         # the first write to translated code: drop the translations
+                    self.code_pages.discard(page)
+                    self.on_code_write(page)
+            if type(e[0]) is bytearray and vpn not in self.watched:
                 self.tlb[access][vpn] = e
         return e
 
@@ -105,15 +135,17 @@ class Memory:
         This is how debugger watchpoints are exact: the hook sees the very load or store.
         """
         for vpn in self.watched | pages:
-            for t in self.tlb:
-                t.pop(vpn, None)
+            for tlb in self.tlb_sets:
+                for t in tlb:
+                    t.pop(vpn, None)
         self.watched = set(pages)
         self.watch = hook if pages else None
 
-    def mark_code(self, vpn: int) -> None:
-        """Page ``vpn`` now holds translated code: route writes to it through the slow path."""
-        self.code_pages.add(vpn)
-        self.tlb[WRITE].pop(vpn, None)
+    def mark_code(self, page: int) -> None:
+        """Page ``page`` (a :meth:`page_id`) now holds translated code: route writes to it through the slow path."""
+        self.code_pages.add(page)
+        for tlb in self.tlb_sets:
+            tlb[WRITE].pop(page, None)
 
     # -- bulk access (loaders, syscalls, string instructions, debugger) -----
     def read(self, address: int, length: int, access: int = READ) -> bytes:
@@ -173,10 +205,10 @@ class Memory:
         self.write(address, (value & ((1 << size) - 1)).to_bytes(size // 8, "little"))
 
     # -- fast accessors used by generated code ------------------------------
-    def _build_accessors(self) -> None:
-        """Closures over the TLB dictionaries: the hot path of every guest access."""
-        rget = self.tlb[READ].get
-        wget = self.tlb[WRITE].get
+    def _build_accessors(self, tlb: Tlb) -> Accessors:
+        """Closures over one set of TLB dictionaries: the hot path of every guest access."""
+        rget = tlb[READ].get
+        wget = tlb[WRITE].get
         slow_load = self._slow_load
         slow_store = self._slow_store
         u16, u32, u64 = _U16.unpack_from, _U32.unpack_from, _U64.unpack_from
@@ -258,8 +290,7 @@ class Memory:
             else:
                 slow_store(a, 128, v)
 
-        self.loads = {8: ld8, 16: ld16, 32: ld32, 64: ld64, 128: ld128}
-        self.stores = {8: st8, 16: st16, 32: st32, 64: st64, 128: st128}
+        return {8: ld8, 16: ld16, 32: ld32, 64: ld64, 128: ld128}, {8: st8, 16: st16, 32: st32, 64: st64, 128: st128}
 
     def _slow_load(self, address: int, size: int) -> int:
         return self.load(address & MASK64, size)

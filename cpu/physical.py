@@ -4,9 +4,15 @@ Page walks (``cpu.mmu``), DMA by devices (virtio) and the boot loader address
 guest memory physically through this class.  Every access is checked against
 the RAM size: an address outside RAM goes to the MMIO bus (which answers all
 ones for nothing mapped), never to a host address.
+
+``on_write(address, length)`` hears of every write to RAM made through this
+class (not the CPU's own stores, which go through its TLB), so the MMU can
+drop code translated from bytes a device's DMA replaced.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from devices.bus import Bus
 
@@ -18,6 +24,7 @@ class PhysicalMemory:
         self.size = size
         self.ram = bytearray(size)
         self.mmio = mmio if mmio is not None else Bus("mmio")
+        self.on_write: Callable[[int, int], None] = lambda address, length: None
 
     def is_ram(self, address: int, length: int = 1) -> bool:
         return 0 <= address and address + length <= self.size
@@ -30,6 +37,7 @@ class PhysicalMemory:
     def write(self, address: int, data: bytes | bytearray | memoryview) -> None:
         if self.is_ram(address, len(data)):
             self.ram[address:address + len(data)] = data
+            self.on_write(address, len(data))
             return
         for i, byte in enumerate(bytes(data)):
             self.store(address + i, 8, byte)
@@ -45,5 +53,6 @@ class PhysicalMemory:
         n = size // 8
         if self.is_ram(address, n):
             self.ram[address:address + n] = (value & ((1 << size) - 1)).to_bytes(n, "little")
+            self.on_write(address, n)
             return
         self.mmio.write(address, n, value)

@@ -11,8 +11,14 @@ operands; ``rflags`` holds the other bits (DF, IF, TF, ...) and, when
 ``cc_op`` is ``CcOp.FLAGS``, nothing arithmetic (the flags then live in
 ``cc_a``).  Use :func:`cpu.flags.read_rflags` for the architectural value.
 
-Not modelled here: AVX state, debug registers beyond DR7, the x87 stack
-contents beyond what FXSAVE needs (kept as raw 80-bit slots).
+System state (SDM Vol. 3A ch. 2): control registers, EFER, the descriptor
+table registers, TR and the TSS base LTR found, the debug registers (stored,
+never acted on), the MSRs ``cpu.msr`` implements, and ``shadow_until``: the
+retired-instruction count before which maskable interrupts are inhibited
+after STI or MOV SS (SDM Vol. 3A, 6.8.3).
+
+Not modelled here: AVX state, the x87 stack contents beyond what FXSAVE needs
+(kept as raw 80-bit slots), segment descriptor caches beyond the FS/GS bases.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ class CpuState(ctypes.Structure):
            ("pat", _U64), ("tsc_offset", _U64), ("apic_base", _U64),
            ("misc_enable", _U64)]
         + [("icount", _U64)]
+        + [("dr0", _U64), ("dr1", _U64), ("dr2", _U64), ("dr3", _U64), ("dr6", _U64),
+           ("tsc_aux", _U64), ("sysenter_cs", _U64), ("sysenter_esp", _U64), ("sysenter_eip", _U64),
+           ("shadow_until", _U64)]
     )
 
     def reset_user(self) -> None:
@@ -62,6 +71,7 @@ class CpuState(ctypes.Structure):
         self.fcw = 0x037F            # x87 default control word
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
+        self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
 
     def xmm(self, i: int) -> int:
         """XMM register ``i`` as a 128-bit integer."""

@@ -57,6 +57,7 @@ def load_all() -> dict[str, Semantic]:
         flagops,
         logical,
         muldiv,
+        privileged,
         shift,
         sse,
         sse_float,

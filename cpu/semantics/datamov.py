@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from cpu.decoder import Kind, Operand
 from cpu.flags import CONDITIONS
-from cpu.semantics import semantics
+from cpu.semantics import privileged, semantics
+from cpu.state import SEGMENTS
 
 
 @semantics("mov", "movabs")
 def mov(ops, insn, dst, src):
+    """Control/debug registers and segment loads are system instructions (``cpu.semantics.privileged``)."""
+    if privileged.is_system_register(dst) or privileged.is_system_register(src):
+        privileged.mov_system(ops, insn, dst, src)
+        return
+    if dst.kind is Kind.REG and dst.reg in SEGMENTS:
+        privileged.mov_to_segment(ops, insn, dst, src)
+        return
     value = ops.read(src)
     if src.kind is Kind.REG and src.size == 16 and dst.size > 16:   # mov r32/r64, Sreg zero-extends
         value = ops.trunc(value, 16)

@@ -2,14 +2,17 @@
 
 64-bit mode: the stack pointer is RSP; pushes default to 64 bits, 16 bits
 with a 0x66 prefix.  Memory is written before RSP changes, so a faulting
-push leaves RSP as it was.
+push leaves RSP as it was.  PUSH FS/GS pushes the selector zero-extended;
+POP FS/GS loads a selector (``cpu.semantics.privileged``).  POPF changes IF
+only when CPL <= IOPL and IOPL only at CPL 0 (SDM Vol. 2B, POPF).
 """
 
 from __future__ import annotations
 
 from cpu.decoder import Kind
-from cpu.flags import USER_WRITABLE
-from cpu.semantics import semantics
+from cpu.flags import USER_WRITABLE, Flag
+from cpu.semantics import privileged, semantics
+from cpu.state import SEGMENTS
 
 
 def push_value(ops, value, size=64):
@@ -25,9 +28,13 @@ def pop_value(ops, size=64):
     return value
 
 
+def _segment(opnd) -> bool:
+    return opnd.kind is Kind.REG and opnd.reg in SEGMENTS
+
+
 @semantics("push")
 def push(ops, insn, src):
-    size = src.size if src.kind is not Kind.IMM else (16 if insn.raw[0] == 0x66 else 64)
+    size = src.size if src.kind is not Kind.IMM and not _segment(src) else (16 if insn.raw[0] == 0x66 else 64)
     value = ops.read(src)
     if src.kind is Kind.IMM and src.size < size:
         value = ops.sext(value, src.size, size)
@@ -36,6 +43,9 @@ def push(ops, insn, src):
 
 @semantics("pop")
 def pop(ops, insn, dst):
+    if _segment(dst):
+        privileged.pop_segment(ops, insn, dst)
+        return
     rsp = ops.reg("rsp")
     value = ops.load(rsp, dst.size)
     # RSP is incremented first: a memory destination's address sees the new RSP,
@@ -51,11 +61,22 @@ def pushf(ops, insn):
     push_value(ops, ops.and_(flags, 0xFCFFFF), insn.opsize)
 
 
+POPF_ANY_CPL = int(Flag.IF | Flag.IOPL) | USER_WRITABLE
+"""Every bit POPF may write at some privilege; which of IF and IOPL it writes depends on CPL and IOPL."""
+
+
 @semantics("popfq", "popf")
 def popf(ops, insn):
     value = pop_value(ops, insn.opsize)
-    writable = USER_WRITABLE if insn.opsize == 64 else USER_WRITABLE & 0xFFFF
-    ops.set_rflags(value, writable)
+    size_mask = (1 << insn.opsize) - 1
+    cpl = ops.reg("cpl")
+    iopl = ops.and_(ops.shr(ops.reg("rflags"), 12), 3)
+    if_writable = ops.select(ops.ult(iopl, cpl), 0, int(Flag.IF))
+    iopl_writable = ops.select(ops.eq(cpl, 0), int(Flag.IOPL), 0)
+    mask = ops.and_(ops.or_(ops.or_(if_writable, iopl_writable), USER_WRITABLE), size_mask)
+    old = ops.rflags()
+    merged = ops.or_(ops.and_(old, ops.not_(mask, 64)), ops.and_(value, mask))
+    ops.set_rflags(merged, POPF_ANY_CPL & size_mask)
 
 
 @semantics("leave")

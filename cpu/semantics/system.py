@@ -1,9 +1,14 @@
 """System-level and miscellaneous instructions: SYSCALL, CPUID, RDTSC, HLT, INT3, UD2
-(Intel SDM Vol. 2; Vol. 3A ch. 5 and 6).
+(Intel SDM Vol. 2; Vol. 3A ch. 5 and 6).  The privileged rest is in ``cpu.semantics.privileged``.
 
-In user mode SYSCALL is an event the host answers (``emu.user``): the
-instruction itself does what the SDM says it does to RCX and R11, and the
-machine does the rest.
+SYSCALL is an event: the instruction itself checks EFER.SCE and does what
+the SDM says it does to RCX and R11; then the host answers (``emu.user``),
+or the machine enters the kernel (``cpu.exceptions.syscall_entry``).
+
+HLT is privileged (#GP(0) at CPL > 0 in protected mode).  User mode runs
+ring-3 code on a CpuState whose CR0 is 0, with the host kernel in place of
+ring 0: there HLT stays the event the host turns into SIGSEGV itself, as
+tests and benchmarks use it as an end marker.
 """
 
 from __future__ import annotations
@@ -12,9 +17,13 @@ from cpu import cpuid as cpuid_leaves
 from cpu.exceptions import Vector
 from cpu.semantics import call, semantics
 
+EFER_SCE = 1 << 0
+CR0_PE = 1 << 0
+
 
 @semantics("syscall")
 def syscall(ops, insn):
+    ops.fault_if(ops.eq(ops.and_(ops.reg("efer"), EFER_SCE), 0), Vector.UD)
     flags = ops.rflags()
     ops.set_reg("rcx", insn.next)
     ops.set_reg("r11", flags)
@@ -48,6 +57,8 @@ def rdtsc_insn(ops, insn):
 
 @semantics("hlt")
 def hlt(ops, insn):
+    protected = ops.and_(ops.reg("cr0"), CR0_PE)
+    ops.fault_if(ops.and_(ops.ne(ops.reg("cpl"), 0), protected), Vector.GP, 0)
     ops.event("hlt")
     ops.jump(insn.next)
 
