@@ -1,0 +1,243 @@
+"""The machine: a minimal PC that an unmodified Linux kernel boots on, and its run loop.
+
+Assembled in :meth:`Machine.__init__`, one step per device.  The address map
+(the one place that says where everything is):
+
+==============================  =================================================
+physical memory
+``0x0000_0000 .. RAM size``     RAM (at most 3 GiB); the boot loader's layout is in firmware/linux.py
+``0xD000_0000 + 0x1000*n``      virtio-mmio device n (0x200 bytes of registers), IRQ 10 + n
+I/O ports
+``0x20-0x21``, ``0xA0-0xA1``    8259A PIC pair (devices/pic8259.py)
+``0x40-0x43``, ``0x61``         8254 PIT, and the PC's port B for channel 2 (devices/pit8254.py)
+``0x60``, ``0x64``              i8042: only the reset line (devices/i8042.py)
+``0x70-0x71``                   MC146818 RTC/CMOS, IRQ 8 (devices/cmos.py)
+``0x80``                        POST code port: Linux writes it as an I/O delay
+``0xF4``                        isa-debug-exit, for tests (devices/debug_exit.py)
+``0x3F8-0x3FF``                 16550A UART (COM1), IRQ 4 (devices/uart16550.py)
+everything else                 unassigned: reads all ones, writes ignored
+==============================  =================================================
+
+The run loop: the CPU runs until the next clock deadline, an event (a port
+access, HLT, SYSCALL, STI) or a fault; the machine then fires due timers,
+delivers the fault or a pending interrupt through the IDT, and goes on.
+Time is the virtual clock (emu/clock.py): one nanosecond per retired
+instruction, and a halted CPU jumps to the next deadline, so runs repeat
+exactly.  An ISA port access takes 1 us of virtual time, as on a PC's ISA
+bus; that also keeps Linux's PIT-polling calibration loops short.
+
+The machine stops when the guest powers off (HLT with interrupts disabled and
+nothing that could wake it), reboots (a triple fault with ``reboot=t``, or the
+i8042 reset line), or writes the debug-exit port.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from cpu import exceptions
+from cpu.exceptions import GuestFault, TripleFault
+from cpu.flags import Flag
+from cpu.interp import ExitKind, Interpreter
+from cpu.mmu import Mmu
+from cpu.physical import PhysicalMemory
+from cpu.state import CpuState
+from devices.bus import Bus
+from devices.cmos import Cmos
+from devices.debug_exit import DebugExit
+from devices.i8042 import I8042
+from devices.pic8259 import Pic8259Pair
+from devices.pit8254 import Pit8254
+from devices.uart16550 import Uart16550
+from devices.virtio_blk import VirtioBlk
+from devices.virtio_mmio import WINDOW_SIZE, VirtioMmio
+from emu.clock import Clock
+from firmware.linux import BootInfo, load_linux
+
+MAX_RAM = 3 << 30
+VIRTIO_BASE, VIRTIO_STRIDE, VIRTIO_IRQ = 0xD000_0000, 0x1000, 10
+UART_IRQ, PIT_IRQ, RTC_IRQ = 4, 0, 8
+PORT_IO_NS = 1000
+"""Virtual time an ISA port access takes."""
+SLICE_NS = 1_000_000
+"""Longest run of the CPU between looks at the host (input, Ctrl-C)."""
+
+DEFAULT_APPEND = "console=ttyS0 earlyprintk=serial,ttyS0 reboot=t no_timer_check tsc_early_khz=1000000"
+
+
+@dataclass
+class MachineConfig:
+    kernel: str
+    initrd: str | None = None
+    disks: list[str] = field(default_factory=list)
+    append: str = DEFAULT_APPEND
+    memory: int = 128 << 20
+    snapshot: bool = False
+    rtc_base: int | None = None
+
+
+class IsaPorts:
+    """Port I/O as the CPU sees it: the port bus, each access taking PORT_IO_NS of virtual time."""
+
+    def __init__(self, bus: Bus, clock: Clock) -> None:
+        self.bus = bus
+        self.clock = clock
+
+    def read(self, port: int, size: int) -> int:
+        self.clock.spend(PORT_IO_NS)
+        return self.bus.read(port, size)
+
+    def write(self, port: int, size: int, value: int) -> None:
+        self.clock.spend(PORT_IO_NS)
+        self.bus.write(port, size, value)
+
+
+class PostPort:
+    """Port 0x80: the POST diagnostic port; writes are Linux's I/O delay and go nowhere."""
+
+    def read(self, offset: int, size: int) -> int:
+        return (1 << (8 * size)) - 1
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        pass
+
+
+class MachineStop(Exception):
+    """The guest ended the machine: power-off, reset, or the debug-exit port."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Machine:
+    def __init__(self, config: MachineConfig, output: Callable[[bytes], None], *, log: TextIO | None = None) -> None:
+        if not 16 << 20 <= config.memory <= MAX_RAM or config.memory % 4096:
+            raise ValueError(f"memory must be between 16 MiB and {MAX_RAM >> 30} GiB in 4 KiB units")
+        self.config = config
+        self.log = log if log is not None else sys.stderr
+        self.stop: MachineStop | None = None
+
+        # The CPU, its physical memory and the two buses.
+        self.state = CpuState()
+        self.mmio = Bus("mmio", log=self.log)
+        self.ports = Bus("ports")
+        self.phys = PhysicalMemory(config.memory, self.mmio)
+        self.mmu = Mmu(self.state, self.phys)
+        self.cpu = Interpreter(self.state, self.mmu)
+        self.clock = Clock(self.state)
+        self.cpu.io = IsaPorts(self.ports, self.clock)
+
+        # Interrupt controller: INTR rising makes the CPU return to this loop.
+        self.pic = Pic8259Pair(on_intr=lambda level: level and self.cpu.request_exit())
+        self.ports.map(0x20, 2, self.pic.master, "pic-master")
+        self.ports.map(0xA0, 2, self.pic.slave, "pic-slave")
+
+        # Timer, RTC, reset line, POST port, debug exit, serial console.
+        self.pit = Pit8254(self.clock, self.pic.irq(PIT_IRQ))
+        self.ports.map(0x40, 4, self.pit, "pit")
+        self.ports.map(0x61, 1, self.pit.port61, "port61")
+        self.cmos = Cmos(self.clock, base=config.rtc_base)
+        self.ports.map(0x70, 2, self.cmos, "rtc")
+        self.i8042 = I8042(reset=lambda: self._halt_machine(0, "reset through the i8042"))
+        self.ports.map(0x60, 1, self.i8042.data, "i8042-data")
+        self.ports.map(0x64, 1, self.i8042.command, "i8042-command")
+        self.ports.map(0x80, 1, PostPort(), "post")
+        self.ports.map(0xF4, 1, DebugExit(lambda status: self._halt_machine(status, "debug-exit port")), "debug-exit")
+        self.uart = Uart16550(self.pic.irq(UART_IRQ), output)
+        self.ports.map(0x3F8, 8, self.uart, "uart")
+
+        # virtio-blk disks on the MMIO window, announced on the kernel command line.
+        self.disks: list[VirtioBlk] = []
+        append = config.append
+        for n, path in enumerate(config.disks):
+            disk = VirtioBlk(path, snapshot=config.snapshot, log=self.log)
+            self.disks.append(disk)
+            base = VIRTIO_BASE + VIRTIO_STRIDE * n
+            self.mmio.map(base, WINDOW_SIZE, VirtioMmio(disk, self.phys, self.pic.irq(VIRTIO_IRQ + n), log=self.log),
+                          f"virtio-blk{n}")
+            append += f" virtio_mmio.device={WINDOW_SIZE}@{base:#x}:{VIRTIO_IRQ + n}"
+
+        # The kernel, loaded as a boot loader would.
+        self.boot: BootInfo = load_linux(self.phys, self.state, config.kernel, initrd=config.initrd,
+                                         cmdline=append.strip())
+        self.mmu.flush_tlb()
+
+    # -- the run loop ---------------------------------------------------------
+    def _halt_machine(self, status: int, reason: str) -> None:
+        self.stop = MachineStop(status, reason)
+        self.cpu.request_exit()
+
+    @property
+    def halted_for_good(self) -> bool:
+        """HLT with IF clear and no NMI source: nothing can ever wake the CPU (Linux's power-off)."""
+        return not self.state.rflags & Flag.IF
+
+    def run(self, limit_ns: int | None = None, *, idle: Callable[[int], None] | None = None) -> MachineStop | None:
+        """Run until the guest stops the machine, or for ``limit_ns`` of virtual time.
+
+        ``idle(ns)`` is called when the CPU halts with nothing due for ``ns``
+        nanoseconds (interactive sessions wait for host input there).
+        """
+        end = None if limit_ns is None else self.clock.now() + limit_ns
+        halted = False
+        while self.stop is None:
+            now = self.clock.now()
+            if end is not None and now >= end:
+                return None
+            self.clock.fire_due()
+            if self.pic.pending():
+                if exceptions.accepts_interrupt(self.state):
+                    halted = False
+                    self._deliver(self.pic.acknowledge(), None, external=True)
+                else:                   # IF is clear or a shadow is open: come back the moment it is not
+                    self.cpu.request_interrupt_window()
+            if halted:
+                if self.halted_for_good:
+                    self.stop = MachineStop(0, "the CPU halted with interrupts disabled (power off)")
+                    break
+                deadline = self.clock.next_deadline()
+                if deadline is None:
+                    if idle is None:
+                        self.stop = MachineStop(1, "the CPU halted with no timer armed and no input possible")
+                        break
+                    idle(SLICE_NS)
+                    continue
+                if idle is not None:
+                    idle(deadline - now)
+                self.clock.skip_to(deadline)
+                continue
+            deadline = self.clock.next_deadline()
+            budget = SLICE_NS if deadline is None else max(1, min(SLICE_NS, deadline - now))
+            if end is not None:
+                budget = max(1, min(budget, end - now))
+            halted = self._execute(budget)
+        for disk in self.disks:
+            disk.close()
+        return self.stop
+
+    def _execute(self, budget: int) -> bool:
+        """Run the CPU for at most ``budget`` instructions; True when it halted."""
+        exit_ = self.cpu.run(budget)
+        match exit_.kind:
+            case ExitKind.HALT:
+                return True
+            case ExitKind.FAULT:
+                self._deliver(exit_.fault.vector, exit_.fault.error_code, fault=exit_.fault)
+            case ExitKind.SYSCALL:
+                self._guarded(lambda: exceptions.syscall_entry(self.cpu))
+        return False
+
+    def _deliver(self, vector: int, error_code: int | None, *, external: bool = False,
+                 fault: GuestFault | None = None) -> None:
+        self._guarded(lambda: exceptions.deliver(self.cpu, vector, error_code, external=external, fault=fault))
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except TripleFault as err:
+            self.stop = MachineStop(0, f"triple fault ({err}): the machine resets")
