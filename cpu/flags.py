@@ -67,6 +67,9 @@ class CcOp(IntEnum):
     ROR = 13
 
 
+_KEEP_ON_ROTATE = ARITH & ~int(Flag.CF | Flag.OF)
+"""Rotates change only CF and OF (a plain int: IntFlag arithmetic is slow on this path)."""
+
 _PARITY = bytes(1 if bin(i).count("1") % 2 == 0 else 0 for i in range(256))
 """PF for each low byte: 1 when the number of set bits is even."""
 
@@ -100,10 +103,10 @@ def compute(op: int, size: int, a: int, b: int, r: int, c: int) -> int:
         flags |= (c & 1) | ((c & 1) << 11)
     elif op == CcOp.ROL:
         cf = r & 1
-        flags = (c & ~(Flag.CF | Flag.OF)) | cf | ((((r >> top) & 1) ^ cf) << 11)
+        flags = (c & _KEEP_ON_ROTATE) | cf | ((((r >> top) & 1) ^ cf) << 11)
     elif op == CcOp.ROR:
         msb = (r >> top) & 1
-        flags = (c & ~(Flag.CF | Flag.OF)) | msb | ((msb ^ ((r >> (top - 1)) & 1)) << 11)
+        flags = (c & _KEEP_ON_ROTATE) | msb | ((msb ^ ((r >> (top - 1)) & 1)) << 11)
     return flags
 
 

@@ -107,6 +107,10 @@ class Level:
         return f"{self.name} @ {self.address:#x} = {self.value:#018x} [{self.flags}]"
 
 
+_A, _D = int(Pte.A), int(Pte.D)
+"""Plain ints for the A/D update on every page walk (IntFlag arithmetic is slow)."""
+
+
 class Walk:
     """What one page walk found: the entries, then a physical address or the #PF it raises."""
 
@@ -237,7 +241,7 @@ class Mmu(Memory):
         """SDM 4.8: A in every entry used; D in the entry that maps the page, for a write."""
         last = walk.levels[-1]
         for level in walk.levels:
-            new = level.value | Pte.A | (Pte.D if dirty and level is last else 0)
+            new = level.value | _A | (_D if dirty and level is last else 0)
             if new != level.value:
                 self.phys.store(level.address, 64, new)
 
