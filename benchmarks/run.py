@@ -6,7 +6,9 @@ Reports (speed is measured here, never asserted in tests):
 - decoder: capstone -> Insn records per second, over busybox's code;
 - interpreter on a tight register loop, and unicorn (QEMU's TCG) on the same loop;
 - a compiled C workload (tests/programs/sha256.c, gcc -static -O2, 1 MiB): emu's guest
-  instructions per second and wall time, native wall time, and qemu-x86_64's when installed.
+  instructions per second and wall time, native wall time, and qemu-x86_64's when installed;
+- booting the default guest to its /init marker: emu's wall time and guest instructions, and
+  qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed.
 """
 
 from __future__ import annotations
@@ -106,9 +108,45 @@ def bench_c_workload(size: int, workdir: Path) -> dict[str, object]:
     return result
 
 
+QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
+
+
+def bench_boot() -> dict[str, object]:
+    """Wall time (and for emu, guest instructions) from start to the guest's /init marker line."""
+    from emu.console import INIT_MARKER
+    from emu.guest import default_guest
+
+    guest = default_guest()
+    emu = subprocess.run([sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd",
+                          str(guest.initrd), "--rtc-base", "1700000000", "--script", "poweroff -f", "--stats"],
+                         capture_output=True, text=True, check=False)
+    marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
+    if emu.returncode != 0 or marker is None:
+        raise SystemExit(f"emu boot failed:\n{emu.stdout[-2000:]}\n{emu.stderr[-2000:]}")
+    result: dict[str, object] = {"emu_s": float(marker[2]), "instructions": int(marker[1])}
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu:
+        cmd = [qemu, "-M", "microvm,acpi=off", "-cpu", "qemu64,-apic", "-m", "128M", "-nographic", "-no-reboot",
+               "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-append", QEMU_APPEND]
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen = b""
+        while INIT_MARKER not in seen:
+            chunk = proc.stdout.read1(4096)
+            if not chunk:
+                break
+            seen = seen[-64:] + chunk
+        if INIT_MARKER in seen:
+            result["qemu_s"] = time.perf_counter() - start
+        proc.kill()
+        proc.wait()
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+    parser.add_argument("--no-boot", action="store_true", help="skip the Linux boot (it builds the guest on first use)")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     os.chdir(ROOT)
@@ -130,6 +168,14 @@ def main() -> int:
         rows.append(("sha256 1 MiB: qemu-x86_64", f"{c['qemu_s']:.3f} s", f"emu is {emu_s / c['qemu_s']:,.0f}x slower"))
     else:
         rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
+    if not args.no_boot:
+        boot = bench_boot()
+        rows.append(("boot to /init: emu", f"{boot['emu_s']:.2f} s", f"{boot['instructions']:,} guest insns"))
+        if "qemu_s" in boot:
+            rows.append(("boot to /init: qemu-system (TCG)", f"{boot['qemu_s']:.2f} s",
+                         f"emu is {boot['emu_s'] / boot['qemu_s']:,.0f}x slower"))
+        else:
+            rows.append(("boot to /init: qemu-system (TCG)", "not installed", "apt-get install qemu-system-x86"))
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>18}  {note}")

@@ -153,7 +153,7 @@ def _cmd_boot(args: argparse.Namespace) -> int:
             print(f"emu: error: cannot read script {args.script_file}: {err.strerror}", file=sys.stderr)
             return 2
     out = sys.stdout.buffer
-    watcher: ScriptConsole | None = None
+    watcher: ScriptConsole | None = None   # set once the machine exists
 
     def output(data: bytes) -> None:
         out.write(data)
@@ -169,8 +169,8 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         print(f"emu: error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    watcher = ScriptConsole(script, machine.uart.feed, lambda: machine.state.icount)
     if script is not None:
-        watcher = ScriptConsole(script, machine.uart.feed)
         stop = machine.run()
     else:
         with TerminalConsole(machine.uart.feed) as console:
@@ -185,6 +185,9 @@ def _cmd_boot(args: argparse.Namespace) -> int:
     reason = stop.reason if stop is not None else "quit from the console (Ctrl-A X)"
     print(f"\r\nemu: {reason}", file=sys.stderr)
     if args.stats:
+        if watcher.marker is not None:
+            print(f"emu: /init marker after {watcher.marker[0]} instructions, {watcher.marker[1]:.2f} s wall",
+                  file=sys.stderr)
         count = machine.state.icount
         print(f"emu: {count} instructions retired, {machine.clock.now() / 1e9:.3f} s of virtual time, "
               f"{seconds:.2f} s wall ({count / seconds / 1e6:.2f} MIPS)", file=sys.stderr)

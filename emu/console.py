@@ -79,21 +79,27 @@ class TerminalConsole:
 
 
 class ScriptConsole:
-    """Types ``script`` into the console once the guest's /init marker has appeared."""
+    """Watches the console for the guest's /init marker; then types ``script`` (if any) into it.
 
-    def __init__(self, script: str, feed: Callable[[bytes], None]) -> None:
-        self.script = script if script.endswith("\n") else script + "\n"
+    ``marker`` records (instructions retired, host seconds) when the marker appeared.
+    """
+
+    def __init__(self, script: str | None, feed: Callable[[bytes], None], icount: Callable[[], int]) -> None:
+        self.script = None if script is None else script if script.endswith("\n") else script + "\n"
         self.feed = feed
+        self.icount = icount
+        self.start = time.perf_counter()
         self.seen = bytearray()
-        self.typed = False
+        self.marker: tuple[int, float] | None = None
 
     def watch(self, data: bytes) -> None:
         """Called with every byte the guest writes to the console."""
-        if self.typed:
+        if self.marker is not None:
             return
         self.seen += data
         if INIT_MARKER in self.seen:
-            self.typed = True
-            self.feed(self.script.encode())
+            self.marker = (self.icount(), time.perf_counter() - self.start)
+            if self.script is not None:
+                self.feed(self.script.encode())
         elif len(self.seen) > 4096:
             del self.seen[:-len(INIT_MARKER)]

@@ -191,6 +191,10 @@ def _load_vmlinux(image: bytes, path: str, mem: PhysicalMemory, params: BootPara
     """An ELF vmlinux: PT_LOAD segments at their physical addresses; entry at e_entry (physical)."""
     if len(image) < 64 or image[4] != 2 or image[5] != 1 or struct.unpack_from("<H", image, 18)[0] != 62:
         raise BootError(f"{path} is an ELF file but not a 64-bit little-endian x86-64 vmlinux")
+    e_type, = struct.unpack_from("<H", image, 16)
+    if e_type != 2:
+        raise BootError(f"{path} is an ELF file but not a kernel: a vmlinux is an ET_EXEC file, this one is "
+                        + ("a position-independent program or shared object" if e_type == 3 else f"type {e_type}"))
     entry, phoff = struct.unpack_from("<QQ", image, 24)
     phentsize, phnum = struct.unpack_from("<HH", image, 54)
     if phentsize != 56 or phoff + phnum * 56 > len(image):
@@ -198,6 +202,8 @@ def _load_vmlinux(image: bytes, path: str, mem: PhysicalMemory, params: BootPara
     low, high = None, 0
     for i in range(phnum):
         p_type, _, p_offset, _, p_paddr, p_filesz, p_memsz, _ = struct.unpack_from("<IIQQQQQQ", image, phoff + 56 * i)
+        if p_type == 3:
+            raise BootError(f"{path} is a dynamically linked program (it has PT_INTERP), not a kernel")
         if p_type != 1:
             continue
         if p_offset + p_filesz > len(image) or p_filesz > p_memsz:

@@ -85,3 +85,23 @@ def test_deterministic_runs_retire_the_same_instruction_count(tmp_path: Path) ->
     assert first.stdout == second.stdout
     count = [line.split(" instructions")[0] for line in (first.stderr, second.stderr)]
     assert count[0] == count[1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--kernel", "/nonexistent/bzImage"], "cannot read kernel /nonexistent/bzImage"),
+    (["--kernel", "/bin/sh"], "is an ELF file but not a kernel"),
+    (["--kernel", "README.md"], "is not a bzImage"),
+    (["--kernel", "README.md", "--memory", "1M"], "memory must be between 16 MiB"),
+    (["--kernel", "README.md", "--memory", "lots"], "not a memory size"),
+], ids=["missing", "dynamic-elf", "text-file", "tiny-memory", "bad-size"])
+def test_boot_refuses_bad_kernels_and_options_with_one_line(args: list[str], message: str) -> None:
+    proc = emu("boot", *args, "--script", "poweroff -f", cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_boot_refuses_a_missing_disk_image_with_one_line(tmp_path: Path) -> None:
+    proc = emu("boot", "--kernel", "README.md", "--disk", str(tmp_path / "none.img"), "--script", "x",
+               cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 2
+    assert "cannot open disk image" in proc.stderr and "Traceback" not in proc.stderr
