@@ -105,3 +105,12 @@ def test_the_interactive_shell_answers_through_a_pseudo_terminal(guest, tmp_path
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_reboot_with_reboot_t_ends_in_a_triple_fault_that_stops_the_machine_with_status_0(guest):
+    proc = subprocess.run(
+        [sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd", str(guest.initrd),
+         "--rtc-base", RTC_BASE, "--script", "reboot -f"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "reboot: Restarting system" in proc.stdout
+    assert "triple fault" in proc.stderr
