@@ -15,7 +15,7 @@ Bytes capstone cannot decode become :class:`cpu.exceptions.UndefinedOpcode`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -25,6 +25,9 @@ from capstone import x86_const as X
 from cpu.exceptions import GuestFault, UndefinedOpcode
 
 MAX_INSN_LEN = 15
+PAGE_SIZE = 4096
+RUN_CHUNK = 256
+"""Bytes :meth:`Decoder.decode_run` fetches at a time (a block is 20 to 100 bytes; it stops at a page's end)."""
 
 
 class Kind(Enum):
@@ -75,6 +78,7 @@ class Insn:
     repne: bool = False    # F2 prefix
     lock: bool = False     # F0 prefix
     opsize: int = 0        # the instruction's own operand size in bits, when it has no operands
+    relative: bool = False  # a relative branch: its one operand is the absolute target address
 
     @property
     def next(self) -> int:
@@ -136,88 +140,203 @@ _SSE_COMPARE = re.compile(rf"cmp({'|'.join(_SSE_PREDICATES)})(ss|sd|ps|pd)")
 
 
 class Decoder:
-    """Decodes x86-64 instructions from a fetch function; one capstone handle, reused."""
+    """Decodes x86-64 instructions from a fetch function; one capstone handle, reused.
+
+    Decoding with operand details costs about 20 us an instruction from Python, and the same
+    instruction bytes recur all over a program (``mov rdi, rbx``, ``ret``, ``jmp $+0x12``).  So
+    records are kept by their bytes and reused at any address (:meth:`_moved`): only a relative
+    branch's target, which capstone reports as an absolute address, depends on where it is.  The
+    bytes' length comes from capstone's light decoder, at about 1 us.
+    """
+
+    MEMO_SIZE = 1 << 16
+    """Records kept by their bytes; the memo starts afresh when it is full."""
 
     def __init__(self) -> None:
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         self._cs.detail = True
+        self._lite = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         self.decoded = 0
+        self._memo: dict[bytes, Insn] = {}
+        self._names: dict[int, str] = {}
+        """capstone instruction id -> its base name (``insn_name()`` is slow)."""
+        self._regs: dict[int, str] = {0: ""}
+        """capstone register id -> its name."""
 
     def decode(self, fetch: Callable[[int, int], bytes], address: int) -> Insn:
         """Decode the instruction at ``address``; ``fetch(addr, n)`` returns up to ``n`` bytes."""
         code = fetch(address, MAX_INSN_LEN)
         return self.decode_bytes(code, address)
 
+    def decode_run(self, fetch: Callable[[int, int], bytes], address: int, count: int) -> Iterator[Insn]:
+        """Up to ``count`` instructions from ``address`` on, decoded as they are asked for (a block's).
+
+        The same instructions as calls of :meth:`decode`, and ``fetch`` reads no page that those calls
+        would not: where an instruction's whole fetch window (15 bytes) lies in the page of ``address``,
+        its bytes come from fetching a chunk of that page at once and its length from one light
+        capstone call per chunk; near the page's end each instruction is fetched as :meth:`decode` does.
+        """
+        page_end = (address | (PAGE_SIZE - 1)) + 1
+        batch = 4                           # most blocks are short: ask capstone for more only as they go on
+        while count > 0 and address + MAX_INSN_LEN <= page_end:
+            base = address
+            code = fetch(base, min(RUN_CHUNK, page_end - base))
+            limit = base + len(code) - MAX_INSN_LEN       # start of the last window inside the chunk
+            while count > 0 and address <= limit:
+                first = address
+                for start, length, _, _ in self._lite.disasm_lite(code[address - base:], address, min(batch, count)):
+                    if start > limit:
+                        break
+                    offset = start - base
+                    known = self._memo.get(code[offset:offset + length])
+                    insn = self._moved(known, start) if known is not None else \
+                        self._decode_new(code[offset:offset + MAX_INSN_LEN], start)
+                    yield insn
+                    address = insn.next
+                    count -= 1
+                if address == first:
+                    break
+                batch *= 2
+            if address <= limit:
+                break                       # bytes capstone cannot decode: decode() says so below
+        while count > 0:
+            insn = self.decode(fetch, address)
+            yield insn
+            address = insn.next
+            count -= 1
+
     def decode_bytes(self, code: bytes, address: int) -> Insn:
+        for _, length, _, _ in self._lite.disasm_lite(code, address, 1):
+            known = self._memo.get(code[:length])
+            if known is not None:
+                return self._moved(known, address)
+            break
+        return self._decode_new(code, address)
+
+    def _decode_new(self, code: bytes, address: int) -> Insn:
+        """Decode with capstone's operand details, and remember the record by its bytes."""
         for ci in self._cs.disasm(code, address, 1):
             self.decoded += 1
-            return self._convert(ci)
+            insn, relative = self._convert(ci)
+            if relative and not _plain_branch(insn):
+                return insn                 # _moved could not redo it at another address
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[insn.raw] = insn
+            return insn
         shown = code[:MAX_INSN_LEN].hex(" ")
         raise UndefinedOpcode(f"cannot decode bytes {shown} at {address:#x}")
 
-    def _convert(self, ci: capstone.CsInsn) -> Insn:
+    def _moved(self, insn: Insn, address: int) -> Insn:
+        """The memo's record of the same bytes, at ``address``: a relative branch's target moves with it."""
+        self.decoded += 1
+        operands, text = insn.operands, insn.text
+        if insn.relative:
+            target = Operand(Kind.IMM, 64, imm=(operands[0].imm + address - insn.address) & _MASK64)
+            operands = (target,)
+            text = _branch_text(insn, target.imm)
+        return Insn(address, insn.length, insn.raw, insn.mnemonic, text, operands,
+                    insn.rep, insn.repne, insn.lock, insn.opsize, insn.relative)
+
+    def _name(self, ci: capstone.CsInsn) -> str:
+        name = self._names.get(ci.id)
+        if name is None:
+            name = self._names[ci.id] = ci.insn_name()
+        return name
+
+    def _reg(self, ci: capstone.CsInsn, reg: int) -> str:
+        name = self._regs.get(reg)
+        if name is None:
+            name = self._regs[reg] = ci.reg_name(reg)
+        return name
+
+    def _convert(self, ci: capstone.CsInsn) -> tuple[Insn, bool]:
+        """The record of ``ci``, and whether it depends on its address (a relative branch)."""
+        name = self._name(ci)
+        relative = False
         operands = []
         for op in ci.operands:
-            operands.append(self._operand(ci, op))
+            operands.append(self._operand(ci, op, name))
+            if op.type == X.X86_OP_IMM and capstone.CS_GRP_BRANCH_RELATIVE in ci.groups:
+                relative = True
         prefix = ci.prefix
-        text = f"{ci.mnemonic} {ci.op_str}".strip()
-        mnemonic = ci.insn_name()
-        if (compare := _SSE_COMPARE.fullmatch(ci.mnemonic)) is not None:
+        mnemonic_text = ci.mnemonic
+        text = f"{mnemonic_text} {ci.op_str}".strip()
+        mnemonic = name
+        if (compare := _SSE_COMPARE.fullmatch(mnemonic_text)) is not None:
             # capstone 5 prints CMPPS..CMPSD with imm8 0-7 as pseudo-ops ("cmpltsd"), drops the imm8
             # and reports a wrong instruction id (cmpordss -> "cmpxchg16b"): restore both
             mnemonic = "cmp" + compare[2]
             operands.append(Operand(Kind.IMM, 8, imm=_SSE_PREDICATES.index(compare[1])))
-        return Insn(
+        insn = Insn(
             address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=mnemonic, text=text,
             operands=tuple(operands), rep=prefix[0] == _PREFIX_REP, repne=prefix[0] == _PREFIX_REPNE,
             lock=prefix[0] == _PREFIX_LOCK or prefix[1] == _PREFIX_LOCK,
-            opsize=_implicit_size(ci),
+            opsize=_implicit_size(name), relative=relative,
         )
+        return insn, relative
 
-    @staticmethod
-    def _operand(ci: capstone.CsInsn, op: capstone.x86.X86Op) -> Operand:
+    def _operand(self, ci: capstone.CsInsn, op: capstone.x86.X86Op, name: str) -> Operand:
         size = op.size * 8
-        if op.type == X.X86_OP_REG:
-            name = ci.reg_name(op.reg)
-            if name not in _REG_TABLE:
-                raise UndefinedOpcode(f"register {name} in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
-            reg, rsize, high = _REG_TABLE[name]
+        kind = op.type
+        if kind == X.X86_OP_REG:
+            reg_name = self._reg(ci, op.reg)
+            if reg_name not in _REG_TABLE:
+                raise UndefinedOpcode(f"register {reg_name} in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
+            reg, rsize, high = _REG_TABLE[reg_name]
             return Operand(Kind.REG, rsize, reg=reg, high=high)
-        if op.type == X.X86_OP_IMM:
+        if kind == X.X86_OP_IMM:
             bits = size or 64
             return Operand(Kind.IMM, bits, imm=op.imm & ((1 << bits) - 1))
         mem = op.mem
-        seg = ci.reg_name(mem.segment) if mem.segment else ""
-        base = ci.reg_name(mem.base) if mem.base else ""
-        index = ci.reg_name(mem.index) if mem.index else ""
+        seg = self._reg(ci, mem.segment)
+        base = self._reg(ci, mem.base)
+        index = self._reg(ci, mem.index)
         asize = 64
         if base in ("eip",):
             raise UndefinedOpcode(f"32-bit RIP-relative addressing in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
         if index in ("riz", "eiz"):              # SIB byte with no index register
             index = ""
-        for name in (base, index):
-            if name and name != "rip":
-                if name not in _REG_TABLE or _REG_TABLE[name][1] not in (32, 64):
-                    raise UndefinedOpcode(f"address register {name} in `{ci.mnemonic} {ci.op_str}` "
+        for reg_name in (base, index):
+            if reg_name and reg_name != "rip":
+                if reg_name not in _REG_TABLE or _REG_TABLE[reg_name][1] not in (32, 64):
+                    raise UndefinedOpcode(f"address register {reg_name} in `{ci.mnemonic} {ci.op_str}` "
                                           f"at {ci.address:#x}")
-                asize = min(asize, _REG_TABLE[name][1])
+                asize = min(asize, _REG_TABLE[reg_name][1])
         if base and base != "rip":
             base = _REG_TABLE[base][0]
         if index:
             index = _REG_TABLE[index][0]
         if not base and not index and ci.prefix[3] == 0x67:
             asize = 32
-        size = _MEMORY_SIZE.get(ci.insn_name(), size)
+        size = _MEMORY_SIZE.get(name, size)
         return Operand(Kind.MEM, size, seg=seg if seg in ("fs", "gs") else "", base=base, index=index,
                        scale=mem.scale, disp=mem.disp, asize=asize)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _plain_branch(insn: Insn) -> bool:
+    """A relative branch as :meth:`Decoder._moved` expects it: one 64-bit target, printed the usual way."""
+    return (len(insn.operands) == 1 and insn.operands[0] == Operand(Kind.IMM, 64, imm=insn.operands[0].imm)
+            and insn.text == _branch_text(insn))
+
+
+def _branch_text(insn: Insn, target: int | None = None) -> str:
+    """How capstone prints a relative branch (with its prefixes) to ``target`` (default: its own):
+    decimal below 10, else hex."""
+    if target is None:
+        target = insn.operands[0].imm
+    head = insn.text.rsplit(" ", 1)[0]
+    return f"{head} {target if 0 <= target < 10 else hex(target)}"
 
 
 _IMPLICIT = {"b": 8, "w": 16, "d": 32, "q": 64}
 
 
-def _implicit_size(ci: capstone.CsInsn) -> int:
-    """Operand size of instructions with no explicit operands (cwde, stosq, pushfq, iretq...)."""
-    name = ci.insn_name()
+def _implicit_size(name: str) -> int:
+    """Operand size of instructions with no explicit operands (cwde, stosq, pushfq, iretq...), by capstone name."""
     if name in ("cbw", "cwd", "popf", "pushf"):
         return 16
     if name in ("cwde", "cdq", "popfd", "pushfd", "iretd"):

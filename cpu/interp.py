@@ -28,16 +28,22 @@ Code is tracked by ``Memory.page_id``: virtual pages in user mode, physical
 pages under the MMU.  Instructions that change what a translation assumes
 (privilege, paging, descriptor tables, interrupt state) end their block.
 
+With a :class:`cpu.codecache.CodeCache` (``emu run`` and ``emu boot`` pass
+one; an Interpreter built directly has none), ``translate`` first asks it for
+a block translated by an earlier run from the same bytes at the same address;
+everything after that (pages, validation, invalidation) is the same for both.
+
 The design note docs/interpreter.md says why blocks are compiled to Python
 rather than interpreted micro-op by micro-op.
 """
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from enum import Enum
-from types import TracebackType
-from typing import Protocol
+from types import CodeType, FunctionType, TracebackType
+from typing import TYPE_CHECKING, Protocol
 
 from cpu import flags
 from cpu.decoder import Decoder, Insn, safe_fetch
@@ -46,6 +52,9 @@ from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
 from cpu.pycode import PyOps, Translation, field_store
 from cpu.semantics import CALLS, HELPERS, load_all
 from cpu.state import CpuState
+
+if TYPE_CHECKING:
+    from cpu.codecache import CodeCache
 
 MAX_BLOCK = 64
 
@@ -109,7 +118,10 @@ _EVENT_KINDS = {"syscall": ExitKind.SYSCALL, "hlt": ExitKind.HALT}
 class Interpreter:
     """Runs guest code on a CpuState and a Memory."""
 
-    def __init__(self, state: CpuState, memory: Memory, *, max_block: int = MAX_BLOCK) -> None:
+    def __init__(self, state: CpuState, memory: Memory, *, max_block: int = MAX_BLOCK,
+                 code_cache: CodeCache | None = None) -> None:
+        """``code_cache``: where to look for blocks translated by earlier runs, and keep new ones
+        (``cpu.codecache``); None (the default) translates everything here."""
         self.state = state
         self.mem = memory
         self.max_block = max_block
@@ -122,7 +134,7 @@ class Interpreter:
         self.page_blocks: dict[int, set[Block]] = {}
         self.fetch = safe_fetch(lambda a, n: memory.read(a, n, FETCH))
         self.env: dict[str, object] = {
-            "s": state, "cpu": self, "GuestFault": GuestFault,
+            "__builtins__": builtins.__dict__, "s": state, "cpu": self, "GuestFault": GuestFault,
             "compute": flags.compute, "condition": flags.condition,
             **{f"H_{name}": fn for name, fn in HELPERS.items()},
             **{f"C_{name}": fn for name, fn in CALLS.items()},
@@ -133,7 +145,12 @@ class Interpreter:
         self.system = memory.system
         self.io: PortBus | None = None
         """Port I/O (IN, OUT, INS, OUTS); None in user mode, where CPL 3 faults before reaching it."""
+        self.code_cache = code_cache
         self.translated = 0
+        """Instructions translated here (not counting blocks that came from the code cache)."""
+        self.blocks_translated = 0
+        self.blocks_cached = 0
+        """Blocks taken from the code cache instead of translated."""
         self.breakpoints: frozenset[int] = frozenset()
         self._stops: set[int] = set()
         """What the run loop checks between blocks: breakpoints, and REQUEST or WINDOW when asked for."""
@@ -164,23 +181,64 @@ class Interpreter:
     def icount(self) -> int:
         return self.state.icount
 
+    def translation_summary(self) -> str:
+        """``N blocks translated, M from the code cache``, and why the cache is off when it is."""
+        text = f"{self.blocks_translated} blocks translated, {self.blocks_cached} from the code cache"
+        if self.code_cache is None:
+            return text + " (code cache off)"
+        if self.code_cache.error is not None:
+            return text + f" (code cache off: {self.code_cache.error})"
+        return text
+
     # -- translation ------------------------------------------------------------
     def decode(self, address: int) -> Insn:
         return self.decoder.decode(self.fetch, address)
 
     def translate(self, rip: int, max_insns: int) -> Block:
-        """Decode and compile the block at ``rip``; a fault here means its first instruction faulted."""
+        """The block at ``rip``, from the code cache or translated; a fault here means its first instruction faulted."""
+        cache = self.code_cache if max_insns == self.max_block > 1 else None
+        hit = None if cache is None else cache.lookup(rip, max_insns, self.fetch, self.decoder, self.breakpoints)
+        if hit is not None:
+            self.blocks_cached += 1
+            code, translation, end = hit
+        else:
+            insns, translation, complete = self._translate(rip, max_insns)
+            code = _compile_block(translation.source, rip)
+            self.blocks_translated += 1
+            self.translated += len(insns)
+            end = insns[-1].next
+            if cache is not None and complete:
+                cache.store(rip, max_insns, insns, translation, code)
+        first_vpn, last_vpn = rip >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
+        pages = [(first_vpn, self.mem.entry(rip, FETCH))]
+        if last_vpn != first_vpn:
+            pages.append((last_vpn, self.mem.entry(last_vpn << PAGE_SHIFT, FETCH)))
+        block = Block(FunctionType(code, self.env), len(translation.insns), translation.event, translation, rip,
+                      pages[0][1], pages[1][1] if len(pages) > 1 else None)
+        for vpn, entry in pages:
+            page = self.mem.page_id(vpn, entry)
+            self.page_blocks.setdefault(page, set()).add(block)
+            self.mem.mark_code(page)
+        return block
+
+    def _translate(self, rip: int, max_insns: int) -> tuple[list[Insn], Translation, bool]:
+        """Decode and lower the block at ``rip``; also say whether it is complete, i.e. a function of its own
+        bytes, address and ``max_insns`` only (not cut at a breakpoint or before an instruction that faulted)."""
         ops = PyOps()
         insns: list[Insn] = []
         address = rip
+        complete = True
+        decoded = self.decoder.decode_run(self.fetch, rip, max_insns)
         while True:
             if insns and address in self.breakpoints:
+                complete = False
                 break
             try:
-                insn = self.decode(address)
+                insn = next(decoded)
             except GuestFault:
                 if not insns:
                     raise
+                complete = False
                 break
             insns.append(insn)
             ops.begin(insn)
@@ -189,21 +247,7 @@ class Interpreter:
             if ops.ended or len(insns) >= max_insns or (insn.next - 1) >> PAGE_SHIFT != rip >> PAGE_SHIFT:
                 break
             address = insn.next
-        translation = ops.finish(insns)
-        namespace: dict[str, object] = {}
-        exec(compile(translation.source, f"<block {rip:#x}>", "exec"), self.env, namespace)  # noqa: S102
-        self.translated += len(insns)
-        first_vpn, last_vpn = rip >> PAGE_SHIFT, (insns[-1].next - 1) >> PAGE_SHIFT
-        pages = [(first_vpn, self.mem.entry(rip, FETCH))]
-        if last_vpn != first_vpn:
-            pages.append((last_vpn, self.mem.entry(last_vpn << PAGE_SHIFT, FETCH)))
-        block = Block(namespace["block"], len(insns), translation.event, translation, rip,
-                      pages[0][1], pages[1][1] if len(pages) > 1 else None)
-        for vpn, entry in pages:
-            page = self.mem.page_id(vpn, entry)
-            self.page_blocks.setdefault(page, set()).add(block)
-            self.mem.mark_code(page)
-        return block
+        return insns, ops.finish(insns), complete
 
     def _lower(self, ops: PyOps, insn: Insn) -> None:
         semantic = self.semantics.get(insn.mnemonic)
@@ -390,6 +434,12 @@ class Interpreter:
             return snap.index + 1
         state.rip = insn.address
         return snap.index
+
+
+def _compile_block(source: str, rip: int) -> CodeType:
+    """The code of the function ``block`` that ``source`` defines."""
+    module = compile(source, f"<block {rip:#x}>", "exec", dont_inherit=True)
+    return next(c for c in module.co_consts if isinstance(c, CodeType))
 
 
 def _block_line(tb: TracebackType | None, code: object) -> tuple[dict, int] | None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from cpu.decoder import Insn, Kind, Operand
 from cpu.exceptions import GuestFault
@@ -45,11 +48,17 @@ class Snapshot:
 
 @dataclass
 class Translation:
+    """One block's Python source and what the run loop needs to know of it.
+
+    ``source`` is empty for a block loaded from the code cache (``cpu.codecache``), which keeps only the
+    compiled code; its ``insns`` are then decoded again from the block's bytes when read.
+    """
+
     source: str
-    insns: list[Insn]
+    insns: Sequence[Insn]
     event: str | None
-    lines: list[int] = field(default_factory=list)       # first line of each snapshot
-    snapshots: list[Snapshot] = field(default_factory=list)
+    lines: Sequence[int] = field(default_factory=list)       # first line of each snapshot
+    snapshots: Sequence[Snapshot] = field(default_factory=list)
 
     def snapshot_at(self, line: int) -> Snapshot:
         return self.snapshots[max(0, bisect.bisect_right(self.lines, line) - 1)]
@@ -75,7 +84,9 @@ def signed(v: int, size: int) -> int:
     return v - (1 << size) if v >> (size - 1) else v
 
 
-_TEMP = re.compile(r"\b_\d+\b")
+_TEMP = re.compile(r"_\d+")
+"""A temporary's name.  No word boundaries (which make the search ~50x slower): generated code has no other
+``_<digits>`` in it, and a spurious match could only keep a line, never drop one."""
 _PURE_ASSIGN = re.compile(r"\s*(_\d+) = (.*)")
 _SIDE_EFFECT = re.compile(r"\b(?:ld\d+|C_\w+)\(|\braise\b")
 
@@ -88,20 +99,25 @@ def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snap
     fault test or the flags record at a faulting instruction needs.  A
     snapshot's cc record counts only where its instruction can fault, since
     only there does the run loop read it back.
+
+    Temporaries are assigned once, before any use, so counting their mentions
+    in the whole text once and walking back from the end is enough: a pure
+    assignment whose temporary is mentioned only there goes, and so do the
+    mentions it made.
     """
-    used: set[str] = set()
+    text = "\n".join(body)
+    uses = Counter(_TEMP.findall(text))             # definitions included: 1 means nothing reads it
     bounds = [*starts, len(body)]
+    offsets = [0, *accumulate(len(line) + 1 for line in body)]
     for i, snap in enumerate(snapshots):
-        if snap.cc is not None and any(_SIDE_EFFECT.search(line) for line in body[bounds[i]:bounds[i + 1]]):
-            used.update(v for v in snap.cc if isinstance(v, str))
+        if snap.cc is not None and _SIDE_EFFECT.search(text, offsets[bounds[i]], offsets[bounds[i + 1]]):
+            uses.update(v for v in snap.cc if isinstance(v, str))
     keep = [True] * len(body)
     for i in range(len(body) - 1, -1, -1):
-        line = body[i]
-        match = _PURE_ASSIGN.match(line)
-        if match and match[1] not in used and not _SIDE_EFFECT.search(match[2]):
+        match = _PURE_ASSIGN.match(body[i])
+        if match and uses[match[1]] == 1 and not _SIDE_EFFECT.search(match[2]):
             keep[i] = False
-            continue
-        used.update(_TEMP.findall(line))
+            uses.subtract(_TEMP.findall(match[2]))
     position, kept = [], 0
     for flag in keep:
         position.append(kept)

@@ -49,10 +49,14 @@ class Process:
 
     def __init__(self, path: str, argv: Sequence[str], env: Mapping[str, str], *, seed: int = 0,
                  deterministic: bool = False, stdin: int = 0, stdout: int = 1, stderr: int = 2,
-                 hwcap: int = HWCAP_DEFAULT, trace: TextIO | None = None, log: TextIO | None = None) -> None:
+                 hwcap: int = HWCAP_DEFAULT, trace: TextIO | None = None, log: TextIO | None = None,
+                 code_cache: bool = True) -> None:
         """Load ``path`` (raises :class:`ElfError` when it cannot run); ``argv[0]`` is the program's name
         for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2.
+        ``code_cache``: reuse blocks translated by earlier runs (``cpu.codecache``; also off with
+        ``EMU_CODE_CACHE=0``).
         """
+        self.code_cache = code_cache
         self.image = read_elf(path)
         self.memory = AddressSpace()
         self.state = CpuState()
@@ -80,7 +84,12 @@ class Process:
         # The CPU is imported only here, so that checking and loading a program never needs it.
         from cpu.interp import ExitKind, Interpreter
 
-        self.interp = interp = Interpreter(self.state, self.memory)
+        cache = None
+        if self.code_cache:
+            from cpu.codecache import CodeCache
+
+            cache = CodeCache.open()
+        self.interp = interp = Interpreter(self.state, self.memory, code_cache=cache)
         try:
             while True:
                 budget = None if max_instructions is None else max_instructions - interp.icount
@@ -98,6 +107,8 @@ class Process:
                     return self._killed(*self.signal_of(stop))
         finally:
             self.kernel.close()
+            if cache is not None:
+                cache.flush()
 
     def signal_of(self, stop: Exit) -> tuple[int, str]:
         """The signal a CPU exit sends the process, and a one-line reason naming the fault and RIP."""
@@ -125,18 +136,19 @@ class Process:
 
 def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, seed: int = 0,
                 deterministic: bool = False, trace: TextIO | None = None,
-                max_instructions: int | None = None, stats: bool = False) -> int:
+                max_instructions: int | None = None, stats: bool = False, code_cache: bool = True) -> int:
     """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or 2 when it cannot run.
 
     ``env`` defaults to the emulator's environment; ``stats`` prints the
-    instructions retired, the time taken and the rate on stderr at exit.
+    instructions retired, the time taken and the rate on stderr at exit, and
+    how many blocks were translated or came from the code cache.
     """
     if not argv:
         print("emu: error: no program given", file=sys.stderr)
         return 2
     try:
         process = Process(argv[0], argv, os.environ if env is None else env, seed=seed,
-                          deterministic=deterministic, trace=trace)
+                          deterministic=deterministic, trace=trace, code_cache=code_cache)
     except ElfError as e:
         print(f"emu: error: {e}", file=sys.stderr)
         return 2
@@ -147,4 +159,7 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
         count = process.state.icount
         print(f"emu: {count} instructions retired in {seconds:.2f} s ({count / seconds / 1e6:.2f} MIPS)",
               file=sys.stderr)
+        if process.interp is not None:
+            print(f"emu: {process.interp.translation_summary()}", file=sys.stderr)
     return status
+

@@ -105,5 +105,6 @@ def test_a_static_glibc_program_sees_its_arguments_and_environment(static_progra
 
 def test_stats_report_the_instructions_retired(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(tmp_path, "xor edi, edi; " + EXIT, stats=True) == 0
-    err = capsys.readouterr().err
-    assert err.startswith("emu: 3 instructions retired in ") and err.endswith(" MIPS)\n")
+    retired, blocks = capsys.readouterr().err.splitlines()
+    assert retired.startswith("emu: 3 instructions retired in ") and retired.endswith(" MIPS)")
+    assert blocks.startswith("emu: ") and " blocks translated, " in blocks and " from the code cache" in blocks

@@ -1,0 +1,369 @@
+"""The persistent code cache: translated blocks kept on disk and reused by later runs.
+
+Translating a block (capstone's decoding, the semantics run through
+:class:`cpu.pycode.PyOps`, ``compile()``) costs about 0.1 ms per instruction,
+and short runs are mostly translation: a busybox applet, or the 140 k
+instructions a Linux boot translates.  This is item 3 of the execution tiers
+in the starting design, for the Python backend: each translated block's code
+object (``marshal``) and what the run loop needs to know of it are kept in an
+SQLite database, so that a second run loads blocks instead of translating them.
+
+What a translation depends on, and so what the key covers:
+
+* the guest bytes of its instructions.  They are stored whole and compared
+  with guest memory before use (never trusted from a hash), fetched so that
+  exactly the pages translation would fetch from are touched (:meth:`lookup`);
+* its start address: RIP-relative addresses and branch targets are constants
+  in the generated code;
+* the block-size limit (``Interpreter.max_block``).  One-instruction blocks
+  (stepping, the end of an instruction budget) and blocks cut at a breakpoint
+  are never stored, and a stored block is not used when a breakpoint falls
+  inside it.  Neither is a block stored that ended because its next
+  instruction could not be fetched or decoded: its length depends on bytes
+  past its end;
+* the translator: :data:`VERSION` hashes the source of every module of
+  ``cpu/`` and ``cpu/semantics/``, capstone's version and Python's bytecode
+  format.  Each version has its own database file.
+
+A block from the cache is then handled exactly like a fresh one: registered
+with its pages, checked against the fetch TLB in system mode, dropped when its
+code is written.  The cache only answers where ``Interpreter.translate`` would
+otherwise translate.  Its ``Translation`` has no source text (only the code is
+kept) and decodes its instruction records again from the verified bytes on the
+rare occasions they are read (a fault's rollback).
+
+The database is ``$EMU_CACHE_DIR/code/<version>.sqlite`` (else under
+``$XDG_CACHE_HOME/emu`` or ``~/.cache/emu``), in WAL mode so that concurrent
+runs read while one writes; new blocks are written in batches (every
+:data:`FLUSH_EVERY` blocks and at exit).  The cache is only an optimisation:
+any error (a directory that cannot be created, a corrupt file, a lock held
+too long) switches it off for the rest of the run, logged once at INFO level
+on the ``emu.codecache`` logger, so a program's own stderr stays its own;
+``--stats`` shows the reason.  ``EMU_CODE_CACHE=0`` (or ``--no-code-cache``)
+turns it off.  The files are trusted like ``__pycache__``: code is loaded
+from them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.util
+import marshal
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import CodeType
+from typing import NamedTuple
+
+import capstone
+
+from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
+from cpu.exceptions import GuestFault
+from cpu.memory import PAGE_MASK, PAGE_SIZE
+from cpu.pycode import Snapshot, Translation
+
+FLUSH_EVERY = 512
+"""New blocks kept in memory before they are written out."""
+KEEP_OTHER_VERSIONS = 3
+"""Databases of other translator versions kept (most recently used first); older ones are deleted."""
+LOCK_TIMEOUT = 5.0
+"""Seconds to wait for another run's write lock before giving up on the cache."""
+MAX_BYTES = 1 << 30
+"""A database this large takes no more blocks (it is still read): a boot stores about 40 MB."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    addr INTEGER NOT NULL,  -- start address, as a signed 64-bit integer
+    lim INTEGER NOT NULL,   -- the block-size limit it was translated under
+    code BLOB NOT NULL,     -- the guest bytes of its instructions
+    span INTEGER NOT NULL,  -- bytes translation fetched from addr: offset of the last instruction + 15
+    data BLOB NOT NULL,     -- marshal: (code object, instruction offsets, event, lines, snapshots)
+    PRIMARY KEY (addr, lim, code)
+)"""
+
+
+def translator_sources() -> list[Path]:
+    """The modules whose source decides what translation produces: ``cpu/*.py`` and ``cpu/semantics/*.py``."""
+    root = Path(__file__).resolve().parent
+    return sorted([*root.glob("*.py"), *(root / "semantics").glob("*.py")])
+
+
+def version_key(paths: Iterable[Path] | None = None) -> str:
+    """A short hash of the translator: the given sources (default :func:`translator_sources`), the
+    capstone that decodes and the bytecode format the code objects are in."""
+    digest = hashlib.sha256(f"emu code cache 1; python {importlib.util.MAGIC_NUMBER.hex()}; marshal "
+                            f"{marshal.version}; capstone {capstone.__version__} {capstone.cs_version()}\n".encode())
+    files = [Path(p) for p in (translator_sources() if paths is None else paths)]
+    named = {f"{path.parent.name}/{path.name}": path for path in files}    # the same wherever the tree is
+    for name in sorted(named):
+        data = named[name].read_bytes()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+try:
+    VERSION: str | None = version_key()
+except OSError:             # sources not readable as files (a zip install): no persistent cache
+    VERSION = None
+
+
+def cache_dir() -> Path:
+    """``$EMU_CACHE_DIR/code``, else ``~/.cache/emu/code`` (``$XDG_CACHE_HOME/emu/code`` when that is set)."""
+    if os.environ.get("EMU_CACHE_DIR"):
+        return Path(os.environ["EMU_CACHE_DIR"]).expanduser() / "code"
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "emu" / "code"
+
+
+def enabled_by_environment() -> bool:
+    """False when ``EMU_CODE_CACHE`` says off (``0``, ``no``, ``off``, ``false``)."""
+    return os.environ.get("EMU_CODE_CACHE", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+class StoredInsns(Sequence[Insn]):
+    """The instruction records of a cached block, decoded again from its verified bytes when first read."""
+
+    __slots__ = ("code", "rip", "offsets", "decoder", "_decoded")
+
+    def __init__(self, code: bytes, rip: int, offsets: tuple[int, ...], decoder: Decoder) -> None:
+        self.code = code
+        self.rip = rip
+        self.offsets = offsets
+        self.decoder = decoder
+        self._decoded: dict[int, Insn] = {}
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        insn = self._decoded.get(index)
+        if insn is None:
+            offset = self.offsets[index]
+            insn = self._decoded[index] = self.decoder.decode_bytes(self.code[offset:], self.rip + offset)
+        return insn
+
+
+class StoredSnapshots(Sequence[Snapshot]):
+    """The snapshots of a cached block, made into :class:`Snapshot` records when a rollback reads one."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: tuple[tuple, ...]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
+        if isinstance(index, slice):
+            return [Snapshot(*row) for row in self.rows[index]]
+        return Snapshot(*self.rows[index])
+
+
+class Hit(NamedTuple):
+    """A block found in the cache: its code, its translation, and the address just past its bytes."""
+
+    code: CodeType
+    translation: Translation
+    end: int
+
+
+def _signed(address: int) -> int:
+    """An address as SQLite's signed 64-bit INTEGER."""
+    return address - (1 << 64) if address >> 63 else address
+
+
+class CodeCache:
+    """One database of translated blocks for one translator :data:`VERSION`.
+
+    ``error`` is None while the cache works, else why it was switched off.
+    """
+
+    _shared: dict[Path, CodeCache] = {}
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: str | None = None
+        self.hits = 0
+        self.full = False
+        self.pending: list[tuple[int, int, bytes, int, bytes]] = []
+        self._lock = threading.Lock()
+        self.db: sqlite3.Connection | None = None
+        try:
+            self.db = self._connect()
+            self.full = path.stat().st_size > MAX_BYTES
+        except (OSError, sqlite3.Error) as err:
+            self._fail(err)
+            return
+        atexit.register(self.close)
+
+    @classmethod
+    def open(cls, directory: str | Path | None = None) -> CodeCache | None:
+        """The cache of this translator version (one per process and directory), or None when
+        ``EMU_CODE_CACHE`` turns it off.  Never raises: a cache that cannot work is returned
+        switched off, with ``error`` saying why."""
+        if not enabled_by_environment():
+            return None
+        directory = Path(directory) if directory is not None else cache_dir()
+        path = directory / f"{VERSION}.sqlite"
+        cache = cls._shared.get(path)
+        if cache is None:
+            cache = cls._shared[path] = cls(path)
+            if VERSION is None:
+                cache._fail("the translator's sources cannot be read, so no version key")
+        return cache
+
+    def _connect(self) -> sqlite3.Connection:
+        if VERSION is None:
+            raise OSError("no version key")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _prune(self.path)
+        for attempt in range(2):
+            db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(_SCHEMA)
+                return db
+            except sqlite3.OperationalError:
+                db.close()
+                raise
+            except sqlite3.DatabaseError:    # not a database, or malformed: start this version's file afresh
+                db.close()
+                if attempt:
+                    raise
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def _fail(self, err: object) -> None:
+        """Switch the cache off for the rest of the run (the one log line it ever writes)."""
+        if self.error is None:
+            import logging  # only now: importing it costs every run a few ms
+
+            self.error = str(err) or type(err).__name__
+            logging.getLogger("emu.codecache").info("code cache %s off: %s", self.path, self.error)
+        self.pending.clear()
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
+
+    # -- reading ------------------------------------------------------------------------------
+    def lookup(self, rip: int, limit: int, fetch: Callable[[int, int], bytes], decoder: Decoder,
+               breakpoints: frozenset[int] = frozenset()) -> Hit | None:
+        """The stored block translation would produce at ``rip`` now, or None.
+
+        ``fetch`` is the interpreter's instruction fetch.  It is called so
+        that exactly the pages translation would read are read (a page walk
+        sets accessed bits and fills the TLB): first the block's bytes within
+        the page of ``rip``, which translation always reads; then, only when
+        those match, up to ``span`` when the last instruction's 15-byte fetch
+        window reaches into the next page, as translation's fetch of it would.
+        """
+        if self.db is None:
+            return None
+        try:
+            with self._lock:
+                rows = self.db.execute("SELECT code, span, data FROM blocks WHERE addr = ? AND lim = ?",
+                                       (_signed(rip), limit)).fetchall()
+        except sqlite3.Error as err:
+            self._fail(err)
+            return None
+        room = PAGE_SIZE - (rip & PAGE_MASK)
+        for code, span, data in rows:
+            if breakpoints and any(rip < b < rip + len(code) for b in breakpoints):
+                continue                    # translation would cut it (and read no further than the cut)
+            try:
+                if not _same_bytes(code, span, rip, room, fetch):
+                    continue
+                fn_code, offsets, event, lines, snapshots = marshal.loads(data)
+            except GuestFault:
+                return None
+            except (ValueError, EOFError, TypeError):        # a damaged row: translate instead
+                continue
+            if not isinstance(fn_code, CodeType):
+                continue
+            self.hits += 1
+            translation = Translation("", StoredInsns(code, rip, offsets, decoder), event, lines,
+                                      StoredSnapshots(snapshots))
+            return Hit(fn_code, translation, rip + len(code))
+        return None
+
+    # -- writing ------------------------------------------------------------------------------
+    def store(self, rip: int, limit: int, insns: Sequence[Insn], translation: Translation, code: CodeType) -> None:
+        """Keep a block translation just produced (complete: not cut at a breakpoint or a decoding fault)."""
+        if self.db is None or self.full:
+            return
+        data_bytes = b"".join(insn.raw for insn in insns)
+        offsets = tuple(insn.address - rip for insn in insns)
+        snapshots = tuple((s.index, s.dirty, s.cc) for s in translation.snapshots)
+        try:
+            data = marshal.dumps((code, offsets, translation.event, tuple(translation.lines), snapshots))
+        except ValueError as err:
+            self._fail(err)
+            return
+        self.pending.append((_signed(rip), limit, data_bytes, offsets[-1] + MAX_INSN_LEN, data))
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the new blocks out (other runs may have written some of them too: those are kept once)."""
+        if self.db is None or not self.pending:
+            return
+        rows, self.pending = self.pending, []
+        try:
+            with self._lock:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)", rows)
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as err:
+            self._fail(err)
+
+    def close(self) -> None:
+        """Write the new blocks out and let go of the database (``open`` then opens it afresh)."""
+        self.flush()
+        if CodeCache._shared.get(self.path) is self:
+            del CodeCache._shared[self.path]
+        atexit.unregister(self.close)
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
+
+
+def _same_bytes(code: bytes, span: int, rip: int, room: int, fetch: Callable[[int, int], bytes]) -> bool:
+    """Does memory at ``rip`` hold ``code``, read as translation would read it (see :meth:`CodeCache.lookup`)?"""
+    first = min(len(code), room)
+    if fetch(rip, first) != code[:first]:
+        return False
+    if span > room:
+        return fetch(rip, span)[:len(code)] == code
+    return True
+
+
+def _prune(current: Path) -> None:
+    """Delete the databases of all but the most recently used other translator versions."""
+    try:
+        current.touch(exist_ok=True)
+        others = [p for p in current.parent.glob("*.sqlite") if p != current]
+        others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in others[KEEP_OTHER_VERSIONS:]:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{old}{suffix}").unlink(missing_ok=True)
+    except OSError:
+        pass
