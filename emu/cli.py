@@ -3,6 +3,8 @@
     emu run PROGRAM [ARGS...]     run a static x86-64 Linux program (user mode, like qemu-x86_64)
     emu explain 'INSTRUCTION'     show an instruction's semantics as micro-ops
     emu debug PROGRAM [ARGS...]   run a program under the gdb-like debugger (emu.debugger)
+    emu debug --boot [OPTIONS]    the same debugger on the full-system machine, from the kernel's entry
+    emu boot [OPTIONS]            boot a Linux guest on the emulated PC (--gdb PORT: for gdb, as qemu -s)
 
 Errors a user can act on are one line on stderr and exit status 2; a
 traceback is always a bug in emu.
@@ -11,8 +13,16 @@ traceback is always a bug in emu.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emu.debugger import Debugger
+    from emu.guest import GuestImage
+    from emu.machine import Machine, MachineStop
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -35,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
                              deterministic=args.deterministic)
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
-                       stats=args.stats)
+                       stats=args.stats, code_cache=not args.no_code_cache)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -83,10 +93,15 @@ def _assemble(text: str, address: int) -> bytes | None:
 def _cmd_debug(args: argparse.Namespace) -> int:
     from emu.debugger import Debugger
     from emu.symbols import SymbolError, elf_symbols, load_symbols
-    from emu.target import Target
+    from emu.target import ProcessBackend, Target
     from emu.user.elf import ElfError
     from emu.user.process import Process
 
+    if args.boot:
+        return _debug_machine(args)
+    if args.program is None:
+        print("emu: error: emu debug needs a PROGRAM, or --boot for the full-system machine", file=sys.stderr)
+        return 2
     try:
         process = Process(args.program, [args.program, *args.args], os.environ, seed=args.seed,
                           deterministic=args.deterministic)
@@ -96,9 +111,14 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     except (ElfError, SymbolError) as e:
         print(f"emu: error: {e}", file=sys.stderr)
         return 2
-    debugger = Debugger(Target(process), symbols, stdin=sys.stdin, stdout=sys.stdout,
+    debugger = Debugger(Target(ProcessBackend(process)), symbols, stdin=sys.stdin, stdout=sys.stdout,
                         interactive=sys.stdin.isatty(), deterministic=args.deterministic)
     debugger.start(args.program)
+    return _repl(debugger, args)
+
+
+def _repl(debugger: Debugger, args: argparse.Namespace) -> int:
+    """Run the -x scripts, then the prompt (or, with --batch, quit); the status gdb -batch would give."""
     for script in args.command_file:
         if debugger.onecmd(f"source {script}"):
             return 1 if debugger.failed else 0
@@ -110,6 +130,99 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     failed = debugger.failed
     debugger.do_quit("")
     return 1 if failed else 0
+
+
+def _debug_machine(args: argparse.Namespace) -> int:
+    """``emu debug --boot``: the REPL over the machine, stopped at the kernel's first instruction.
+
+    The guest's serial output goes to stdout (or --serial FILE); its input is
+    the REPL's ``serial`` command, since the terminal belongs to the REPL.
+    """
+    from emu.debugger import Debugger
+    from emu.machine_target import MachineBackend
+    from emu.symbols import SymbolError, SymbolTable, load_symbols
+    from emu.target import Target
+
+    try:
+        serial = open(args.serial, "wb") if args.serial else None  # noqa: SIM115 - closed at the end of the session
+    except OSError as err:
+        print(f"emu: error: cannot write the serial output to {args.serial}: {err.strerror}", file=sys.stderr)
+        return 2
+
+    def output(data: bytes) -> None:
+        out = serial if serial is not None else sys.stdout.buffer
+        if serial is None:
+            sys.stdout.flush()                      # the REPL's text first, then the guest's bytes
+        out.write(data)
+        out.flush()
+
+    made = _make_machine(args, output)
+    if made is None:
+        return 2
+    machine, guest = made
+    try:
+        symbols = load_symbols(str(guest.system_map)) if guest is not None else SymbolTable([])
+        for path in args.symbols:
+            symbols = symbols.merge(load_symbols(path))
+    except SymbolError as e:
+        print(f"emu: error: {e}", file=sys.stderr)
+        return 2
+    debugger = Debugger(Target(MachineBackend(machine)), symbols, stdin=sys.stdin, stdout=sys.stdout,
+                        interactive=sys.stdin.isatty(), deterministic=True)
+    debugger.start(machine.config.kernel)
+    try:
+        return _repl(debugger, args)
+    finally:
+        if serial is not None:
+            serial.close()
+
+
+def _make_machine(args: argparse.Namespace,
+                  output: Callable[[bytes], None]) -> tuple[Machine, GuestImage | None] | None:
+    """The machine the --kernel/--initrd/--disk/... options describe (the default guest without --kernel),
+    and the default guest's files when it is the one; None after printing why it cannot be made."""
+    from devices.virtio_blk import DiskError
+    from emu.machine import DEFAULT_APPEND, Machine, MachineConfig
+    from firmware.linux import BootError
+
+    kernel, initrd, disks, snapshot, guest = args.kernel, args.initrd, list(args.disk), args.snapshot, None
+    if kernel is None:
+        from emu.guest import GuestBuildError, default_guest
+
+        try:
+            guest = default_guest(progress=lambda line: print(f"emu: {line}", file=sys.stderr, flush=True))
+        except GuestBuildError as err:
+            print(f"emu: error: building the default guest failed: {err}", file=sys.stderr)
+            return None
+        kernel = str(guest.kernel)
+        initrd = initrd or str(guest.initrd)
+        if not disks:
+            disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
+    config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
+                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip(),
+                           code_cache=not args.no_code_cache)
+    try:
+        return Machine(config, output), guest
+    except (BootError, DiskError, ValueError) as err:
+        print(f"emu: error: {err}", file=sys.stderr)
+        return None
+
+
+def _boot_gdb(args: argparse.Namespace, machine: Machine, interactive: bool) -> MachineStop | None:
+    """``emu boot --gdb``: serve gdb over the machine (the console still types into the guest);
+    the machine's stop, or None when the stub could not listen."""
+    from emu.console import TerminalConsole
+    from emu.gdbstub import serve_machine
+    from emu.machine_target import MachineBackend
+    from emu.target import Target
+
+    with contextlib.ExitStack() as stack:
+        backend = MachineBackend(machine)
+        if interactive:
+            console = stack.enter_context(TerminalConsole(machine.uart.feed))
+            backend = MachineBackend(machine, poll=lambda: console.poll() or console.quit, idle=console.idle)
+        serve_machine(Target(backend), args.gdb, wait=args.wait)
+    return machine.stop
 
 
 def _size(text: str) -> int:
@@ -127,24 +240,8 @@ def _size(text: str) -> int:
 def _cmd_boot(args: argparse.Namespace) -> int:
     import time
 
-    from devices.virtio_blk import DiskError
     from emu.console import ScriptConsole, TerminalConsole
-    from emu.machine import DEFAULT_APPEND, Machine, MachineConfig
-    from firmware.linux import BootError
 
-    kernel, initrd, disks, snapshot = args.kernel, args.initrd, list(args.disk), args.snapshot
-    if kernel is None:
-        from emu.guest import GuestBuildError, default_guest
-
-        try:
-            guest = default_guest(progress=lambda line: print(f"emu: {line}", file=sys.stderr, flush=True))
-        except GuestBuildError as err:
-            print(f"emu: error: building the default guest failed: {err}", file=sys.stderr)
-            return 2
-        kernel = str(guest.kernel)
-        initrd = initrd or str(guest.initrd)
-        if not disks:
-            disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
     script = args.script
     if args.script_file:
         try:
@@ -161,16 +258,17 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         if watcher is not None:
             watcher.watch(data)
 
-    config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
-                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip())
-    try:
-        machine = Machine(config, output)
-    except (BootError, DiskError, ValueError) as err:
-        print(f"emu: error: {err}", file=sys.stderr)
+    made = _make_machine(args, output)
+    if made is None:
         return 2
+    machine = made[0]
     start = time.perf_counter()
     watcher = ScriptConsole(script, machine.uart.feed, lambda: machine.state.icount)
-    if script is not None:
+    if args.gdb is not None:
+        stop = _boot_gdb(args, machine, interactive=script is None)
+        if stop is None:
+            return 2
+    elif script is not None:
         stop = machine.run()
     else:
         with TerminalConsole(machine.uart.feed) as console:
@@ -191,6 +289,7 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         count = machine.state.icount
         print(f"emu: {count} instructions retired, {machine.clock.now() / 1e9:.3f} s of virtual time, "
               f"{seconds:.2f} s wall ({count / seconds / 1e6:.2f} MIPS)", file=sys.stderr)
+        print(f"emu: {machine.cpu.translation_summary()}", file=sys.stderr)
     return stop.status if stop is not None else 0
 
 
@@ -214,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="clocks follow retired instructions instead of host time")
     run.add_argument("--stats", action="store_true",
                      help="print instructions retired, time and MIPS to stderr at exit")
+    run.add_argument("--no-code-cache", action="store_true",
+                     help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
     run.add_argument("--gdb", metavar="[HOST:]PORT",
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
@@ -228,15 +329,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="address of the instruction (matters for RIP-relative operands and branches)")
     explain.set_defaults(func=_cmd_explain)
 
-    debug = sub.add_parser("debug", help="run a static x86-64 Linux program under a gdb-like debugger",
+    debug = sub.add_parser("debug", help="run a program (or, with --boot, the machine) under a gdb-like debugger",
                            description="Load a static x86-64 Linux program, stop at its entry point and read "
                                        "debugger commands (gdb's words: si, ni, c, break, watch, x, info "
                                        "registers, bt, finish...) from stdin; `help` inside lists them. The "
-                                       "program shares the debugger's terminal (and stdin).")
-    debug.add_argument("program", help="path of a static x86-64 ELF executable")
+                                       "program shares the debugger's terminal (and stdin). With --boot, the "
+                                       "full-system machine instead, stopped at the kernel's first instruction, "
+                                       "with QEMU monitor views (xp, info tlb, info mem, info pic, pagewalk) "
+                                       "and `serial TEXT` to type into the guest's console.")
+    debug.add_argument("program", nargs="?", help="path of a static x86-64 ELF executable (not with --boot)")
     debug.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     debug.add_argument("--symbols", action="append", default=[], metavar="FILE",
-                       help="also read symbols from FILE: an ELF file or a System.map (repeatable)")
+                       help="also read symbols from FILE: an ELF file or a System.map (repeatable; the default "
+                            "guest's System.map is read without it)")
     debug.add_argument("-x", dest="command_file", action="append", default=[], metavar="FILE",
                        help="run the debugger commands in FILE first; the first failing command ends it")
     debug.add_argument("--batch", action="store_true",
@@ -245,27 +350,45 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--seed", type=int, default=0, help="seed of AT_RANDOM and getrandom (default 0)")
     debug.add_argument("--deterministic", action="store_true",
                        help="clocks follow retired instructions (1 ns each), so runs and traces repeat exactly")
+    debug.add_argument("--boot", action="store_true",
+                       help="debug the full-system machine (the options of `emu boot` below) instead of a program")
+    debug.add_argument("--serial", metavar="FILE",
+                       help="with --boot: write the guest's serial console output to FILE instead of stdout")
+    _machine_options(debug)
     debug.set_defaults(func=_cmd_debug)
     boot = sub.add_parser("boot", help="boot a Linux guest on the emulated PC (full system)",
                           description="Boot an unmodified Linux kernel to a busybox shell on the serial console. "
                                       "With no --kernel, the default guest is built on first use (about 5 minutes, "
                                       "cached) and booted. Interactive: Ctrl-A X quits.")
-    boot.add_argument("--kernel", help="bzImage or ELF vmlinux (default: the built-in guest)")
-    boot.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
-    boot.add_argument("--disk", action="append", default=[], metavar="IMAGE",
-                      help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...)")
-    boot.add_argument("--snapshot", action="store_true", help="keep disk writes in memory; the images stay unchanged")
-    boot.add_argument("--append", default="", help="extra kernel command-line arguments")
-    boot.add_argument("--memory", "-m", type=_size, default=128 << 20, help="RAM size (default 128M)")
-    boot.add_argument("--rtc-base", type=int, metavar="EPOCH",
-                      help="the RTC's time at power-on, in seconds since 1970 (default: host time); "
-                           "with it, two runs print identical logs")
+    _machine_options(boot)
     boot.add_argument("--script", help="commands typed into the guest shell once it is up (non-interactive); "
                                        "end with `poweroff -f` to finish the run")
     boot.add_argument("--script-file", help="read the --script commands from a file")
     boot.add_argument("--stats", action="store_true", help="print instructions retired and MIPS at exit")
+    boot.add_argument("--gdb", metavar="[HOST:]PORT",
+                      help="serve gdb on PORT (target remote :PORT), as qemu -s: the guest runs, and gdb's "
+                           "connecting stops it; HOST defaults to 127.0.0.1, PORT 0 picks a free port")
+    boot.add_argument("--wait", action="store_true",
+                      help="with --gdb: stay at the kernel's first instruction until gdb continues (qemu -S)")
     boot.set_defaults(func=_cmd_boot)
     return parser
+
+
+def _machine_options(parser: argparse.ArgumentParser) -> None:
+    """The options that describe a machine, shared by `emu boot` and `emu debug --boot`."""
+    parser.add_argument("--kernel", help="bzImage or ELF vmlinux (default: the built-in guest)")
+    parser.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
+    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE",
+                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...)")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="keep disk writes in memory; the images stay unchanged")
+    parser.add_argument("--append", default="", help="extra kernel command-line arguments")
+    parser.add_argument("--memory", "-m", type=_size, default=128 << 20, help="RAM size (default 128M)")
+    parser.add_argument("--rtc-base", type=int, metavar="EPOCH",
+                        help="the RTC's time at power-on, in seconds since 1970 (default: host time); "
+                             "with it, two runs print identical logs")
+    parser.add_argument("--no-code-cache", action="store_true",
+                        help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
 
 
 def main(argv: list[str] | None = None) -> int:

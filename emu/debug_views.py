@@ -13,8 +13,13 @@ prologue so that the first instructions of a function, before ``push rbp;
 mov rbp, rsp`` has run, and its ``ret`` find the return address on the stack
 instead.  Code compiled without frame pointers is not followed (no DWARF CFI).
 
+On a full-system machine ``info registers`` goes on with the system
+registers, as QEMU's monitor shows them: kernel_gs_base, CR0, CR2, CR3, CR4,
+CR8 and EFER (their set bits named, SDM Vol. 3A, 2.5 and 2.2.1), the CPL, and
+GDTR, IDTR and TR with their bases and limits.  They are read-only here.
+
 Not shown here: x87 and SSE registers in ``info registers`` (the trace shows
-XMM changes), control registers (they belong to a full-system machine).
+XMM changes).
 """
 
 from __future__ import annotations
@@ -37,6 +42,24 @@ GDB_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
 USER_REGISTERS = (*GDB_GPRS, "rip", "eflags", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base")
 """What ``info registers`` shows for a user-mode process."""
 
+CONTROL_BITS = {
+    "cr0": ((0, "PE"), (1, "MP"), (2, "EM"), (3, "TS"), (4, "ET"), (5, "NE"), (16, "WP"), (18, "AM"), (29, "NW"),
+            (30, "CD"), (31, "PG")),
+    "cr4": ((0, "VME"), (1, "PVI"), (2, "TSD"), (3, "DE"), (4, "PSE"), (5, "PAE"), (6, "MCE"), (7, "PGE"),
+            (8, "PCE"), (9, "OSFXSR"), (10, "OSXMMEXCPT"), (11, "UMIP"), (12, "LA57"), (13, "VMXE"), (14, "SMXE"),
+            (16, "FSGSBASE"), (17, "PCIDE"), (18, "OSXSAVE"), (20, "SMEP"), (21, "SMAP"), (22, "PKE")),
+    "efer": ((0, "SCE"), (8, "LME"), (10, "LMA"), (11, "NXE"), (12, "SVME"), (14, "FFXSR")),
+}
+"""The named bits of CR0 and CR4 (SDM Vol. 3A, 2.5, figure 2-7) and of the EFER MSR (2.2.1, table 2-1)."""
+
+SYSTEM_REGISTERS = ("kernel_gs_base", "cr0", "cr2", "cr3", "cr4", "cr8", "efer", "cpl", "gdtr", "idtr", "tr")
+"""What ``info registers`` adds on a full-system machine."""
+_SYSTEM_VALUES = ("kernel_gs_base", "cr0", "cr2", "cr3", "cr4", "cr8", "efer", "cpl", "gdtr_base", "gdtr_limit",
+                  "idtr_base", "idtr_limit", "tr", "tss_base")
+"""System registers an expression may read (``p $cr3``) on a machine."""
+_SYSTEM_ADDRESSES = frozenset({"kernel_gs_base", "cr2", "cr3", "gdtr_base", "idtr_base", "tss_base"})
+"""Those that hold addresses: shown in hex."""
+
 _ALIASES = {"pc": "rip", "sp": "rsp", "fp": "rbp", "ps": "eflags", "rflags": "eflags"}
 _POINTERS = {"rip", "rsp", "rbp"}
 
@@ -53,6 +76,10 @@ _WATCH_TYPES = {"write": "hw watchpoint", "read": "read watchpoint", "access": "
 _BRANCHES = re.compile(r"j\w+|call|loop\w*")
 
 
+class DebugError(Exception):
+    """A command cannot be carried out; the message (gdb's words where gdb has some) is shown to the user."""
+
+
 def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) & 1 else value
 
@@ -65,16 +92,26 @@ def eflags_text(value: int) -> str:
     return "[ " + " ".join(names) + (" ]" if names else "]")
 
 
-class Registers:
-    """Registers by their assembler names (``rax``, ``eax``, ``al``, ``ah``, ``r8d``, ``rip``, ``eflags``...)."""
+def bits_text(value: int, bits: tuple[tuple[int, str], ...]) -> str:
+    """The set bits of a control register by name, as ``eflags_text`` shows flags: ``[ PE ET PG ]``."""
+    names = [name for bit, name in bits if value >> bit & 1]
+    return "[ " + " ".join(names) + (" ]" if names else "]")
 
-    def __init__(self, state: CpuState) -> None:
+
+class Registers:
+    """Registers by their assembler names (``rax``, ``eax``, ``al``, ``ah``, ``r8d``, ``rip``, ``eflags``...);
+    with ``system``, also a machine's (``cr0``, ``cr3``, ``efer``, ``cpl``, ``gdtr_base``...), read-only."""
+
+    def __init__(self, state: CpuState, *, system: bool = False) -> None:
         self.state = state
+        self.system = system
 
     def read(self, name: str) -> Value | None:
         """The register's value (signed like gdb's for general registers), or None for an unknown name."""
         name = _ALIASES.get(name, name)
         state = self.state
+        if self.system and name in _SYSTEM_VALUES:
+            return Value(getattr(state, name), 8, address=name in _SYSTEM_ADDRESSES)
         if name == "rip":
             return Value(state.rip, 8, address=True)
         if name == "eflags":
@@ -94,7 +131,7 @@ class Registers:
             return Value(getattr(state, reg), 2)
         if reg.startswith("xmm"):
             return Value(state.xmm(int(reg[3:])), 16)
-        return None          # control registers: a full-system machine's
+        return None          # control registers: only on a full-system machine
 
     def write(self, name: str, value: int) -> None:
         """Set a register; a sub-register keeps the other bits of its register (as gdb writes $eax)."""
@@ -106,6 +143,8 @@ class Registers:
             write_rflags(state, value & 0xFFFF_FFFF)
         elif name in ("fs_base", "gs_base"):
             setattr(state, name, value & MASK64)
+        elif self.system and name in _SYSTEM_VALUES:
+            raise ExprError(f"${name} is read-only in the debugger (a system register changes the machine's mode)")
         elif self.read(name) is None:
             raise ExprError(f"no register named ${name}")
         else:
@@ -324,11 +363,20 @@ class Views:
         raw = v.unsigned
         if name in ("eflags", "rflags", "ps"):
             natural = eflags_text(raw)
+        elif name in CONTROL_BITS:
+            natural = bits_text(raw, CONTROL_BITS[name])
         elif v.address:
             natural = f"{raw:#x}{self.symbolize(raw, plus_zero=True) if name in ('rip', 'pc') else ''}"
         else:
             natural = str(v.value)
         return f"{name:<15}{raw:<#19x}{natural}"
+
+    def table_register_line(self, name: str) -> str:
+        """``gdtr``/``idtr`` with base and limit, ``tr`` with the selector and the TSS base it loaded."""
+        s = self.state
+        if name == "tr":
+            return f"{name:<15}{s.tr:<#19x}base={s.tss_base:#x}"
+        return f"{name:<15}{getattr(s, f'{name}_base'):<#19x}limit={getattr(s, f'{name}_limit'):#x}"
 
     def breakpoint_table(self, points: list[Breakpoint | Watchpoint]) -> Iterator[str]:
         """``info breakpoints``: number, type, disposition, enabled, address, what; then conditions and hits."""

@@ -2,8 +2,9 @@
 
 The commands and their output follow the gdb manual ("Continuing and
 Stepping", "Breakpoints", "Watchpoints", "Examining Memory", "Registers",
-"Backtraces", "Command Files"); the QEMU monitor adds ``xp`` (physical memory,
-full system only).  It is a :class:`cmd.Cmd`: stdin and stdout are injected,
+"Backtraces", "Command Files"); on a full-system machine the QEMU monitor's
+views join them (``xp``, ``info tlb``, ``info mem``, ``info pic``, ``pagewalk``:
+``emu.debug_machine``).  It is a :class:`cmd.Cmd`: stdin and stdout are injected,
 so tests drive it with strings, and a tty gets line editing and history from
 ``readline``.  A command may be shortened to any unique prefix (``disas``,
 ``cont``); an empty line repeats the last stepping or ``x`` command.
@@ -33,8 +34,20 @@ from typing import TextIO
 
 from cpu.exceptions import GuestFault, PFError, Vector
 from cpu.symbolic import explain
+from emu.debug_breakpoints import BreakpointCommands
+from emu.debug_machine import MACHINE_TOPICS, MachineCommands
 from emu.debug_trace import Tracer
-from emu.debug_views import USER_REGISTERS, Registers, Views, changes, eflags_text, format_value, parse_x_spec
+from emu.debug_views import (
+    SYSTEM_REGISTERS,
+    USER_REGISTERS,
+    DebugError,
+    Registers,
+    Views,
+    changes,
+    eflags_text,
+    format_value,
+    parse_x_spec,
+)
 from emu.expr import MASK64, ExprError, Node, Value, evaluate, parse
 from emu.symbols import SymbolTable
 from emu.target import Stop, StopKind, Target
@@ -47,7 +60,7 @@ ALIASES = {"si": "stepi", "ni": "nexti", "c": "continue", "cont": "continue", "f
 
 INFO_TOPICS = {"breakpoints": "breakpoints and watchpoints", "watchpoints": "watchpoints only",
                "registers": "registers (all, or those named)", "symbol": "the symbol at an address",
-               "clock": "instructions retired and virtual time"}
+               "clock": "instructions retired and virtual time (full system: the timers too)", **MACHINE_TOPICS}
 _INFO_ALIASES = {"b": "breakpoints", "r": "registers", "s": "symbol"}
 
 REPEATABLE = ("stepi", "nexti", "continue", "run", "finish")
@@ -57,11 +70,7 @@ MAX_SCRIPT_DEPTH = 16
 _CHANGES_WIDTH = 100
 
 
-class DebugError(Exception):
-    """A command cannot be carried out; the message (gdb's words where gdb has some) is shown to the user."""
-
-
-class Debugger(cmd.Cmd):
+class Debugger(BreakpointCommands, MachineCommands, cmd.Cmd):
     """The REPL.  Implements :class:`emu.expr.Environment` for the expressions its commands evaluate."""
 
     prompt = "(emu) "
@@ -74,15 +83,19 @@ class Debugger(cmd.Cmd):
         self.state = target.state
         self.symbols = symbols
         self.deterministic = deterministic
-        self.regs = Registers(target.state)
+        self.regs = Registers(target.state, system=target.system)
         self.views = Views(target.read_memory, symbols, target.state)
+        self.phys_views: Views | None = None
+        """``xp``'s views of physical memory (full system), made on first use."""
         self.history: list[Value] = []
         self.conditions: dict[str, Node] = {}
         target.condition = self._condition
         self.snapshot = self.regs.snapshot()
         self.failed = False
         self.repeat: str | None = None
-        self.x_format, self.x_unit, self.x_next = "x", "w", None
+        self.x_format, self.x_unit = "x", "w"
+        self.x_next: dict[str, int] = {}
+        """Where ``x`` (and ``xp``) go on without an address: after what they showed last."""
         self.depth = 0
         self.tracer: Tracer | None = None
 
@@ -349,92 +362,6 @@ class Debugger(cmd.Cmd):
             raise DebugError("The program is not being run.")
         self.say(self.target.kill().describe())
 
-    # -- breakpoints and watchpoints ----------------------------------------------------------
-    def do_break(self, arg: str, temporary: bool = False) -> None:
-        """break [ADDR|SYMBOL] [if COND] (b): stop before the instruction at ADDR (default: RIP).
-
-        ADDR is an expression; a symbol stands for its address and `*ADDR` is
-        accepted as in gdb.  With `if COND` the program stops there only when
-        COND is non-zero, e.g. `break add if $rdi == 3`.
-        """
-        m = re.fullmatch(r"(.*?)(?:^|\s+)if(?:\s+(.*))?", arg)
-        location, condition = (m[1], (m[2] or "").strip()) if m else (arg, None)
-        if condition == "":
-            raise DebugError("Argument required (boolean expression).")
-        if condition:
-            self.conditions[condition] = parse(condition)
-        location = location.strip().removeprefix("*").strip()
-        address = self._address(location) if location else self.state.rip
-        try:
-            bp = self.target.add_breakpoint(address, temporary=temporary, condition=condition or None)
-        except GuestFault:
-            raise DebugError(f"Cannot insert breakpoint at {address:#x}: no memory is mapped there.") from None
-        kind = "Temporary breakpoint" if temporary else "Breakpoint"
-        self.say(f"{kind} {bp.number} at {address:#x}{self.views.symbolize(address, plus_zero=True)}")
-
-    def do_tbreak(self, arg: str) -> None:
-        """tbreak [ADDR|SYMBOL] [if COND]: a breakpoint deleted when first hit."""
-        self.do_break(arg, temporary=True)
-
-    def _watch(self, arg: str, kind: str, title: str) -> None:
-        if not arg:
-            raise DebugError("Argument required (address [length]).")
-        address, length = self._address_and_count(arg, 8)
-        try:
-            wp = self.target.add_watchpoint(address, length, kind)
-        except ValueError as e:
-            raise DebugError(str(e)) from None
-        except GuestFault:
-            raise DebugError(f"Cannot watch {address:#x}: no memory is mapped there.") from None
-        self.say(f"{title} {wp.number}: {address:#x}{self.views.symbolize(address)} ({length} bytes)")
-
-    def do_watch(self, arg: str) -> None:
-        """watch ADDR [LEN]: stop right after an instruction writes any of LEN bytes (default 8) at ADDR.
-
-        A symbol stands for its address: `watch counter` watches the variable.
-        The stop shows the old and new bytes and the instruction after the store.
-        """
-        self._watch(arg, "write", "Hardware watchpoint")
-
-    def do_rwatch(self, arg: str) -> None:
-        """rwatch ADDR [LEN]: stop right after an instruction reads memory at ADDR."""
-        self._watch(arg, "read", "Hardware read watchpoint")
-
-    def do_awatch(self, arg: str) -> None:
-        """awatch ADDR [LEN]: stop right after an instruction reads or writes memory at ADDR."""
-        self._watch(arg, "access", "Hardware access (read/write) watchpoint")
-
-    def _numbers(self, arg: str) -> list[int]:
-        numbers = []
-        for word in arg.split():
-            if not word.isdigit():
-                raise DebugError(f'"{word}" is not a breakpoint number.')
-            numbers.append(int(word))
-        return numbers or sorted([*self.target.breakpoints, *self.target.watchpoints])
-
-    def do_delete(self, arg: str) -> None:
-        """delete [N...] (d): delete breakpoints or watchpoints N..., or all of them."""
-        for n in self._numbers(arg):
-            try:
-                self.target.delete(n)
-            except KeyError:
-                raise DebugError(f"No breakpoint number {n}.") from None
-
-    def do_disable(self, arg: str) -> None:
-        """disable [N...]: keep breakpoints or watchpoints N... (or all) but do not stop at them."""
-        self._enable(arg, False)
-
-    def do_enable(self, arg: str) -> None:
-        """enable [N...]: stop at breakpoints or watchpoints N... (or all) again."""
-        self._enable(arg, True)
-
-    def _enable(self, arg: str, enabled: bool) -> None:
-        for n in self._numbers(arg):
-            try:
-                self.target.enable(n, enabled)
-            except KeyError:
-                raise DebugError(f"No breakpoint number {n}.") from None
-
     # -- looking at the machine -------------------------------------------------------------------
     def do_x(self, arg: str) -> None:
         """x/NFU ADDR: examine memory: N units (default 1) in format F of size U, from ADDR.
@@ -445,6 +372,10 @@ class Debugger(cmd.Cmd):
         where the last x ended, and an empty line does that too.
         Examples: x/4xg $sp   x/2dw counter   x/s greeting   x/3i $pc
         """
+        self._examine("x", arg, self.views)
+
+    def _examine(self, command: str, arg: str, views: Views) -> None:
+        """``x`` or ``xp`` (``views`` reads virtual or physical memory): they share formats and units."""
         spec, rest = "", arg
         if arg.startswith("/"):
             spec, _, rest = arg[1:].partition(" ")
@@ -454,26 +385,21 @@ class Debugger(cmd.Cmd):
         count = 1 if count is None else count
         if rest.strip():
             address = self._address(rest.strip())
-        elif self.x_next is not None:
-            address = self.x_next
+        elif command in self.x_next:
+            address = self.x_next[command]
         else:
             raise DebugError("Argument required (starting display address).")
         self.x_format = fmt
         if fmt not in "si":
             self.x_unit = unit
-        self.repeat = f"x/{count}{fmt}{'' if fmt in 'si' else unit}"
-        lines = self.views.examine(address, count, fmt, unit)
+        self.repeat = f"{command}/{count}{fmt}{'' if fmt in 'si' else unit}"
+        lines = views.examine(address, count, fmt, unit)
         while True:
             try:
                 self.say(next(lines))
             except StopIteration as done:
-                self.x_next = done.value
+                self.x_next[command] = done.value
                 return
-
-    def do_xp(self, arg: str) -> None:
-        """xp/NFU ADDR: examine physical memory (full-system machines only)."""
-        raise DebugError("xp needs a full-system machine (emu debug --boot, not available yet); "
-                         "a user-mode process has only virtual memory: use x")
 
     def do_print(self, arg: str) -> None:
         """print[/F] EXPR (p): evaluate EXPR and show it as $N = value; F is one of x d u o t c a.
@@ -512,17 +438,23 @@ class Debugger(cmd.Cmd):
         evaluate(tree, self)
 
     def do_info(self, arg: str) -> None:
-        """info TOPIC (i): registers [REG...] (i r), breakpoints (i b), watchpoints, symbol ADDR, clock."""
+        """info TOPIC (i): registers [REG...] (i r), breakpoints (i b), watchpoints, symbol ADDR, clock;
+        on a full-system machine also tlb, mem, pic, devices.  `info` alone lists the topics there are."""
         word, _, rest = arg.partition(" ")
         if not word:
             for name, what in INFO_TOPICS.items():
-                self.say(f"info {name:<12} -- {what}")
+                if self.target.system or name not in MACHINE_TOPICS:
+                    self.say(f"info {name:<12} -- {what}")
             return
         topic = self._resolve(word, list(INFO_TOPICS), _INFO_ALIASES, "info command")
         getattr(self, f"_info_{topic}")(rest.strip())
 
     def _info_registers(self, arg: str) -> None:
-        for name in [n.removeprefix("$") for n in arg.split()] or USER_REGISTERS:
+        everything = (*USER_REGISTERS, *SYSTEM_REGISTERS) if self.target.system else USER_REGISTERS
+        for name in [n.removeprefix("$") for n in arg.split()] or everything:
+            if self.target.system and name in ("gdtr", "idtr", "tr"):
+                self.say(self.views.table_register_line(name))
+                continue
             v = self.regs.read(name)
             if v is None:
                 raise DebugError(f"Invalid register `{name}'")
@@ -547,15 +479,6 @@ class Debugger(cmd.Cmd):
         off = address - s.address
         where = f" in section {s.section}" if s.section else ""
         self.say(f"{s.name}{f' + {off}' if off else ''}{where}")
-
-    def _info_clock(self, arg: str) -> None:
-        count = self.state.icount
-        self.say(f"Instructions retired: {count}")
-        if self.deterministic:
-            self.say(f"Virtual time: {count} ns (deterministic: 1 instruction = 1 ns)")
-        else:
-            self.say("Virtual time: not used; the program reads host clocks (start with --deterministic "
-                     "for 1 ns per instruction)")
 
     def do_disassemble(self, arg: str) -> None:
         """disassemble [ADDR [N]] (disas): N instructions (default 10) from ADDR (default RIP); => marks RIP."""

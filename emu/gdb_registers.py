@@ -14,13 +14,23 @@ numbering expects (it needs the x87 registers before the XMM registers):
 - ``org.gnu.gdb.i386.sse``: xmm0-xmm15 and mxcsr;
 - ``org.gnu.gdb.i386.segments``: fs_base and gs_base.
 
+A full-system machine's description (:data:`SYSTEM`) adds a fourth feature,
+``org.emu.x86.system``, that GDB does not know by name and shows as it is
+described (``p $cr0`` prints ``[ PE ET PG ]``, ``info registers system``):
+kernel_gs_base, cr0, cr2, cr3, cr4, cr8 and efer, CR0, CR4 and EFER with their
+bits named (SDM Vol. 3A, 2.5 and 2.2.1).  Its registers come after all the
+others, so the two layouts number every common register alike.  CR0, CR3,
+CR4 and EFER are read-only here: changing paging under the MMU's TLBs from a
+debugger is refused (writing the value they already hold is accepted, as a
+``G`` packet does).
+
 ``st0``..``st7`` are ST(0)..ST(7), the FXSAVE slots of ``CpuState.st_raw``.
 ``ftag`` is the full 16-bit tag word (two bits per physical register, 11 =
 empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
 8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
 instruction and operand pointers and the last opcode are not modelled: they
 read as zero and writes to them are ignored.  Not described: AVX (ymm), the
-``org.gnu.gdb.i386.linux`` feature (orig_rax), debug and control registers.
+``org.gnu.gdb.i386.linux`` feature (orig_rax), debug registers, GDTR/IDTR.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from dataclasses import dataclass
 
 from cpu.flags import read_rflags, write_rflags
 from cpu.state import CpuState
+from emu.debug_views import CONTROL_BITS
 
 
 @dataclass(frozen=True)
@@ -53,13 +64,13 @@ _SSE = [Register(f"xmm{i}", 128, "vec128", "vector") for i in range(16)] + [Regi
                                                                                       "vector")]
 _SEGMENTS = [Register("fs_base", 64, "int", "system"), Register("gs_base", 64, "int", "system")]
 
+_SYSTEM = ([Register("kernel_gs_base", 64, "int64", "system")]
+           + [Register(name, 64, f"x86_{name}" if name in CONTROL_BITS else "int64", "system")
+              for name in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer")])
+
 FEATURES = (("org.gnu.gdb.i386.core", _CORE), ("org.gnu.gdb.i386.sse", _SSE),
             ("org.gnu.gdb.i386.segments", _SEGMENTS))
-
-REGISTERS: tuple[Register, ...] = tuple(r for _, regs in FEATURES for r in regs)
-"""Every register, indexed by its GDB register number (the ``regnum`` of the description)."""
-
-NUMBERS = {r.name: n for n, r in enumerate(REGISTERS)}
+SYSTEM_FEATURES = (*FEATURES, ("org.emu.x86.system", _SYSTEM))
 
 _EFLAGS_FIELDS = (("CF", 0, 0), ("", 1, 1), ("PF", 2, 2), ("AF", 4, 4), ("ZF", 6, 6), ("SF", 7, 7), ("TF", 8, 8),
                   ("IF", 9, 9), ("DF", 10, 10), ("OF", 11, 11), ("IOPL", 12, 13), ("NT", 14, 14), ("RF", 16, 16),
@@ -76,8 +87,8 @@ _VECTORS = (("v4f", "ieee_single", 4), ("v2d", "ieee_double", 2), ("v16i8", "int
 """The views of an XMM register GDB offers (``p $xmm0.v4i32``), plus ``uint128``."""
 
 
-def _flags_xml(type_id: str, fields: tuple[tuple[str, int, int], ...]) -> list[str]:
-    return ([f'    <flags id="{type_id}" size="4">']
+def _flags_xml(type_id: str, fields: tuple[tuple[str, int, int], ...], size: int = 4) -> list[str]:
+    return ([f'    <flags id="{type_id}" size="{size}">']
             + [f'      <field name="{name}" start="{first}" end="{last}"/>' for name, first, last in fields]
             + ["    </flags>"])
 
@@ -89,29 +100,22 @@ def _vec128_xml() -> list[str]:
             + ['      <field name="uint128" type="uint128"/>', "    </union>"])
 
 
-def target_xml() -> str:
-    """The complete target description (one document, no XInclude)."""
-    lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', '<target version="1.0">',
-             "  <architecture>i386:x86-64</architecture>", "  <osabi>GNU/Linux</osabi>"]
-    number = 0
-    for feature, registers in FEATURES:
-        lines.append(f'  <feature name="{feature}">')
-        if feature.endswith(".core"):
-            lines += _flags_xml("i386_eflags", _EFLAGS_FIELDS)
-        elif feature.endswith(".sse"):
-            lines += _vec128_xml() + _flags_xml("i386_mxcsr", _MXCSR_FIELDS)
-        for r in registers:
-            lines.append(f'    <reg name="{r.name}" bitsize="{r.bits}" type="{r.type}" regnum="{number}"'
-                         f' group="{r.group}"/>')
-            number += 1
-        lines.append("  </feature>")
-    lines.append("</target>")
-    return "\n".join(lines) + "\n"
+def _feature_types(feature: str) -> list[str]:
+    """The flag and vector types a feature's registers use, defined inside it."""
+    if feature.endswith(".core"):
+        return _flags_xml("i386_eflags", _EFLAGS_FIELDS)
+    if feature.endswith(".sse"):
+        return _vec128_xml() + _flags_xml("i386_mxcsr", _MXCSR_FIELDS)
+    if feature.endswith(".system"):
+        return [line for name, bits in CONTROL_BITS.items()
+                for line in _flags_xml(f"x86_{name}", tuple((n, b, b) for b, n in bits), size=8)]
+    return []
 
 
 # -- values ------------------------------------------------------------------------
 _SELECTORS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
 _X87_UNMODELLED = frozenset({"fiseg", "fioff", "foseg", "fooff", "fop"})
+_PAGING = frozenset({"cr0", "cr3", "cr4", "efer"})
 
 
 def _full_tag_word(state: CpuState) -> int:
@@ -123,9 +127,8 @@ def _abridged_tag_word(full: int) -> int:
     return sum(1 << i for i in range(8) if (full >> (2 * i)) & 3 != 3)
 
 
-def read_register(state: CpuState, number: int) -> bytes:
-    """Register ``number``'s value as GDB expects it (little-endian, its bit size); IndexError if unknown."""
-    reg = REGISTERS[number]
+def _read(state: CpuState, reg: Register) -> bytes:
+    """A register's value as GDB expects it (little-endian, its bit size)."""
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
         i = int(name[2:])
@@ -147,9 +150,8 @@ def read_register(state: CpuState, number: int) -> bytes:
     return (value & ((1 << reg.bits) - 1)).to_bytes(reg.bits // 8, "little")
 
 
-def write_register(state: CpuState, number: int, data: bytes) -> None:
-    """Set register ``number`` from GDB's bytes (IndexError if unknown, ValueError if the size is wrong)."""
-    reg = REGISTERS[number]
+def _write(state: CpuState, reg: Register, data: bytes) -> None:
+    """Set a register from GDB's bytes (ValueError if the size is wrong or the register is read-only)."""
     if len(data) != reg.bits // 8:
         raise ValueError(f"{reg.name} takes {reg.bits // 8} bytes, not {len(data)}")
     name = reg.name
@@ -158,6 +160,8 @@ def write_register(state: CpuState, number: int, data: bytes) -> None:
         state.st_raw[10 * i: 10 * i + 10] = data
         return
     value = int.from_bytes(data, "little")
+    if name in _PAGING and value != getattr(state, name):
+        raise ValueError(f"{name} is read-only from the debugger (paging would change under the TLBs)")
     if name.startswith("xmm"):
         state.set_xmm(int(name[3:]), value)
     elif name == "eflags":
@@ -174,17 +178,60 @@ def write_register(state: CpuState, number: int, data: bytes) -> None:
         setattr(state, name, value)
 
 
-def read_all(state: CpuState) -> bytes:
-    """The ``g`` packet's payload, before hex encoding: every register in number order."""
-    return b"".join(read_register(state, n) for n in range(len(REGISTERS)))
+class Layout:
+    """One target description: its registers by GDB number, the XML, and the ``g``/``p`` packets' bytes."""
+
+    def __init__(self, features: tuple[tuple[str, list[Register]], ...], osabi: str | None) -> None:
+        self.features = features
+        self.osabi = osabi
+        self.registers: tuple[Register, ...] = tuple(r for _, regs in features for r in regs)
+        """Every register, indexed by its GDB register number (the ``regnum`` of the description)."""
+        self.numbers = {r.name: n for n, r in enumerate(self.registers)}
+
+    def xml(self) -> str:
+        """The complete target description (one document, no XInclude)."""
+        lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', '<target version="1.0">',
+                 "  <architecture>i386:x86-64</architecture>"]
+        if self.osabi:
+            lines.append(f"  <osabi>{self.osabi}</osabi>")
+        number = 0
+        for feature, registers in self.features:
+            lines.append(f'  <feature name="{feature}">')
+            lines += _feature_types(feature)
+            for r in registers:
+                lines.append(f'    <reg name="{r.name}" bitsize="{r.bits}" type="{r.type}" regnum="{number}"'
+                             f' group="{r.group}"/>')
+                number += 1
+            lines.append("  </feature>")
+        lines.append("</target>")
+        return "\n".join(lines) + "\n"
+
+    def read(self, state: CpuState, number: int) -> bytes:
+        """Register ``number``'s bytes; IndexError if unknown."""
+        return _read(state, self.registers[number])
+
+    def write(self, state: CpuState, number: int, data: bytes) -> None:
+        """Set register ``number`` (IndexError if unknown, ValueError if the size is wrong or it is read-only)."""
+        _write(state, self.registers[number], data)
+
+    def read_all(self, state: CpuState) -> bytes:
+        """The ``g`` packet's payload, before hex encoding: every register in number order."""
+        return b"".join(_read(state, r) for r in self.registers)
+
+    def write_all(self, state: CpuState, data: bytes) -> None:
+        """Apply a ``G`` packet's payload; a short payload sets only the registers it covers."""
+        offset = 0
+        for reg in self.registers:
+            size = reg.bits // 8
+            if offset + size > len(data):
+                return
+            _write(state, reg, data[offset: offset + size])
+            offset += size
 
 
-def write_all(state: CpuState, data: bytes) -> None:
-    """Apply a ``G`` packet's payload; a short payload sets only the registers it covers."""
-    offset = 0
-    for number, reg in enumerate(REGISTERS):
-        size = reg.bits // 8
-        if offset + size > len(data):
-            return
-        write_register(state, number, data[offset: offset + size])
-        offset += size
+USER = Layout(FEATURES, "GNU/Linux")
+"""A user-mode Linux process's registers."""
+SYSTEM = Layout(SYSTEM_FEATURES, None)
+"""A machine's: the same, then the system registers; no OS ABI (gdb takes the kernel file's)."""
+REGISTERS = USER.registers
+NUMBERS = USER.numbers

@@ -1,4 +1,5 @@
-"""A GDB remote stub: ``emu run --gdb PORT prog`` lets gdb debug the program as ``qemu-x86_64 -g`` does.
+"""A GDB remote stub: ``emu run --gdb PORT prog`` lets gdb debug the program as ``qemu-x86_64 -g`` does,
+and ``emu boot --gdb PORT`` the whole machine as ``qemu-system-x86_64 -s`` does.
 
 Follows the GDB manual, appendix "Remote Serial Protocol": "Packets", "Stop
 Reply Packets", "General Query Packets" (qSupported, qXfer:features:read,
@@ -22,6 +23,17 @@ without breakpoints, and emu exits with its status.  Memory writes respect
 page protection (a read-only page answers ``E14``).  Not supported: non-stop
 mode, extended-remote (``!``, vRun), vFile (gdb then reads the program from
 the local file system), range stepping, tracepoints.
+
+On a full-system machine (:func:`serve_machine`) the stub is the same over
+the machine's target (``emu.machine_target``): the registers add the system
+feature (``emu.gdb_registers.SYSTEM``: CR0-CR4, CR8, EFER, kernel_gs_base);
+``m``/``M`` read and write virtual memory through the guest's current page
+tables; Z0/Z1 breakpoints go on kernel virtual addresses, mapped yet or not;
+a stop is a SIGTRAP (SIGINT for an interrupt) and the machine's end (power-off,
+triple fault, ``k``) is a ``W`` with its status.  There is no process: no pid,
+no ``multiprocess+``, no auxv, and no ``qXfer:exec-file`` (gdb is given the
+vmlinux by its user); signals given to ``C``/``S`` are ignored.  Without
+``--wait`` the guest runs until gdb connects, which stops it, as QEMU does.
 """
 
 from __future__ import annotations
@@ -29,14 +41,15 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SIZE
 from emu.gdb_packets import Link, escape_binary, unescape_binary
-from emu.gdb_registers import NUMBERS, REGISTERS, read_all, read_register, target_xml, write_all, write_register
-from emu.target import Stop, StopKind, Target
+from emu.gdb_registers import NUMBERS, SYSTEM, USER
+from emu.target import ProcessBackend, Stop, StopKind, Target
 from emu.user.linux import DEFAULT_IGNORED, Signal, signal_name
 
 PACKET_SIZE = 0x4000
@@ -82,6 +95,8 @@ class GdbStub:
 
     def __init__(self, target: Target, sock: socket.socket, *, log: TextIO | None = None) -> None:
         self.target = target
+        self.backend = target.backend
+        self.layout = SYSTEM if target.system else USER
         self.link = Link(sock, target.interrupt, log=log)
         self.last_stop: Stop | None = None
         self.fault: Stop | None = None
@@ -91,13 +106,14 @@ class GdbStub:
         self.hardware: set[int] = set()
         """Numbers of the breakpoints gdb inserted with Z1."""
         self.client_features: set[str] = set()
-        self.pid = target.process.kernel.pid
+        self.pid = target.backend.pid
+        """The process's pid; None for a machine."""
         self.finished = False
 
     @property
     def multiprocess(self) -> bool:
-        """gdb offered multiprocess+: thread ids are ``pPID.TID`` and gdb shows ``process PID``."""
-        return "multiprocess+" in self.client_features
+        """gdb offered multiprocess+ (to a process): thread ids are ``pPID.TID`` and gdb shows ``process PID``."""
+        return "multiprocess+" in self.client_features and self.pid is not None
 
     @property
     def thread(self) -> str:
@@ -112,7 +128,8 @@ class GdbStub:
             if packet is None:
                 if self.target.exited is None:
                     how = " in the middle of a packet" if self.link.cut_off else ""
-                    self.link.say(f"the client disconnected{how}: the program runs on without it")
+                    what = "machine" if self.target.system else "program"
+                    self.link.say(f"the client disconnected{how}: the {what} runs on without it")
                 break
             try:
                 reply = self.handle(packet)
@@ -135,18 +152,19 @@ class GdbStub:
             case b"q" | b"Q":
                 return self._query(packet)
             case b"g":
-                return _hex(read_all(self.target.state))
+                return _hex(self.layout.read_all(self.target.state))
             case b"G":
-                write_all(self.target.state, bytes.fromhex(body.decode()))
+                self.layout.write_all(self.target.state, bytes.fromhex(body.decode()))
                 return b"OK"
             case b"p":
                 number = _int(body)
-                return _hex(read_register(self.target.state, number)) if number < len(REGISTERS) else EINVAL
+                registers = self.layout.registers
+                return _hex(self.layout.read(self.target.state, number)) if number < len(registers) else EINVAL
             case b"P":
                 number, value = body.split(b"=")
-                if _int(number) >= len(REGISTERS):
+                if _int(number) >= len(self.layout.registers):
                     return EINVAL
-                write_register(self.target.state, _int(number), bytes.fromhex(value.decode()))
+                self.layout.write(self.target.state, _int(number), bytes.fromhex(value.decode()))
                 return b"OK"
             case b"m":
                 address, length = body.split(b",")
@@ -186,8 +204,9 @@ class GdbStub:
             case b"qSupported":
                 self.client_features = {f.decode(errors="replace") for f in args.split(b";") if f}
                 extra = ";multiprocess+" if self.multiprocess else ""
-                return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;qXfer:exec-file:read+;"
-                        f"qXfer:auxv:read+;swbreak+;hwbreak+;QStartNoAckMode+;vContSupported+{extra}").encode()
+                process = "qXfer:exec-file:read+;qXfer:auxv:read+;" if self.pid is not None else ""
+                return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;{process}"
+                        f"swbreak+;hwbreak+;QStartNoAckMode+;vContSupported+{extra}").encode()
             case b"QStartNoAckMode":
                 self.link.noack = True
                 return b"OK"
@@ -214,21 +233,16 @@ class GdbStub:
             case b"features":
                 if annex != b"target.xml":
                     return b"E00"
-                data = target_xml().encode()
-            case b"exec-file":
-                data = self.target.process.kernel.exe
-            case b"auxv":
-                data = self._auxv()
+                data = self.layout.xml().encode()
+            case b"exec-file" | b"auxv":
+                data = self.backend.exec_file() if obj == b"exec-file" else self.backend.auxv()
+                if data is None:
+                    return b""
             case _:
                 return b""
         offset, length = (_int(x) for x in span.split(b","))
         chunk = data[offset: offset + min(length, PACKET_SIZE // 2)]
         return (b"l" if offset + len(chunk) >= len(data) else b"m") + escape_binary(chunk)
-
-    def _auxv(self) -> bytes:
-        """The auxiliary vector as the loader wrote it on the stack (pairs of 64-bit words, AT_NULL last)."""
-        words = [w for key, value in self.target.process.program.auxv.items() for w in (int(key), value)]
-        return b"".join(w.to_bytes(8, "little") for w in [*words, 0, 0])
 
     def _v_packet(self, packet: bytes) -> bytes | None:
         if packet == b"vCont?":
@@ -306,7 +320,7 @@ class GdbStub:
         if target.exited is None:
             if address is not None:
                 target.state.rip = address
-            if signal and signal not in DEFAULT_IGNORED:
+            if signal and signal not in DEFAULT_IGNORED and not target.system:
                 target.pending_signal = Stop(StopKind.SIGNAL, target.state.rip, signal=signal)
             else:
                 target.pending_signal = None    # Linux re-executes the faulting instruction
@@ -345,13 +359,13 @@ class GdbStub:
 
     def _t_packet(self, signal: int, reason: str) -> bytes:
         state = self.target.state
-        registers = "".join(f"{n:02x}:{read_register(state, n).hex()};" for n in EXPEDITED)
+        registers = "".join(f"{n:02x}:{self.layout.read(state, n).hex()};" for n in EXPEDITED)
         return f"T{signal:02x}{reason}{registers}thread:{self.thread};".encode()
 
     def _report_death(self, stop: Stop) -> None:
-        if stop.signal is not None and stop.signal not in (Signal.SIGPIPE, Signal.SIGKILL):
+        if not self.target.system and stop.signal is not None and stop.signal not in (Signal.SIGPIPE, Signal.SIGKILL):
             why = f": {self.fault.message}" if self.fault is not None and self.fault.signal == stop.signal else ""
-            self.target.process.kernel.say(f"program terminated by {signal_name(stop.signal)}{why}")
+            self.backend.say(f"program terminated by {signal_name(stop.signal)}{why}")
 
     def _run_to_end(self) -> None:
         """Without gdb: drop its breakpoints and watchpoints and let the program finish."""
@@ -372,6 +386,29 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1)
 
 
+def _listen(address: str, log: TextIO) -> socket.socket | None:
+    """The listening socket for ``--gdb ADDRESS``, announced on ``log``; None (and a message) when impossible."""
+    try:
+        host, port = parse_address(address)
+    except ValueError:
+        print(f"emu: error: --gdb expects PORT or HOST:PORT, got {address!r}", file=log)
+        return None
+    try:
+        server = listen(host, port)
+    except OSError as e:
+        print(f"emu: error: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=log)
+        return None
+    shown = server.getsockname()
+    print(f"emu: waiting for gdb on {shown[0]}:{shown[1]}", file=log, flush=True)
+    return server
+
+
+def _connected(conn: socket.socket, peer: tuple, log: TextIO) -> socket.socket:
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print(f"emu: gdb connected from {peer[0]}:{peer[1]}", file=log, flush=True)
+    return conn
+
+
 def serve_program(argv: Sequence[str], env: Mapping[str, str] | None, address: str, *, seed: int = 0,
                   deterministic: bool = False, log: TextIO | None = None) -> int:
     """``emu run --gdb ADDRESS``: load ``argv[0]``, wait for gdb, serve it; return the program's exit status."""
@@ -380,25 +417,48 @@ def serve_program(argv: Sequence[str], env: Mapping[str, str] | None, address: s
 
     log = log if log is not None else sys.stderr
     try:
-        host, port = parse_address(address)
-    except ValueError:
-        print(f"emu: error: --gdb expects PORT or HOST:PORT, got {address!r}", file=log)
-        return 2
-    try:
         process = Process(argv[0], argv, os.environ if env is None else env, seed=seed, deterministic=deterministic)
     except ElfError as e:
         print(f"emu: error: {e}", file=log)
         return 2
-    try:
-        server = listen(host, port)
-    except OSError as e:
-        print(f"emu: error: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=log)
+    server = _listen(address, log)
+    if server is None:
         process.kernel.close()
         return 2
     with server:
-        shown = server.getsockname()
-        print(f"emu: waiting for gdb on {shown[0]}:{shown[1]}", file=log, flush=True)
-        conn, peer = server.accept()
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    print(f"emu: gdb connected from {peer[0]}:{peer[1]}", file=log, flush=True)
-    return GdbStub(Target(process), conn, log=log).serve()
+        conn = _connected(*server.accept(), log)
+    return GdbStub(Target(ProcessBackend(process)), conn, log=log).serve()
+
+
+def serve_machine(target: Target, address: str, *, wait: bool, log: TextIO | None = None) -> int:
+    """``emu boot --gdb ADDRESS [--wait]``: serve gdb over a machine's target; return the machine's exit status.
+
+    With ``wait`` the machine stays at its first instruction until gdb connects
+    and continues it; without, it runs, and gdb's connecting stops it.
+    """
+    log = log if log is not None else sys.stderr
+    server = _listen(address, log)
+    if server is None:
+        return 2
+    with server:
+        if wait:
+            conn = _connected(*server.accept(), log)
+        else:
+            accepted: list[tuple[socket.socket, tuple]] = []
+            stopped = threading.Event()
+
+            def accept() -> None:
+                accepted.append(server.accept())
+                while not stopped.is_set():        # until the run below has seen it (a run clears old requests)
+                    target.interrupt()
+                    stopped.wait(0.05)
+
+            threading.Thread(target=accept, name="gdb-accept", daemon=True).start()
+            stop = target.cont()
+            while not accepted:
+                if stop.kind is StopKind.EXITED:
+                    return int(stop.status)
+                stop = target.cont()
+            stopped.set()
+            conn = _connected(*accepted[0], log)
+    return GdbStub(target, conn, log=log).serve()

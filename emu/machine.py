@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from cpu import exceptions
+from cpu.codecache import CodeCache
 from cpu.exceptions import GuestFault, TripleFault
 from cpu.flags import Flag
-from cpu.interp import ExitKind, Interpreter
+from cpu.interp import Exit, ExitKind, Interpreter
 from cpu.mmu import Mmu
 from cpu.physical import PhysicalMemory
 from cpu.state import CpuState
@@ -77,6 +78,7 @@ class MachineConfig:
     memory: int = 128 << 20
     snapshot: bool = False
     rtc_base: int | None = None
+    code_cache: bool = True         # reuse blocks translated by earlier runs (cpu/codecache.py)
 
 
 class IsaPorts:
@@ -121,6 +123,10 @@ class Machine:
         self.config = config
         self.log = log if log is not None else sys.stderr
         self.stop: MachineStop | None = None
+        self.halted = False
+        """The CPU executed HLT and waits for an interrupt."""
+        self.halted_ns = 0
+        """Virtual time skipped while the CPU was halted (``info clock``)."""
 
         # The CPU, its physical memory and the two buses.
         self.state = CpuState()
@@ -128,7 +134,7 @@ class Machine:
         self.ports = Bus("ports")
         self.phys = PhysicalMemory(config.memory, self.mmio)
         self.mmu = Mmu(self.state, self.phys)
-        self.cpu = Interpreter(self.state, self.mmu)
+        self.cpu = Interpreter(self.state, self.mmu, code_cache=CodeCache.open() if config.code_cache else None)
         self.clock = Clock(self.state)
         self.cpu.io = IsaPorts(self.ports, self.clock)
 
@@ -181,56 +187,81 @@ class Machine:
         """Run until the guest stops the machine, or for ``limit_ns`` of virtual time.
 
         ``idle(ns)`` is called when the CPU halts with nothing due for ``ns``
-        nanoseconds (interactive sessions wait for host input there).
+        nanoseconds (interactive sessions wait for host input there).  The
+        steps of one turn of the loop are public so that a debugger
+        (emu/machine_target.py) can stop between them.
         """
         end = None if limit_ns is None else self.clock.now() + limit_ns
-        halted = False
         while self.stop is None:
             now = self.clock.now()
             if end is not None and now >= end:
                 return None
-            self.clock.fire_due()
-            if self.pic.pending():
-                if exceptions.accepts_interrupt(self.state):
-                    halted = False
-                    self._deliver(self.pic.acknowledge(), None, external=True)
-                else:                   # IF is clear or a shadow is open: come back the moment it is not
-                    self.cpu.request_interrupt_window()
-            if halted:
-                if self.halted_for_good:
-                    self.stop = MachineStop(0, "the CPU halted with interrupts disabled (power off)")
-                    break
-                deadline = self.clock.next_deadline()
-                if deadline is None:
-                    if idle is None:
-                        self.stop = MachineStop(1, "the CPU halted with no timer armed and no input possible")
-                        break
-                    idle(SLICE_NS)
-                    continue
-                if idle is not None:
-                    idle(deadline - now)
-                self.clock.skip_to(deadline)
+            self.service()
+            if self.halted:
+                self.wait_halted(idle)
                 continue
-            deadline = self.clock.next_deadline()
-            budget = SLICE_NS if deadline is None else max(1, min(SLICE_NS, deadline - now))
-            if end is not None:
-                budget = max(1, min(budget, end - now))
-            halted = self._execute(budget)
-        for disk in self.disks:
-            disk.close()
+            self.execute(self.budget(SLICE_NS if end is None else end - now))
+        self.close()
         return self.stop
 
-    def _execute(self, budget: int) -> bool:
-        """Run the CPU for at most ``budget`` instructions; True when it halted."""
+    def service(self) -> int | None:
+        """Between two instructions: fire the timers that are due, then deliver the interrupt the PIC
+        raises if the CPU accepts it now (else ask the CPU to return the moment it does).
+        Returns the vector delivered, if any."""
+        self.clock.fire_due()
+        if not self.pic.pending():
+            return None
+        if not exceptions.accepts_interrupt(self.state):
+            self.cpu.request_interrupt_window()     # IF is clear or a shadow is open: come back when not
+            return None
+        self.halted = False
+        vector = self.pic.acknowledge()
+        self._deliver(vector, None, external=True)
+        return vector
+
+    def wait_halted(self, idle: Callable[[int], None] | None) -> None:
+        """The CPU is halted: power off if nothing can wake it, else let virtual time jump to the next
+        deadline (after ``idle`` had its chance to wait for the host, where a person types)."""
+        if self.halted_for_good:
+            self.stop = MachineStop(0, "the CPU halted with interrupts disabled (power off)")
+            return
+        now = self.clock.now()
+        deadline = self.clock.next_deadline()
+        if deadline is None:
+            if idle is None:
+                self.stop = MachineStop(1, "the CPU halted with no timer armed and no input possible")
+            else:
+                idle(SLICE_NS)
+            return
+        if idle is not None:
+            idle(deadline - now)
+        self.halted_ns += max(0, deadline - self.clock.now())
+        self.clock.skip_to(deadline)
+
+    def budget(self, most: int) -> int:
+        """Instructions the CPU may run now: at most ``most``, and never past the next clock deadline."""
+        deadline = self.clock.next_deadline()
+        if deadline is not None:
+            most = min(most, deadline - self.clock.now())
+        return max(1, min(most, SLICE_NS))
+
+    def execute(self, budget: int) -> Exit:
+        """Run the CPU for at most ``budget`` instructions and handle why it returned: HLT halts it, a
+        fault is delivered through the IDT, SYSCALL enters the kernel.  Returns the CPU's exit."""
         exit_ = self.cpu.run(budget)
         match exit_.kind:
             case ExitKind.HALT:
-                return True
+                self.halted = True
             case ExitKind.FAULT:
                 self._deliver(exit_.fault.vector, exit_.fault.error_code, fault=exit_.fault)
             case ExitKind.SYSCALL:
                 self._guarded(lambda: exceptions.syscall_entry(self.cpu))
-        return False
+        return exit_
+
+    def close(self) -> None:
+        """The machine has stopped: write back and close the disks."""
+        for disk in self.disks:
+            disk.close()
 
     def _deliver(self, vector: int, error_code: int | None, *, external: bool = False,
                  fault: GuestFault | None = None) -> None:

@@ -10,7 +10,10 @@ Two sources:
 A symbol with a size covers ``[address, address + size)``; one without a size
 (assembler labels, every System.map entry) covers up to the end of its section
 when the section is known, else up to the next symbol, which is how gdb treats
-its "minimal symbols" and the kernel's kallsyms names text addresses.
+its "minimal symbols" and the kernel's kallsyms names text addresses.  Of the
+names System.map gives one address, a global one wins over a local one, and a
+plain name over one starting with ``__`` (``irq_entries_start``, not the
+section marker ``__irqentry_text_start``).
 
 Not read: DWARF (no types, source lines or local variables), versioned names,
 symbols of shared libraries.
@@ -197,7 +200,8 @@ def system_map_symbols(path: str, data: bytes) -> SymbolTable:
             raise SymbolError(f"{path}:{number}: {fields[0]!r} is not a hexadecimal address") from None
         if fields[1] in _MAP_SKIP:
             continue
-        symbols.append(Symbol(fields[2], address, rank=0 if fields[1].isupper() else 2))
+        rank = (0 if fields[1].isupper() else 2) + fields[2].startswith("__")   # a section marker, a helper
+        symbols.append(Symbol(fields[2], address, rank=rank))
     if not symbols:
         raise SymbolError(f"{path} holds no symbols")
     return SymbolTable(symbols)

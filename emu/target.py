@@ -5,8 +5,37 @@ and never the interpreter directly, so they stop for the same reasons at the
 same instructions.  A stop is always *between* instructions: RIP is the next
 instruction to execute.
 
+The target is a common core over a small *backend*, the guest itself:
+
+- :class:`ProcessBackend` (here): a user-mode process (``emu.user.process``).
+  SYSCALL is served by emu's Linux; a fault stops with the signal Linux would
+  send, and continuing delivers it (the program dies).
+- ``MachineBackend`` (``emu.machine_target``): the full-system machine.
+  Faults and interrupts are the guest's own business, delivered through its
+  IDT; timers fire between instructions on the virtual clock; a power-off, a
+  reset or a triple fault ends the session as an exit ends a program.
+
+One turn of the run loop (:meth:`Target._run`):
+
+1. ``backend.settle()`` brings the guest to an instruction boundary: the
+   machine fires the timers that are due and delivers a pending interrupt; a
+   halted CPU lets virtual time jump to its next deadline;
+2. the core stops for a watchpoint hit, an interrupt request (Ctrl-C), the
+   step count, or a breakpoint at RIP;
+3. ``backend.execute(budget)`` runs at most ``budget`` instructions.
+
+So every stop is at a boundary where everything due has been delivered:
+``si`` at a point where a timer interrupt is pending stops at the first
+instruction of the handler.  Steps are counted by ``backend.progress()``:
+retired instructions, plus the events that move RIP with no instruction
+retired (an exception raised by the stepped instruction; an interrupt that
+was pending when the command began, or wakes a halted CPU).  A delivery
+between two instructions of the command counts nothing.
+
 - Breakpoints cost nothing in the run loop: the interpreter cuts translated
   blocks at breakpoint addresses and checks RIP only where a block starts.
+  They are virtual addresses; on a machine they may be set before the page
+  that holds them is mapped (a kernel's ``start_kernel`` at its entry point).
 - Watchpoints are exact: pages holding a watched range leave the software TLB,
   so every load and store to them reaches a hook with the address and size;
   while any watchpoint is set, execution goes one instruction at a time so the
@@ -15,9 +44,9 @@ instruction to execute.
   instruction).
 - Long runs go in slices so that :meth:`Target.interrupt` (Ctrl-C, or a gdb
   interrupt packet) is noticed within a few thousand instructions.
-
-Today a target is a user-mode process (``emu.user.process.Process``); a
-full-system machine will provide the same attributes.
+- A front end reads and writes memory through the backend, never through the
+  CPU's TLB: no watchpoint sees it, and on a machine it neither fills the TLB
+  nor sets accessed/dirty bits in the guest's page tables.
 """
 
 from __future__ import annotations
@@ -26,9 +55,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from cpu.interp import ExitKind, Interpreter
-from cpu.memory import PAGE_SHIFT, WRITE
+from cpu.memory import PAGE_SHIFT, WRITE, Memory
+from cpu.state import CpuState
 from emu.user.linux import ProcessExit, Signal, signal_name
 from emu.user.process import Process
 
@@ -41,7 +72,7 @@ class StopKind(Enum):
     BREAKPOINT = "breakpoint"
     WATCHPOINT = "watchpoint"
     SIGNAL = "signal"          # a guest fault: the program would receive ``signal``
-    EXITED = "exited"          # the program ended (exit status, or killed by ``signal``)
+    EXITED = "exited"          # the program ended (exit status, or killed by ``signal``), or the machine stopped
     INTERRUPTED = "interrupted"
 
 
@@ -83,10 +114,15 @@ class Stop:
     watch: WatchHit | None = None
     signal: int | None = None
     status: int | None = None
-    message: str = ""
-    retired: int = 0           # instructions retired by this command
+    message: str = ""          # SIGNAL: the fault; EXITED: why a machine stopped
+    retired: int = 0           # steps taken by this command (see the module docstring)
+    note: str = ""             # what the backend adds: an interrupt just delivered, a halted CPU
 
     def describe(self) -> str:
+        text = self._headline()
+        return f"{text}\n{self.note}" if self.note else text
+
+    def _headline(self) -> str:
         match self.kind:
             case StopKind.BREAKPOINT:
                 return f"Breakpoint {self.breakpoint.number}, {self.rip:#x}"
@@ -99,6 +135,8 @@ class Stop:
             case StopKind.SIGNAL:
                 return f"Program received signal {signal_name(self.signal)}: {self.message}"
             case StopKind.EXITED:
+                if self.message:
+                    return f"{self.message} (exit status {self.status})"
                 if self.signal is not None:
                     return f"Program terminated with signal {signal_name(self.signal)}"
                 return f"Program exited with code {self.status}"
@@ -107,20 +145,60 @@ class Stop:
         return f"Stopped at {self.rip:#x}"
 
 
+class Backend(Protocol):
+    """The guest a :class:`Target` drives: a user-mode process or a whole machine."""
+
+    state: CpuState
+    memory: Memory             # the CPU's memory: watchpoints hook its slow path (virtual pages)
+    interp: Interpreter
+    system: bool               # a full-system machine (machine views, virtual breakpoints anywhere)
+    halted: bool               # the CPU waits in HLT: the loop settles without executing
+
+    def read(self, address: int, length: int) -> bytes:
+        """Guest memory at a virtual address, for a front end (GuestFault when unmapped)."""
+
+    def write(self, address: int, data: bytes) -> None:
+        """Write guest memory for a front end (GuestFault when unmapped or read-only)."""
+
+    def check(self, address: int, length: int) -> None:
+        """Can a breakpoint or watchpoint go here?  GuestFault when it can never be reached."""
+
+    def begin(self) -> None:
+        """A command starts running the guest: steps are counted from here."""
+
+    def progress(self) -> int:
+        """Steps so far: retired instructions, plus events that moved RIP with none retired."""
+
+    def settle(self) -> Stop | None:
+        """Bring the guest to an instruction boundary; an EXITED stop when it ended on the way."""
+
+    def execute(self, budget: int) -> Stop | None:
+        """Run at most ``budget`` instructions; a SIGNAL or EXITED stop, or None to go on."""
+
+    def interrupt(self) -> None:
+        """Make a running ``execute`` return soon (thread-safe)."""
+
+    def end(self, status: int | None, signal: int | None) -> Stop:
+        """End the guest now (kill, or death by ``signal``); release its files; the EXITED stop."""
+
+    def note(self) -> str:
+        """A line to show with a stop (what just happened that RIP alone does not tell), or ""."""
+
+
 @dataclass
 class _Pending:
     hits: list[WatchHit] = field(default_factory=list)
 
 
 class Target:
-    """A user-mode process under debugger control."""
+    """A guest under debugger control."""
 
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.state = process.state
-        self.memory = process.memory
-        self.interp = Interpreter(process.state, process.memory)
-        process.interp = self.interp
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.state = backend.state
+        self.memory = backend.memory
+        self.interp = backend.interp
+        self.system = backend.system
         self.breakpoints: dict[int, Breakpoint] = {}
         self.watchpoints: dict[int, Watchpoint] = {}
         self.next_number = 1
@@ -133,25 +211,17 @@ class Target:
         self._interrupt = threading.Event()
         self._pending = _Pending()
 
-    # -- breakpoints and watchpoints ---------------------------------------------
+    # -- memory, breakpoints and watchpoints ------------------------------------------
     def read_memory(self, address: int, length: int) -> bytes:
         """Read guest memory for a front end: no watchpoint sees the access (raises GuestFault when unmapped)."""
-        hook, self.memory.watch = self.memory.watch, None
-        try:
-            return self.memory.read(address, length)
-        finally:
-            self.memory.watch = hook
+        return self.backend.read(address, length)
 
     def write_memory(self, address: int, data: bytes) -> None:
         """Write guest memory for a front end (a debugger's ``set``): no watchpoint sees the access."""
-        hook, self.memory.watch = self.memory.watch, None
-        try:
-            self.memory.write(address, data)
-        finally:
-            self.memory.watch = hook
+        self.backend.write(address, data)
 
     def add_breakpoint(self, address: int, *, temporary: bool = False, condition: str | None = None) -> Breakpoint:
-        self.read_memory(address, 1)              # raises GuestFault when unmapped
+        self.backend.check(address, 1)            # raises GuestFault when code can never be there
         bp = Breakpoint(self.next_number, address, temporary, condition=condition)
         self.next_number += 1
         self.breakpoints[bp.number] = bp
@@ -162,7 +232,7 @@ class Target:
             raise ValueError(f"watchpoint kind must be write, read or access, not {kind!r}")
         if not 1 <= length <= 4096:
             raise ValueError("watchpoint length must be 1..4096 bytes")
-        self.read_memory(address, length)         # raises GuestFault when unmapped
+        self.backend.check(address, length)       # raises GuestFault when unmapped
         wp = Watchpoint(self.next_number, address, length, kind)
         self.next_number += 1
         self.watchpoints[wp.number] = wp
@@ -199,6 +269,7 @@ class Target:
     def interrupt(self) -> None:
         """Ask a running ``cont`` to stop soon (thread-safe; Ctrl-C, gdb's 0x03)."""
         self._interrupt.set()
+        self.backend.interrupt()
 
     def step(self, count: int = 1) -> Stop:
         """Execute exactly ``count`` instructions (a SYSCALL counts as one, kernel work included)."""
@@ -210,7 +281,7 @@ class Target:
 
     def run_until(self, address: int, predicate: Callable[[], bool] | None = None) -> Stop:
         """Continue until RIP == ``address`` (and ``predicate()`` holds there), or another stop."""
-        self.read_memory(address, 1)              # raises GuestFault when unmapped
+        self.backend.check(address, 1)           # raises GuestFault when unmapped
         bp = Breakpoint(0, address)               # internal, numbered 0: the user's numbering keeps no gaps
         self.breakpoints[0] = bp
         try:
@@ -219,66 +290,76 @@ class Target:
                 if stop.kind is not StopKind.BREAKPOINT or stop.breakpoint is not bp:
                     return stop
                 if predicate is None or predicate():
-                    return Stop(StopKind.STEP, self.state.rip, retired=stop.retired)
+                    return Stop(StopKind.STEP, self.state.rip, retired=stop.retired, note=stop.note)
         finally:
             self.breakpoints.pop(0, None)
 
     def kill(self) -> Stop:
-        """End the program now, as SIGKILL would (gdb's ``k``); returns the exit stop."""
+        """End the guest now, as SIGKILL would end a program (gdb's ``k``); returns the exit stop."""
         if self.exited is None:
-            self._finish(None, Signal.SIGKILL)
+            self.exited = self.backend.end(None, Signal.SIGKILL)
         return self.exited
 
     def _run(self, limit: int | None, *, stop_at_breakpoints: bool) -> Stop:
         if self.exited is not None:
             return self.exited
         if self.pending_signal is not None:      # continuing after a fault delivers it: the program dies
-            return self._finish(None, self.pending_signal.signal)
+            self.exited = self.backend.end(None, self.pending_signal.signal)
+            return self.exited
+        backend = self.backend
         self._interrupt.clear()
         self._pending.hits.clear()               # accesses a front end made while stopped are not the guest's
-        start = self.interp.icount
-        watching = self._arm()
-        single = bool(watching) or self.on_instruction is not None
+        backend.begin()
+        start, start_rip = backend.progress(), self.state.rip
+        single = bool(self._arm()) or self.on_instruction is not None
         first = True
         while True:
-            done = self.interp.icount - start
-            if limit is not None and done >= limit:
-                return Stop(StopKind.STEP, self.state.rip, retired=done)
+            stop = backend.settle() or self._watch_stop()
+            if stop is not None:
+                return self._stopped(stop, start)
             if self._interrupt.is_set():
                 self._interrupt.clear()
-                return Stop(StopKind.INTERRUPTED, self.state.rip, retired=done)
-            if stop_at_breakpoints and not first:
+                return self._stopped(Stop(StopKind.INTERRUPTED, self.state.rip), start)
+            if backend.halted:
+                continue
+            done = backend.progress() - start
+            if limit is not None and done >= limit:
+                return self._stopped(Stop(StopKind.STEP, self.state.rip), start)
+            if stop_at_breakpoints and (not first or self.state.rip != start_rip):
                 hit = self._breakpoint_here()
                 if hit is not None:
-                    return hit
+                    return self._stopped(hit, start)
             first = False
             budget = SLICE if limit is None else min(SLICE, limit - done)
             if single:
                 budget = 1
                 if self.on_instruction is not None:
                     self.on_instruction()
-            if not stop_at_breakpoints:
-                self.interp.set_breakpoints(set())
-            exit_ = self.interp.run(budget)
-            if self._pending.hits:
-                hit, self._pending.hits = self._pending.hits[0], []
-                hit.watchpoint.hits += 1
-                if hit.access == "write":
-                    hit.new = self.read_memory(hit.watchpoint.address, hit.watchpoint.length)
-                return Stop(StopKind.WATCHPOINT, self.state.rip, watch=hit, retired=self.interp.icount - start)
-            match exit_.kind:
-                case ExitKind.SYSCALL:
-                    try:
-                        self.process.kernel.handle()
-                    except ProcessExit as e:
-                        return self._finish(e.status, e.signal)
-                case ExitKind.FAULT | ExitKind.HALT | ExitKind.EVENT:
-                    sig, text = self.process.signal_of(exit_)
-                    self.pending_signal = Stop(StopKind.SIGNAL, self.state.rip, signal=sig, message=text,
-                                               retired=self.interp.icount - start)
-                    return self.pending_signal
-                case ExitKind.BREAKPOINT | ExitKind.LIMIT:
-                    pass
+            stop = backend.execute(budget)
+            if stop is None or stop.kind is not StopKind.EXITED:
+                stop = self._watch_stop() or stop
+            if stop is not None:
+                return self._stopped(stop, start)
+
+    def _watch_stop(self) -> Stop | None:
+        if not self._pending.hits:
+            return None
+        hit, self._pending.hits = self._pending.hits[0], []
+        hit.watchpoint.hits += 1
+        if hit.access == "write":
+            hit.new = self.read_memory(hit.watchpoint.address, hit.watchpoint.length)
+        return Stop(StopKind.WATCHPOINT, self.state.rip, watch=hit)
+
+    def _stopped(self, stop: Stop, start: int) -> Stop:
+        """Finish a stop: the steps it took, the backend's note; remember an exit or a pending signal."""
+        stop.retired = self.backend.progress() - start
+        if stop.kind is StopKind.EXITED:
+            self.exited = stop
+        else:
+            stop.note = stop.note or self.backend.note()
+            if stop.kind is StopKind.SIGNAL:
+                self.pending_signal = stop
+        return stop
 
     def _breakpoint_here(self) -> Stop | None:
         rip = self.state.rip
@@ -293,8 +374,81 @@ class Target:
             return Stop(StopKind.BREAKPOINT, rip, breakpoint=bp)
         return None
 
-    def _finish(self, status: int | None, signal: int | None) -> Stop:
+
+class ProcessBackend:
+    """A user-mode process as a debug target: emu's Linux serves its system calls."""
+
+    system = False
+    halted = False
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.state = process.state
+        self.memory = process.memory
+        self.interp = Interpreter(process.state, process.memory)
+        process.interp = self.interp
+        self.pid: int | None = process.kernel.pid
+
+    def read(self, address: int, length: int) -> bytes:
+        hook, self.memory.watch = self.memory.watch, None
+        try:
+            return self.memory.read(address, length)
+        finally:
+            self.memory.watch = hook
+
+    def write(self, address: int, data: bytes) -> None:
+        hook, self.memory.watch = self.memory.watch, None
+        try:
+            self.memory.write(address, data)
+        finally:
+            self.memory.watch = hook
+
+    def check(self, address: int, length: int) -> None:
+        self.read(address, length)
+
+    def begin(self) -> None:
+        pass
+
+    def progress(self) -> int:
+        return self.state.icount
+
+    def settle(self) -> Stop | None:
+        return None
+
+    def execute(self, budget: int) -> Stop | None:
+        exit_ = self.interp.run(budget)
+        match exit_.kind:
+            case ExitKind.SYSCALL:
+                try:
+                    self.process.kernel.handle()
+                except ProcessExit as e:
+                    return self.end(e.status, e.signal)
+            case ExitKind.FAULT | ExitKind.HALT | ExitKind.EVENT:
+                sig, text = self.process.signal_of(exit_)
+                return Stop(StopKind.SIGNAL, self.state.rip, signal=sig, message=text)
+        return None
+
+    def interrupt(self) -> None:
+        pass                                    # a slice is short: the loop sees the request soon enough
+
+    def end(self, status: int | None, signal: int | None) -> Stop:
         self.process.kernel.close()
         status = 128 + signal if signal is not None else status
-        self.exited = Stop(StopKind.EXITED, self.state.rip, signal=signal, status=status)
-        return self.exited
+        return Stop(StopKind.EXITED, self.state.rip, signal=signal, status=status)
+
+    def note(self) -> str:
+        return ""
+
+    # -- for the GDB stub -----------------------------------------------------------
+    def exec_file(self) -> bytes | None:
+        """The program's path as gdb's ``qXfer:exec-file`` gives it."""
+        return self.process.kernel.exe
+
+    def auxv(self) -> bytes | None:
+        """The auxiliary vector as the loader wrote it on the stack (pairs of 64-bit words, AT_NULL last)."""
+        words = [w for key, value in self.process.program.auxv.items() for w in (int(key), value)]
+        return b"".join(w.to_bytes(8, "little") for w in [*words, 0, 0])
+
+    def say(self, message: str) -> None:
+        self.process.kernel.say(message)
+

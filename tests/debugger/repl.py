@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from emu.debugger import Debugger
 from emu.symbols import elf_symbols
-from emu.target import Target
+from emu.target import ProcessBackend, Target
 from emu.user.process import Process
 
 
@@ -26,7 +26,8 @@ def run_session(program: str, commands: str, *args: str) -> Session:
     process = Process(program, [program, *args], {}, deterministic=True)
     symbols = elf_symbols(program, process.image.data, process.image.bias)
     out = io.StringIO()
-    debugger = Debugger(Target(process), symbols, stdin=io.StringIO(commands), stdout=out, deterministic=True)
+    debugger = Debugger(Target(ProcessBackend(process)), symbols, stdin=io.StringIO(commands), stdout=out,
+                        deterministic=True)
     debugger.start(program)
     debugger.cmdloop()
     assert "internal error" not in out.getvalue(), out.getvalue()

@@ -17,10 +17,11 @@ TIMEOUT = 60
 
 
 class Emu:
-    """``python -m emu run --gdb 0 ARGV...``: started, and waited for until it listens."""
+    """``python -m emu run --gdb 0 ARGV...`` (or another ``command``: ``boot``): started, and waited for until it
+    listens."""
 
-    def __init__(self, argv: list[str], *, address: str = "0") -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "emu", "run", "--gdb", address, *argv], cwd=ROOT,
+    def __init__(self, argv: list[str], *, address: str = "0", command: str = "run") -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "emu", command, "--gdb", address, *argv], cwd=ROOT,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.first_line = self._stderr_line()
         match = re.fullmatch(r"emu: waiting for gdb on ([0-9.]+):(\d+)\n", self.first_line)
