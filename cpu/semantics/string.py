@@ -281,10 +281,7 @@ def _scan_bytes(cpu, a: int, up: bool, until_equal: int) -> None:
 
 def _sse(name: str):
     from cpu.semantics import sse
-    fn = getattr(sse, name, None)
-    if fn is None:
-        raise NotImplementedError(f"{name} is not provided by cpu.semantics.sse")
-    return fn
+    return getattr(sse, name)
 
 
 @semantics("movsb", "movsw", "movsd", "movsq")
