@@ -268,6 +268,8 @@ class Decoder:
             # and reports a wrong instruction id (cmpordss -> "cmpxchg16b"): restore both
             mnemonic = "cmp" + compare[2]
             operands.append(Operand(Kind.IMM, 8, imm=_SSE_PREDICATES.index(compare[1])))
+        elif name in ("jmp", "call") and _is_far_indirect(ci):
+            mnemonic = "l" + name       # capstone names FF /3 and FF /5 without REX.W as near (m16:32 far)
         insn = Insn(
             address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=mnemonic, text=text,
             operands=tuple(operands), rep=prefix[0] == _PREFIX_REP, repne=prefix[0] == _PREFIX_REPNE,
@@ -330,6 +332,13 @@ def _branch_text(insn: Insn, target: int | None = None) -> str:
         target = insn.operands[0].imm
     head = insn.text.rsplit(" ", 1)[0]
     return f"{head} {target if 0 <= target < 10 else hex(target)}"
+
+
+def _is_far_indirect(ci: capstone.CsInsn) -> bool:
+    """FF /3 (CALL m16:xx) or FF /5 (JMP m16:xx): far transfers through memory (SDM Vol. 2A, CALL/JMP)."""
+    raw = bytes(ci.bytes)
+    i = raw.index(0xFF) if 0xFF in raw else -1
+    return 0 <= i < len(raw) - 1 and ((raw[i + 1] >> 3) & 7) in (3, 5) and raw[i + 1] >> 6 != 3
 
 
 _IMPLICIT = {"b": 8, "w": 16, "d": 32, "q": 64}

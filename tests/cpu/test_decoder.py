@@ -38,3 +38,10 @@ def test_comisd_reads_eight_bytes_of_memory_which_need_no_alignment() -> None:
     assert decode("66 0f 2f 40 08").operands[1].size == 64            # comisd xmm0, qword ptr [rax + 8]
     data = struct.pack("<dd", 0.0, 1.5)         # 1.5 at DATA + 8: misaligned for a 16-byte access
     check(Case("comisd xmm0, qword ptr [rax + 8]", {"rax": DATA}, xmm={0: 0x3FF8_0000_0000_0000}, data=data))
+
+
+def test_far_indirect_jumps_and_calls_are_not_mistaken_for_near_ones() -> None:
+    assert decode("ff 2e").mnemonic == "ljmp"          # jmp m16:32 (capstone: "jmp ptr [rsi]")
+    assert decode("ff 1e").mnemonic == "lcall"
+    assert decode("ff 26").mnemonic == "jmp"           # jmp qword ptr [rsi]: near
+    assert decode("ff e0").mnemonic == "jmp"           # jmp rax
