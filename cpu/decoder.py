@@ -334,11 +334,16 @@ def _branch_text(insn: Insn, target: int | None = None) -> str:
     return f"{head} {target if 0 <= target < 10 else hex(target)}"
 
 
+_LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
+
+
 def _is_far_indirect(ci: capstone.CsInsn) -> bool:
     """FF /3 (CALL m16:xx) or FF /5 (JMP m16:xx): far transfers through memory (SDM Vol. 2A, CALL/JMP)."""
     raw = bytes(ci.bytes)
-    i = raw.index(0xFF) if 0xFF in raw else -1
-    return 0 <= i < len(raw) - 1 and ((raw[i + 1] >> 3) & 7) in (3, 5) and raw[i + 1] >> 6 != 3
+    i = 0
+    while i < len(raw) and (raw[i] in _LEGACY_PREFIXES or 0x40 <= raw[i] <= 0x4F):
+        i += 1
+    return i + 1 < len(raw) and raw[i] == 0xFF and ((raw[i + 1] >> 3) & 7) in (3, 5) and raw[i + 1] >> 6 != 3
 
 
 _IMPLICIT = {"b": 8, "w": 16, "d": 32, "q": 64}

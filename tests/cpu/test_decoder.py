@@ -45,3 +45,5 @@ def test_far_indirect_jumps_and_calls_are_not_mistaken_for_near_ones() -> None:
     assert decode("ff 1e").mnemonic == "lcall"
     assert decode("ff 26").mnemonic == "jmp"           # jmp qword ptr [rsi]: near
     assert decode("ff e0").mnemonic == "jmp"           # jmp rax
+    assert decode("e9 ff 69 f8 ff").mnemonic == "jmp"  # jmp rel32 whose displacement holds FF /5-like bytes
+    assert decode("48 ff 2e").mnemonic == "ljmp"
