@@ -256,7 +256,9 @@ class Interpreter:
             return
         try:
             semantic(ops, insn, *insn.operands)
-        except (NotImplementedError, KeyError, ValueError, TypeError, IndexError) as err:
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            # An operand form the semantic does not handle (e.g. a register capstone names that it
+            # cannot use): the guest gets #UD naming it; guest bytes never raise out of the CPU.
             ops.fault(Vector.UD, detail=f"{unimplemented(insn)} ({type(err).__name__}: {err})")
 
     def invalidate(self, page: int) -> None:

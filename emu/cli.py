@@ -293,6 +293,14 @@ def _cmd_boot(args: argparse.Namespace) -> int:
     return stop.status if stop is not None else 0
 
 
+def _program_options(parser: argparse.ArgumentParser) -> None:
+    """Options of a user-mode program's run, shared by `emu run` and `emu debug`."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of AT_RANDOM and getrandom (default 0)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="clocks follow retired instructions (1 ns each) instead of host time, "
+                             "so runs and traces repeat exactly")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emu", description="An instructional x86-64 machine emulator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -308,9 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-U", "--unset-env", action="append", default=[], metavar="NAME",
                      help="remove an environment variable (repeatable)")
     run.add_argument("--clear-env", action="store_true", help="start the program with an empty environment")
-    run.add_argument("--seed", type=int, default=0, help="seed of AT_RANDOM and getrandom (default 0)")
-    run.add_argument("--deterministic", action="store_true",
-                     help="clocks follow retired instructions instead of host time")
+    _program_options(run)
     run.add_argument("--stats", action="store_true",
                      help="print instructions retired, time and MIPS to stderr at exit")
     run.add_argument("--no-code-cache", action="store_true",
@@ -347,9 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--batch", action="store_true",
                        help="exit after the -x files instead of reading commands from stdin; the exit status "
                             "is 1 if a command failed, else 0 (as gdb -batch)")
-    debug.add_argument("--seed", type=int, default=0, help="seed of AT_RANDOM and getrandom (default 0)")
-    debug.add_argument("--deterministic", action="store_true",
-                       help="clocks follow retired instructions (1 ns each), so runs and traces repeat exactly")
+    _program_options(debug)
     debug.add_argument("--boot", action="store_true",
                        help="debug the full-system machine (the options of `emu boot` below) instead of a program")
     debug.add_argument("--serial", metavar="FILE",
