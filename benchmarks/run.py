@@ -113,8 +113,8 @@ QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_earl
 
 def bench_boot() -> dict[str, object]:
     """Wall time (and for emu, guest instructions) from start to the guest's /init marker line."""
-    from emu.console import INIT_MARKER
-    from emu.guest import default_guest
+    from emu.machine.console import INIT_MARKER
+    from emu.machine.guest import default_guest
 
     guest = default_guest()
     emu = subprocess.run([sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd",

@@ -2,7 +2,7 @@
 
     emu run PROGRAM [ARGS...]     run a static x86-64 Linux program (user mode, like qemu-x86_64)
     emu explain 'INSTRUCTION'     show an instruction's semantics as micro-ops
-    emu debug PROGRAM [ARGS...]   run a program under the gdb-like debugger (emu.debugger)
+    emu debug PROGRAM [ARGS...]   run a program under the gdb-like debugger (emu.debug.repl)
     emu debug --boot [OPTIONS]    the same debugger on the full-system machine, from the kernel's entry
     emu boot [OPTIONS]            boot a Linux guest on the emulated PC (--gdb PORT: for gdb, as qemu -s)
 
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from emu.debugger import Debugger
-    from emu.guest import GuestImage
-    from emu.machine import Machine, MachineStop
+    from emu.debug.repl import Debugger
+    from emu.machine.guest import GuestImage
+    from emu.machine.pc import Machine, MachineStop
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return 2
             env[key] = value
     if args.gdb is not None:
-        from emu.gdbstub import serve_program
+        from emu.gdb.stub import serve_program
 
         return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
                              deterministic=args.deterministic)
@@ -91,9 +91,9 @@ def _assemble(text: str, address: int) -> bytes | None:
 
 
 def _cmd_debug(args: argparse.Namespace) -> int:
-    from emu.debugger import Debugger
-    from emu.symbols import SymbolError, elf_symbols, load_symbols
-    from emu.target import ProcessBackend, Target
+    from emu.debug.repl import Debugger
+    from emu.debug.symbols import SymbolError, elf_symbols, load_symbols
+    from emu.debug.target import ProcessBackend, Target
     from emu.user.elf import ElfError
     from emu.user.process import Process
 
@@ -138,10 +138,10 @@ def _debug_machine(args: argparse.Namespace) -> int:
     The guest's serial output goes to stdout (or --serial FILE); its input is
     the REPL's ``serial`` command, since the terminal belongs to the REPL.
     """
-    from emu.debugger import Debugger
-    from emu.machine_target import MachineBackend
-    from emu.symbols import SymbolError, SymbolTable, load_symbols
-    from emu.target import Target
+    from emu.debug.machine_target import MachineBackend
+    from emu.debug.repl import Debugger
+    from emu.debug.symbols import SymbolError, SymbolTable, load_symbols
+    from emu.debug.target import Target
 
     try:
         serial = open(args.serial, "wb") if args.serial else None  # noqa: SIM115 - closed at the end of the session
@@ -182,12 +182,12 @@ def _make_machine(args: argparse.Namespace,
     """The machine the --kernel/--initrd/--disk/... options describe (the default guest without --kernel),
     and the default guest's files when it is the one; None after printing why it cannot be made."""
     from devices.virtio_blk import DiskError
-    from emu.machine import DEFAULT_APPEND, Machine, MachineConfig
+    from emu.machine.pc import DEFAULT_APPEND, Machine, MachineConfig
     from firmware.linux import BootError
 
     kernel, initrd, disks, snapshot, guest = args.kernel, args.initrd, list(args.disk), args.snapshot, None
     if kernel is None:
-        from emu.guest import GuestBuildError, default_guest
+        from emu.machine.guest import GuestBuildError, default_guest
 
         try:
             guest = default_guest(progress=lambda line: print(f"emu: {line}", file=sys.stderr, flush=True))
@@ -211,10 +211,10 @@ def _make_machine(args: argparse.Namespace,
 def _boot_gdb(args: argparse.Namespace, machine: Machine, interactive: bool) -> MachineStop | None:
     """``emu boot --gdb``: serve gdb over the machine (the console still types into the guest);
     the machine's stop, or None when the stub could not listen."""
-    from emu.console import TerminalConsole
-    from emu.gdbstub import serve_machine
-    from emu.machine_target import MachineBackend
-    from emu.target import Target
+    from emu.debug.machine_target import MachineBackend
+    from emu.debug.target import Target
+    from emu.gdb.stub import serve_machine
+    from emu.machine.console import TerminalConsole
 
     with contextlib.ExitStack() as stack:
         backend = MachineBackend(machine)
@@ -240,7 +240,7 @@ def _size(text: str) -> int:
 def _cmd_boot(args: argparse.Namespace) -> int:
     import time
 
-    from emu.console import ScriptConsole, TerminalConsole
+    from emu.machine.console import ScriptConsole, TerminalConsole
 
     script = args.script
     if args.script_file:

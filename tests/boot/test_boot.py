@@ -1,6 +1,6 @@
 """Booting the default guest: an unmodified Linux kernel to a busybox shell, judged by its own serial output.
 
-The guest is built on first use (emu.guest, cached outside the repository).
+The guest is built on first use (emu.machine.guest, cached outside the repository).
 Each test boots it with a script typed into the serial console.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.guest import default_guest
+from emu.machine.guest import default_guest
 
 RTC_BASE = "1700000000"
 SCRIPT = """uname -a

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from emu.debugger import Debugger
-from emu.symbols import elf_symbols
-from emu.target import ProcessBackend, Target
+from emu.debug.repl import Debugger
+from emu.debug.symbols import elf_symbols
+from emu.debug.target import ProcessBackend, Target
 from emu.user.process import Process
 
 

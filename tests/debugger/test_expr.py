@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emu.expr import ExprError, Value, evaluate, parse
+from emu.debug.expr import ExprError, Value, evaluate, parse
 
 
 class FakeMachine:

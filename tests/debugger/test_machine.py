@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from emu.guest import default_guest
-from emu.symbols import SymbolTable, load_symbols
+from emu.debug.symbols import SymbolTable, load_symbols
+from emu.machine.guest import default_guest
 
 ROOT = Path(__file__).resolve().parents[2]
 RTC_BASE = "1700000000"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from cpu.memory import PAGE_SIZE
 from cpu.mmu import Pte
-from emu.debug_machine import unescape
-from emu.machine_views import flag_letters, mapped_ranges, mem_lines, tlb_lines
+from emu.debug.machine_views import flag_letters, mapped_ranges, mem_lines, tlb_lines
+from emu.debug.monitor import unescape
 from tests.system.baremetal import KERNEL_CODE, PRESENT_RW, USER_BASE, USER_END, BareMetal
 
 HIGH = 0xFFFF_8000_0000_0000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.symbols import SymbolError, load_symbols
+from emu.debug.symbols import SymbolError, load_symbols
 
 
 def test_elf_symbols_have_addresses_sizes_and_sections(counter_program: str) -> None:

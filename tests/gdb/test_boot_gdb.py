@@ -13,9 +13,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from emu.gdb_registers import SYSTEM
-from emu.guest import default_guest
-from emu.symbols import load_symbols
+from emu.debug.symbols import load_symbols
+from emu.gdb.registers import SYSTEM
+from emu.machine.guest import default_guest
 from tests.gdb.rsp import Client, Emu, stop_registers
 from tests.gdb.test_protocol import read_object
 from tests.gdb.test_with_gdb import GDB, run_gdb

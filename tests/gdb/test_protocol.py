@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from emu.gdb_registers import NUMBERS, REGISTERS
-from emu.gdbstub import parse_address
+from emu.gdb.registers import NUMBERS, REGISTERS
+from emu.gdb.stub import parse_address
 from tests.gdb.conftest import DATA, Program
 from tests.gdb.rsp import ROOT, TIMEOUT, Client, Emu, stop_registers, unescape
 

@@ -1,4 +1,4 @@
-"""The default guest image recipe (emu/guest.py, guest_images/): its hash, its kernel config fragment, its
+"""The default guest image recipe (emu/machine/guest.py, guest_images/): its hash, its kernel config fragment, its
 initramfs list and init script, the cache, and (slow) a full build checked with the tools a user would use."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.guest import (
+from emu.machine.guest import (
     FORBIDDEN_OPTIONS,
     RECIPE_DIR,
     REQUIRED_OPTIONS,

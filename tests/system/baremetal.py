@@ -5,7 +5,7 @@ built by Python as a boot loader would: page tables, a GDT with Linux's
 selectors and a 64-bit TSS, an IDT whose every vector records what it saw
 and resumes where the test said, a SYSCALL entry, stacks.  Tests assemble
 code with keystone, place it, and :meth:`BareMetal.run` plays the machine:
-it runs the CPU and answers each exit as ``emu/machine.py`` does, delivering
+it runs the CPU and answers each exit as ``emu/machine/pc.py`` does, delivering
 faults through the IDT and completing SYSCALL.
 
 Physical (and, unless a test maps otherwise, virtual) layout:

@@ -4,9 +4,9 @@ and ``emu boot --gdb PORT`` the whole machine as ``qemu-system-x86_64 -s`` does.
 Follows the GDB manual, appendix "Remote Serial Protocol": "Packets", "Stop
 Reply Packets", "General Query Packets" (qSupported, qXfer:features:read,
 qXfer:exec-file:read, qXfer:auxv:read, qAttached, qC, qfThreadInfo) and
-"Interrupts"; the register layout is ``emu.gdb_registers`` ("Target
-Descriptions"), the framing ``emu.gdb_packets``.  gdb drives the same
-:class:`emu.target.Target` as the REPL: breakpoints (Z0, and Z1 which is the
+"Interrupts"; the register layout is ``emu.gdb.registers`` ("Target
+Descriptions"), the framing ``emu.gdb.packets``.  gdb drives the same
+:class:`emu.debug.target.Target` as the REPL: breakpoints (Z0, and Z1 which is the
 same thing here) and watchpoints (Z2 write, Z3 read, Z4 access) are the
 target's, never int3 bytes written into the guest.
 
@@ -25,8 +25,8 @@ mode, extended-remote (``!``, vRun), vFile (gdb then reads the program from
 the local file system), range stepping, tracepoints.
 
 On a full-system machine (:func:`serve_machine`) the stub is the same over
-the machine's target (``emu.machine_target``): the registers add the system
-feature (``emu.gdb_registers.SYSTEM``: CR0-CR4, CR8, EFER, kernel_gs_base);
+the machine's target (``emu.debug.machine_target``): the registers add the system
+feature (``emu.gdb.registers.SYSTEM``: CR0-CR4, CR8, EFER, kernel_gs_base);
 ``m``/``M`` read and write virtual memory through the guest's current page
 tables; Z0/Z1 breakpoints go on kernel virtual addresses, mapped yet or not;
 a stop is a SIGTRAP (SIGINT for an interrupt) and the machine's end (power-off,
@@ -47,9 +47,9 @@ from typing import TextIO
 
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SIZE
-from emu.gdb_packets import Link, escape_binary, unescape_binary
-from emu.gdb_registers import NUMBERS, SYSTEM, USER
-from emu.target import ProcessBackend, Stop, StopKind, Target
+from emu.debug.target import ProcessBackend, Stop, StopKind, Target
+from emu.gdb.packets import Link, escape_binary, unescape_binary
+from emu.gdb.registers import NUMBERS, SYSTEM, USER
 from emu.user.linux import DEFAULT_IGNORED, Signal, signal_name
 
 PACKET_SIZE = 0x4000

@@ -21,8 +21,8 @@ from typing import TextIO
 
 from cpu.decoder import MAX_INSN_LEN, Insn
 from cpu.exceptions import GuestFault
-from emu.debug_views import Registers, Views, changes
-from emu.target import Target
+from emu.debug.target import Target
+from emu.debug.views import Registers, Views, changes
 
 
 class Tracer:

@@ -1,6 +1,6 @@
 """The debug target: one stoppable, steppable guest, shared by the REPL and the GDB stub.
 
-Both front ends (``emu.debugger`` and ``emu.gdbstub``) drive a :class:`Target`
+Both front ends (``emu.debug.repl`` and ``emu.gdb.stub``) drive a :class:`Target`
 and never the interpreter directly, so they stop for the same reasons at the
 same instructions.  A stop is always *between* instructions: RIP is the next
 instruction to execute.
@@ -10,7 +10,7 @@ The target is a common core over a small *backend*, the guest itself:
 - :class:`ProcessBackend` (here): a user-mode process (``emu.user.process``).
   SYSCALL is served by emu's Linux; a fault stops with the signal Linux would
   send, and continuing delivers it (the program dies).
-- ``MachineBackend`` (``emu.machine_target``): the full-system machine.
+- ``MachineBackend`` (``emu.debug.machine_target``): the full-system machine.
   Faults and interrupts are the guest's own business, delivered through its
   IDT; timers fire between instructions on the virtual clock; a power-off, a
   reset or a triple fault ends the session as an exit ends a program.

@@ -189,7 +189,7 @@ class Machine:
         ``idle(ns)`` is called when the CPU halts with nothing due for ``ns``
         nanoseconds (interactive sessions wait for host input there).  The
         steps of one turn of the loop are public so that a debugger
-        (emu/machine_target.py) can stop between them.
+        (emu/debug/machine_target.py) can stop between them.
         """
         end = None if limit_ns is None else self.clock.now() + limit_ns
         while self.stop is None:

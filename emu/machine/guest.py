@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "guest_images"
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "guest_images"
 
 BUILD_STEPS_REVISION = 1
 """Part of the recipe hash: bump it when a build step below changes what the build produces, so caches rebuild."""
@@ -423,7 +423,7 @@ def _dpkg_version(package: str) -> str | None:
 # --- command line ---
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emu.guest", description="The default guest image.")
+    parser = argparse.ArgumentParser(prog="python -m emu.machine.guest", description="The default guest image.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="build the guest image (if the cache has none) and print its paths")
     commands.add_parser("hash", help="print the recipe's hash, the name of its cache directory")

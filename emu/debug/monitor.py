@@ -1,10 +1,10 @@
 """The REPL's machine commands, QEMU-monitor style: ``xp``, ``pagewalk``, ``serial`` and ``info tlb``,
 ``info mem``, ``info pic``, ``info devices``, ``info clock``.
 
-They are a mixin of :class:`emu.debugger.Debugger` and need a full-system
-target (``emu debug --boot``, :mod:`emu.machine_target`); on a user-mode
+They are a mixin of :class:`emu.debug.repl.Debugger` and need a full-system
+target (``emu debug --boot``, :mod:`emu.debug.machine_target`); on a user-mode
 process each says so in one line, except ``info clock``, which shows the
-process's instruction count.  The text comes from :mod:`emu.machine_views`
+process's instruction count.  The text comes from :mod:`emu.debug.machine_views`
 and the devices' own ``info()``.
 
 ``serial TEXT`` is the guest's keyboard while the terminal belongs to the
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from cpu.memory import FETCH, READ, WRITE
 from cpu.mmu import Mmu
-from emu.debug_views import DebugError, Views
-from emu.machine_views import clock_lines, device_lines, mem_lines, tlb_lines
-from emu.symbols import SymbolTable
+from emu.debug.machine_views import clock_lines, device_lines, mem_lines, tlb_lines
+from emu.debug.symbols import SymbolTable
+from emu.debug.views import DebugError, Views
 
 if TYPE_CHECKING:
-    from emu.machine import Machine
+    from emu.machine.pc import Machine
 
 _ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "e": b"\x1b", "a": b"\a", "b": b"\b", "0": b"\0", "\\": b"\\",
             '"': b'"', "'": b"'"}

@@ -31,9 +31,9 @@ from cpu.decoder import Decoder, Insn, Kind, parse_reg, safe_fetch
 from cpu.exceptions import GuestFault
 from cpu.flags import read_rflags, write_rflags
 from cpu.state import GPR64, SEGMENTS, CpuState
-from emu.expr import MASK64, ExprError, Value
-from emu.symbols import SymbolTable
-from emu.target import Breakpoint, Watchpoint
+from emu.debug.expr import MASK64, ExprError, Value
+from emu.debug.symbols import SymbolTable
+from emu.debug.target import Breakpoint, Watchpoint
 
 GDB_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")

@@ -1,6 +1,6 @@
 """What the debugger shows of a full-system machine, in the words of QEMU's monitor.
 
-Each function takes a :class:`emu.machine.Machine` and returns lines of text
+Each function takes a :class:`emu.machine.pc.Machine` and returns lines of text
 (the REPL's ``info tlb``, ``info mem``, ``pagewalk``, ``info devices`` and
 ``info clock``; ``info pic`` is the PIC's own ``info()``).  Nothing here
 changes the machine: page tables are read with the MMU's dry walk or straight
@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE
 from cpu.mmu import ADDRESS_MASK, CR0_PG, EFER_NXE, LEVELS, Pte
 from devices.pit8254 import ns_at
-from emu.machine import Machine
+from emu.machine.pc import Machine
 
 _QEMU_FLAGS = ((Pte.XD, "X"), (Pte.G, "G"), (Pte.PS, "P"), (Pte.D, "D"), (Pte.A, "A"), (Pte.PCD, "C"),
                (Pte.PWT, "T"), (Pte.US, "U"), (Pte.RW, "W"))

@@ -1,10 +1,10 @@
-"""``emu debug``: a REPL with gdb's words over one stoppable guest (:class:`emu.target.Target`).
+"""``emu debug``: a REPL with gdb's words over one stoppable guest (:class:`emu.debug.target.Target`).
 
 The commands and their output follow the gdb manual ("Continuing and
 Stepping", "Breakpoints", "Watchpoints", "Examining Memory", "Registers",
 "Backtraces", "Command Files"); on a full-system machine the QEMU monitor's
 views join them (``xp``, ``info tlb``, ``info mem``, ``info pic``, ``pagewalk``:
-``emu.debug_machine``).  It is a :class:`cmd.Cmd`: stdin and stdout are injected,
+``emu.debug.monitor``).  It is a :class:`cmd.Cmd`: stdin and stdout are injected,
 so tests drive it with strings, and a tty gets line editing and history from
 ``readline``.  A command may be shortened to any unique prefix (``disas``,
 ``cont``); an empty line repeats the last stepping or ``x`` command.
@@ -34,10 +34,13 @@ from typing import TextIO
 
 from cpu.exceptions import GuestFault, PFError, Vector
 from cpu.symbolic import explain
-from emu.debug_breakpoints import BreakpointCommands
-from emu.debug_machine import MACHINE_TOPICS, MachineCommands
-from emu.debug_trace import Tracer
-from emu.debug_views import (
+from emu.debug.breakpoints import BreakpointCommands
+from emu.debug.expr import MASK64, ExprError, Node, Value, evaluate, parse
+from emu.debug.monitor import MACHINE_TOPICS, MachineCommands
+from emu.debug.symbols import SymbolTable
+from emu.debug.target import Stop, StopKind, Target
+from emu.debug.trace import Tracer
+from emu.debug.views import (
     SYSTEM_REGISTERS,
     USER_REGISTERS,
     DebugError,
@@ -48,9 +51,6 @@ from emu.debug_views import (
     format_value,
     parse_x_spec,
 )
-from emu.expr import MASK64, ExprError, Node, Value, evaluate, parse
-from emu.symbols import SymbolTable
-from emu.target import Stop, StopKind, Target
 
 ALIASES = {"si": "stepi", "ni": "nexti", "c": "continue", "cont": "continue", "fg": "continue", "b": "break",
            "br": "break", "d": "delete", "i": "info", "p": "print", "inspect": "print", "q": "quit",
@@ -71,7 +71,7 @@ _CHANGES_WIDTH = 100
 
 
 class Debugger(BreakpointCommands, MachineCommands, cmd.Cmd):
-    """The REPL.  Implements :class:`emu.expr.Environment` for the expressions its commands evaluate."""
+    """The REPL.  Implements :class:`emu.debug.expr.Environment` for the expressions its commands evaluate."""
 
     prompt = "(emu) "
 

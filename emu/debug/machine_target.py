@@ -1,8 +1,8 @@
-"""The full-system machine as a debug target: the backend of :class:`emu.target.Target` for ``emu debug --boot``
+"""The full-system machine as a debug target: the backend of :class:`emu.debug.target.Target` for ``emu debug --boot``
 and ``emu boot --gdb``.
 
 It drives the machine's run loop one step at a time (``Machine.service``,
-``wait_halted``, ``execute``: emu/machine.py), so the debugger can stop
+``wait_halted``, ``execute``: emu/machine/pc.py), so the debugger can stop
 between any two of them:
 
 - ``settle`` fires the timers that are due and delivers the interrupt the PIC
@@ -38,15 +38,15 @@ from typing import TextIO
 from cpu.exceptions import ERROR_CODE, GuestFault, Vector, is_canonical
 from cpu.interp import ExitKind
 from cpu.memory import MASK64, PAGE_MASK, PAGE_SIZE, READ
-from emu.machine import Machine, MachineStop
-from emu.target import Stop, StopKind
+from emu.debug.target import Stop, StopKind
+from emu.machine.pc import Machine, MachineStop
 
 IDLE_WAIT = 0.05
 """Host seconds to wait when the CPU halts with no timer armed: only Ctrl-C, the console or gdb can help."""
 
 
 class MachineBackend:
-    """Drives a :class:`emu.machine.Machine` for a :class:`emu.target.Target`."""
+    """Drives a :class:`emu.machine.pc.Machine` for a :class:`emu.debug.target.Target`."""
 
     system = True
     pid = None

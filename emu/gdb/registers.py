@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from cpu.flags import read_rflags, write_rflags
 from cpu.state import CpuState
-from emu.debug_views import CONTROL_BITS
+from emu.debug.views import CONTROL_BITS
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The REPL's breakpoint and watchpoint commands: ``break``, ``tbreak``, ``watch``, ``rwatch``, ``awatch``,
 ``delete``, ``disable``, ``enable`` (gdb manual, "Breakpoints" and "Watchpoints").
 
-A mixin of :class:`emu.debugger.Debugger`: the points themselves belong to
-the target (:mod:`emu.target`), shared with the GDB stub; these commands
+A mixin of :class:`emu.debug.repl.Debugger`: the points themselves belong to
+the target (:mod:`emu.debug.target`), shared with the GDB stub; these commands
 parse locations and conditions and name what they set.  On a full-system
 machine a breakpoint may name a kernel address that is not mapped yet.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from cpu.exceptions import GuestFault
-from emu.debug_views import DebugError
-from emu.expr import parse
+from emu.debug.expr import parse
+from emu.debug.views import DebugError
 
 
 class BreakpointCommands:

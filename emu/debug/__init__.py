@@ -1,0 +1,1 @@
+"""The debugger: one stoppable guest (``target``, over a process or the machine) and the REPL with gdb's words."""
