@@ -1,7 +1,7 @@
 """The persistent code cache: translated blocks kept on disk and reused by later runs.
 
 Translating a block (capstone's decoding, the semantics run through
-:class:`cpu.pycode.PyOps`, ``compile()``) costs about 0.1 ms per instruction,
+:class:`cpu.backends.python.PyOps`, ``compile()``) costs about 0.1 ms per instruction,
 and short runs are mostly translation: a busybox applet, or the 140 k
 instructions a Linux boot translates.  This is item 3 of the execution tiers
 in the starting design, for the Python backend: each translated block's code
@@ -21,9 +21,9 @@ What a translation depends on, and so what the key covers:
   inside it.  Neither is a block stored that ended because its next
   instruction could not be fetched or decoded: its length depends on bytes
   past its end;
-* the translator: :data:`VERSION` hashes the source of every module of
-  ``cpu/`` and ``cpu/semantics/``, capstone's version and Python's bytecode
-  format.  Each version has its own database file.
+* the translator: :data:`VERSION` hashes the source of every module under
+  ``cpu/`` (``cpu/semantics/`` and ``cpu/backends/`` included), capstone's
+  version and Python's bytecode format.  Each version has its own database file.
 
 A block from the cache is then handled exactly like a fresh one: registered
 with its pages, checked against the fetch TLB in system mode, dropped when its
@@ -60,10 +60,10 @@ from typing import NamedTuple
 
 import capstone
 
+from cpu.backends.python import Snapshot, Translation
 from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SIZE
-from cpu.pycode import Snapshot, Translation
 
 FLUSH_EVERY = 512
 """New blocks kept in memory before they are written out."""
@@ -86,9 +86,10 @@ CREATE TABLE IF NOT EXISTS blocks (
 
 
 def translator_sources() -> list[Path]:
-    """The modules whose source decides what translation produces: ``cpu/*.py`` and ``cpu/semantics/*.py``."""
+    """The modules whose source decides what translation produces: every ``.py`` under ``cpu/``
+    (``cpu/*.py``, ``cpu/semantics/``, ``cpu/backends/``)."""
     root = Path(__file__).resolve().parent
-    return sorted([*root.glob("*.py"), *(root / "semantics").glob("*.py")])
+    return sorted(root.rglob("*.py"))
 
 
 def version_key(paths: Iterable[Path] | None = None) -> str:

@@ -3,7 +3,7 @@
 It runs guest code block by block.  A block (straight-line code up to a
 control transfer, a system event, a page boundary or a size limit) is decoded
 once, turned into a Python function by running each instruction's semantics
-through :class:`cpu.pycode.PyOps`, and cached by its start address.  The run
+through :class:`cpu.backends.python.PyOps`, and cached by its start address.  The run
 loop is then: look up the block at RIP, call it, count its instructions.
 
 ``run`` returns an :class:`Exit` whenever the host has work to do: a system
@@ -46,10 +46,10 @@ from types import CodeType, FunctionType, TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from cpu import flags
+from cpu.backends.python import PyOps, Translation, field_store
 from cpu.decoder import Decoder, Insn, safe_fetch
 from cpu.exceptions import TRAPS, GuestFault, UndefinedOpcode, Vector, accepts_interrupt
 from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
-from cpu.pycode import PyOps, Translation, field_store
 from cpu.semantics import CALLS, HELPERS, load_all
 from cpu.state import CpuState
 

@@ -3,9 +3,9 @@
 Every instruction in ``cpu/semantics/`` is one function ``f(ops, insn,
 *operands)`` written against this interface.  A backend implements it:
 
-* ``cpu.pycode.PyOps`` turns each call into Python source; the interpreter
+* ``cpu.backends.python.PyOps`` turns each call into Python source; the interpreter
   compiles a block of such source once and runs it many times.
-* ``cpu.symbolic.SymbolicOps`` renders each call as a readable micro-op
+* ``cpu.backends.symbolic.SymbolicOps`` renders each call as a readable micro-op
   (``emu explain``).
 * a future LLVM backend will emit IR for the same calls.
 

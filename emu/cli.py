@@ -49,9 +49,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from cpu.backends.symbolic import explain
     from cpu.decoder import Decoder
     from cpu.exceptions import GuestFault
-    from cpu.symbolic import explain
 
     if args.bytes:
         try:

@@ -1,6 +1,6 @@
 """`emu explain` and the symbolic backend.
 
-Every registered semantic runs through :class:`cpu.symbolic.SymbolicOps`,
+Every registered semantic runs through :class:`cpu.backends.symbolic.SymbolicOps`,
 whose values refuse to act as Python booleans: a semantic that branched on a
 guest value would fail here, so this is also the check that the semantics are
 backend-neutral.
@@ -15,10 +15,10 @@ from functools import cache
 import keystone
 import pytest
 
+from cpu.backends.symbolic import explain
 from cpu.decoder import Decoder, Insn
 from cpu.exceptions import GuestFault
 from cpu.semantics import load_all
-from cpu.symbolic import explain
 
 FORMS = (
     "", "rax", "eax", "rax, rbx", "eax, ebx", "ax, bx", "al, bl", "rax, 1", "eax, 1", "rax, cl", "rax, rbx, 3",

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from cpu.backends.symbolic import explain
 from cpu.exceptions import GuestFault, PFError, Vector
-from cpu.symbolic import explain
 from emu.debug.breakpoints import BreakpointCommands
 from emu.debug.expr import MASK64, ExprError, Node, Value, evaluate, parse
 from emu.debug.monitor import MACHINE_TOPICS, MachineCommands
