@@ -43,13 +43,14 @@ import builtins
 from dataclasses import dataclass
 from enum import Enum
 from types import CodeType, FunctionType, TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from cpu import flags
 from cpu.backends.python import PyOps, Translation, field_store
 from cpu.decoder import Decoder, Insn, safe_fetch
 from cpu.exceptions import TRAPS, GuestFault, UndefinedOpcode, Vector, accepts_interrupt
 from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
+from cpu.physical import Bus
 from cpu.semantics import CALLS, HELPERS, load_all
 from cpu.state import CpuState
 
@@ -64,13 +65,6 @@ SHADOW_EVENTS = frozenset({"sti", "mov-ss"})
 """Events after which maskable interrupts wait one more instruction (SDM Vol. 3A, 6.8.3)."""
 _STRADDLES = ()
 """``Block.entry`` of a block whose last instruction spills into the next page: never the TLB's entry."""
-
-
-class PortBus(Protocol):
-    """Port I/O as the CPU sees it (a ``devices.bus.Bus`` or a wrapper): sizes in bytes."""
-
-    def read(self, port: int, size: int) -> int: ...
-    def write(self, port: int, size: int, value: int) -> None: ...
 
 
 class ExitKind(Enum):
@@ -143,8 +137,9 @@ class Interpreter:
         memory.on_code_write = self.invalidate
         memory.on_rebind = self._bind_memory
         self.system = memory.system
-        self.io: PortBus | None = None
-        """Port I/O (IN, OUT, INS, OUTS); None in user mode, where CPL 3 faults before reaching it."""
+        self.io: Bus | None = None
+        """Port I/O (IN, OUT, INS, OUTS): port numbers as addresses (the machine's ``devices.bus.Bus``, or
+        a wrapper); None in user mode, where CPL 3 faults before reaching it."""
         self.code_cache = code_cache
         self.translated = 0
         """Instructions translated here (not counting blocks that came from the code cache)."""

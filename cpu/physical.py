@@ -8,13 +8,33 @@ ones for nothing mapped), never to a host address.
 ``on_write(address, length)`` hears of every write to RAM made through this
 class (not the CPU's own stores, which go through its TLB), so the MMU can
 drop code translated from bytes a device's DMA replaced.
+
+The CPU sees a bus only through the :class:`Bus` interface (``devices.bus.Bus``
+is the machine's); without one, nothing answers outside RAM.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
-from devices.bus import Bus
+
+class Bus(Protocol):
+    """A bus as the CPU sees it, for the MMIO window and for port I/O: ``size`` in bytes (1, 2, 4 or 8)."""
+
+    def read(self, address: int, size: int) -> int: ...
+    def write(self, address: int, size: int, value: int) -> None: ...
+
+
+class NoBus:
+    """A bus with nothing on it: reads are all ones, as on a PC where nothing drives the data lines;
+    writes are ignored."""
+
+    def read(self, address: int, size: int) -> int:
+        return (1 << (8 * size)) - 1
+
+    def write(self, address: int, size: int, value: int) -> None:
+        pass
 
 
 class PhysicalMemory:
@@ -23,7 +43,7 @@ class PhysicalMemory:
             raise ValueError("RAM size must be a positive multiple of 4 KiB")
         self.size = size
         self.ram = bytearray(size)
-        self.mmio = mmio if mmio is not None else Bus("mmio")
+        self.mmio: Bus = mmio if mmio is not None else NoBus()
         self.on_write: Callable[[int, int], None] = lambda address, length: None
 
     def is_ram(self, address: int, length: int = 1) -> bool:

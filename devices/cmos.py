@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, IntFlag
 
-from emu.clock import Clock
+from devices.clock import Clock
 
 NS_PER_S = 1_000_000_000
 UIP_WARNING_NS = 244_000

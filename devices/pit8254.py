@@ -31,8 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, IntFlag
 
+from devices.clock import Clock
 from devices.irq import IrqLine
-from emu.clock import Clock
 
 PIT_HZ = 1_193_182
 """CLK input of every channel on a PC: the 14.31818 MHz crystal divided by 12."""

@@ -21,7 +21,7 @@ made.
   ``info mem``: ``start-end size urwx`` where u is user-accessible, r is
   always set, w writable, x executable (EFER.NXE = 0 or no XD bit on the
   way); rights combine over the levels as SDM 4.6 says.
-- ``info clock``: virtual time (emu/clock.py), instructions retired, time
+- ``info clock``: virtual time (devices/clock.py), instructions retired, time
   skipped while halted, time spent on the ISA bus, and the next deadline.
 
 Not shown: the paging-structure caches (the MMU does not keep any), PAT

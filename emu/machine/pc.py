@@ -21,7 +21,7 @@ everything else                 unassigned: reads all ones, writes ignored
 The run loop: the CPU runs until the next clock deadline, an event (a port
 access, HLT, SYSCALL, STI) or a fault; the machine then fires due timers,
 delivers the fault or a pending interrupt through the IDT, and goes on.
-Time is the virtual clock (emu/clock.py): one nanosecond per retired
+Time is the virtual clock (devices/clock.py): one nanosecond per retired
 instruction, and a halted CPU jumps to the next deadline, so runs repeat
 exactly.  An ISA port access takes 1 us of virtual time, as on a PC's ISA
 bus; that also keeps Linux's PIT-polling calibration loops short.
@@ -47,6 +47,7 @@ from cpu.mmu import Mmu
 from cpu.physical import PhysicalMemory
 from cpu.state import CpuState
 from devices.bus import Bus
+from devices.clock import Clock
 from devices.cmos import Cmos
 from devices.debug_exit import DebugExit
 from devices.i8042 import I8042
@@ -55,7 +56,6 @@ from devices.pit8254 import Pit8254
 from devices.uart16550 import Uart16550
 from devices.virtio_blk import VirtioBlk
 from devices.virtio_mmio import WINDOW_SIZE, VirtioMmio
-from emu.clock import Clock
 from firmware.linux import BootInfo, load_linux
 
 MAX_RAM = 3 << 30

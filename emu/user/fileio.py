@@ -19,9 +19,9 @@ import select
 import struct
 import termios
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 from emu.user.fdtable import OpenFile
+from emu.user.kernel import Kernel
 from emu.user.linux import (
     O_CLOEXEC,
     O_NONBLOCK,
@@ -36,9 +36,6 @@ from emu.user.linux import (
     s64,
 )
 from emu.user.sysent import syscall
-
-if TYPE_CHECKING:
-    from emu.user.syscalls import Kernel
 
 MAX_IO = 1 << 24
 """Bytes moved by one call at most; a shorter count is a legal short read or write."""

@@ -19,9 +19,9 @@ import os
 import stat
 import struct
 import time
-from typing import TYPE_CHECKING
 
 from emu.user.fdtable import DirEntry
+from emu.user.kernel import Kernel
 from emu.user.linux import (
     AT_FDCWD,
     O_CLOEXEC,
@@ -37,9 +37,6 @@ from emu.user.linux import (
     statx_from_host,
 )
 from emu.user.sysent import syscall
-
-if TYPE_CHECKING:
-    from emu.user.syscalls import Kernel
 
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_REMOVEDIR = 0x200

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import TYPE_CHECKING
 
 from cpu.memory import PAGE_MASK, PAGE_SHIFT
 from emu.user.address_space import PROT_READ, PROT_WRITE, USER_TOP, page_round_up
+from emu.user.kernel import Kernel
 from emu.user.linux import O_ACCMODE, O_WRONLY, Errno, SyscallError, linux_open_flags
 from emu.user.sysent import syscall
-
-if TYPE_CHECKING:
-    from emu.user.syscalls import Kernel
 
 MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
 MAP_TYPE = 0xF

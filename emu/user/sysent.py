@@ -3,7 +3,7 @@
 Numbers follow the kernel's ``arch/x86/entry/syscalls/syscall_64.tbl`` (the
 64-bit ABI, 0..334, then the numbers shared by all architectures from 424 on),
 as syscalls(2) lists them.  A handler registers itself by name with
-:func:`syscall`; the dispatcher (``emu.user.syscalls``) looks numbers up in
+:func:`syscall`; the dispatcher (``Kernel.handle``, ``emu.user.kernel``) looks numbers up in
 :data:`HANDLERS`.  Names without a handler exist so that an unimplemented call
 is reported by name.
 """
@@ -106,7 +106,7 @@ HANDLERS: dict[int, Entry] = {}
 def syscall(*names: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Register the decorated function as the handler of the named system calls.
 
-    The handler takes the kernel (``emu.user.syscalls.Kernel``) and then as
+    The handler takes the kernel (``emu.user.kernel.Kernel``) and then as
     many raw 64-bit arguments as it declares; it returns the value for rax or
     raises ``SyscallError``.
     """

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 from emu.user.address_space import USER_TOP
+from emu.user.kernel import Kernel
 from emu.user.linux import (
     MASK64,
     SS_DISABLE,
@@ -42,9 +42,6 @@ from emu.user.linux import (
 )
 from emu.user.loader import CLOCK_TICKS, MINSIGSTKSZ, STACK_SIZE
 from emu.user.sysent import syscall
-
-if TYPE_CHECKING:
-    from emu.user.syscalls import Kernel
 
 RELEASE = b"6.1.0-emu"
 """uname -r: a kernel new enough for glibc's and busybox's feature checks."""

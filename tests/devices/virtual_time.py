@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cpu.state import CpuState
-from emu.clock import Clock
+from devices.clock import Clock
 
 
 class VirtualTime:

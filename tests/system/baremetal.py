@@ -147,7 +147,7 @@ class Run:
 
 class BareMetal:
     def __init__(self) -> None:
-        self.phys = PhysicalMemory(RAM_SIZE)
+        self.phys = PhysicalMemory(RAM_SIZE, Bus("mmio"))
         self.state = state = CpuState()
         self.mmu = Mmu(state, self.phys)
         self.cpu = Interpreter(state, self.mmu)

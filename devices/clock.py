@@ -8,6 +8,10 @@ clock to the next deadline instead of waiting.
 
 Timers are deadlines: ``schedule(when, callback)``; the machine runs the CPU
 at most until ``next_deadline()`` and then calls ``fire_due()``.
+
+It lives here, beside the bus and the IRQ lines, because the devices are the
+lowest layer that reads it (the PIT, the RTC); the machine (``emu.machine.pc``)
+makes it, and the CPU's TSC reads the same two ``CpuState`` fields directly.
 """
 
 from __future__ import annotations
