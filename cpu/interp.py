@@ -288,6 +288,7 @@ class Interpreter:
         get = blocks.get
         stops = self._stops
         first = True
+        block: Block | None             # an annotation only: no code in the loop
         try:
             while True:
                 if stops and not first:
@@ -330,6 +331,7 @@ class Interpreter:
         get = blocks.get
         stops = self._stops
         first = True
+        block: Block | None             # an annotation only: no code in the loop
         try:
             while True:
                 if stops and not first:

@@ -157,7 +157,8 @@ class Memory:
             off = address & PAGE_MASK
             n = min(length, PAGE_SIZE - off)
             buf, base = self.entry(address, access)
-            out += buf[base + off: base + off + n] if type(buf) is bytearray else buf.read(base + off, n)
+            out += (buf[base + off: base + off + n] if type(buf) is bytearray
+                    else buf.read(base + off, n))  # type: ignore[attr-defined]  # a slow-path entry: see TlbEntry
             address += n
             length -= n
         return bytes(out)
@@ -181,7 +182,7 @@ class Memory:
             if type(buf) is bytearray:
                 buf[base + off: base + off + n] = view[pos: pos + n]
             else:
-                buf.write(base + off, view[pos: pos + n])
+                buf.write(base + off, view[pos: pos + n])  # type: ignore[attr-defined]  # see TlbEntry
             pos += n
 
     def read_cstring(self, address: int, limit: int = 1 << 20) -> bytes:

@@ -121,7 +121,7 @@ class Walk:
         self.access = access        # READ, WRITE or FETCH
         self.cpl = cpl
         self.levels: list[Level] = []
-        self.paddr: int | None = None
+        self.paddr = 0              # the physical address, when the access is allowed
         self.page_size = 0
         self.error: int | None = None   # the #PF error code, when the access is refused
         self.reason = ""
@@ -259,7 +259,9 @@ class Mmu(Memory):
             self.large_pages[vpn & ~(pages - 1)] = pages
         if access == WRITE:
             self.writers.setdefault(page >> PAGE_SHIFT, set()).add(vpn)
-        return (self.ram, page) if self.phys.is_ram(page, PAGE_SIZE) else (self.phys, page)
+        if self.phys.is_ram(page, PAGE_SIZE):
+            return self.ram, page
+        return self.phys, page  # type: ignore[return-value]  # MMIO: a slow-path-only entry (see TlbEntry)
 
     def page_id(self, vpn: int, entry: TlbEntry) -> int:
         """The physical page: code is tracked there, whatever virtual address wrote or ran it."""

@@ -73,19 +73,19 @@ APIC_DEFAULT = 0xFEE0_0000 | (1 << 8)
 """The xAPIC's default base and BSP flag; the enable bit (11) stays clear: the CPU has no local APIC."""
 APIC_ENABLE = 1 << 11
 
-STORED = {
+STORED: dict[int, str] = {
     Msr.SYSENTER_CS: "sysenter_cs", Msr.SYSENTER_ESP: "sysenter_esp", Msr.SYSENTER_EIP: "sysenter_eip",
     Msr.MISC_ENABLE: "misc_enable", Msr.STAR: "star",
 }
 """MSRs that are plain storage: any 64-bit value."""
 
-CANONICAL = {
+CANONICAL: dict[int, str] = {
     Msr.LSTAR: "lstar", Msr.CSTAR: "cstar", Msr.FS_BASE: "fs_base", Msr.GS_BASE: "gs_base",
     Msr.KERNEL_GS_BASE: "kernel_gs_base",
 }
 """MSRs that hold a linear address: a non-canonical write is #GP(0)."""
 
-LOW_HALF = {Msr.SFMASK: "sfmask", Msr.TSC_AUX: "tsc_aux"}
+LOW_HALF: dict[int, str] = {Msr.SFMASK: "sfmask", Msr.TSC_AUX: "tsc_aux"}
 """MSRs whose bits 63:32 are reserved."""
 
 PAT_TYPES = frozenset({0, 1, 4, 5, 6, 7})

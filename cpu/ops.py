@@ -1,7 +1,9 @@
 """The ``ops`` vocabulary: what instruction semantics may do, and nothing else.
 
 Every instruction in ``cpu/semantics/`` is one function ``f(ops, insn,
-*operands)`` written against this interface.  A backend implements it:
+*operands)`` written against this interface.  A backend (``cpu/backends/``)
+implements it and says so, ``class PyOps(Ops)``, so that mypy (``tests/test_layout.py``)
+fails on a backend that lacks a method or takes other arguments:
 
 * ``cpu.backends.python.PyOps`` turns each call into Python source; the interpreter
   compiles a block of such source once and runs it many times.
@@ -9,8 +11,10 @@ Every instruction in ``cpu/semantics/`` is one function ``f(ops, insn,
   (``emu explain``).
 * a future LLVM backend will emit IR for the same calls.
 
-Values (``V``) are opaque to semantics: a Python int, an expression string,
-an LLVM value.  So semantics never branch on a guest value with Python
+Values (:data:`V`) are opaque to semantics: an ``int`` is a constant known at
+translation time (semantics pass literals such as ``ops.shl(x, 2, 8)``), a
+``str`` names a value the backend made (a Python local, a micro-op result,
+an IR register).  So semantics never branch on a guest value with Python
 ``if``/``while``; they use :meth:`select`, :meth:`fault_if`,
 :meth:`set_flags_if`, or call a named helper.  Branching on *decode-time*
 facts (operand kinds, sizes, immediates, prefixes) is fine: those are the same
@@ -24,11 +28,12 @@ when the instruction ends, so a faulting instruction leaves no partial state.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from cpu.decoder import Operand
 
-V = Any
+V = int | str
+"""A value in a backend's hands: a constant (``int``) or the name of a value computed at run time (``str``)."""
 
 
 class Ops(Protocol):

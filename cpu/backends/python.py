@@ -27,7 +27,7 @@ from itertools import accumulate
 from cpu.decoder import Insn, Kind, Operand
 from cpu.exceptions import GuestFault
 from cpu.flags import ARITH, CcOp, Flag, compute, condition
-from cpu.ops import V
+from cpu.ops import Ops, V
 
 MASK = {n: (1 << n) - 1 for n in (1, 8, 16, 32, 64, 128)}
 MASK64 = MASK[64]
@@ -127,7 +127,7 @@ def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snap
     return [line for line, flag in zip(body, keep, strict=True) if flag], lines
 
 
-class PyOps:
+class PyOps(Ops):
     """Builds the Python source of one block."""
 
     def __init__(self) -> None:
@@ -138,7 +138,7 @@ class PyOps:
         self.pending: dict[str, V] = {}
         self.cc: Cc | None = None
         self.cc_changed = False
-        self.target: V = None
+        self.target: V | None = None
         self.ended = False
         self.event_name: str | None = None
         self.insn: Insn | None = None
@@ -238,6 +238,7 @@ class PyOps:
 
     def ea(self, opnd: Operand) -> V:
         if opnd.base == "rip":
+            assert self.insn is not None, "ea() outside begin()/end()"
             return (self.insn.next + opnd.disp) & MASK64
         parts: list[str] = []
         if opnd.base:

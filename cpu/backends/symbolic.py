@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from cpu.decoder import Insn, Kind, Operand, reg_name
 from cpu.flags import CcOp, Flag
-from cpu.ops import V
+from cpu.ops import Ops, V
 
 
 def _fmt(v: V) -> str:
@@ -37,7 +37,7 @@ class SymbolicValue(str):
         raise TypeError("semantics branched on a guest value; use ops.select")
 
 
-class SymbolicOps:
+class SymbolicOps(Ops):
     def __init__(self, insn: Insn) -> None:
         self.insn = insn
         self.lines: list[str] = []
@@ -195,7 +195,7 @@ class SymbolicOps:
         self.lines[-1] = "    " + self.lines[-1]
 
     def flag(self, bit: int) -> V:
-        return self._val(Flag(bit).name)
+        return self._val(Flag(bit).name or f"rflags bit {bit:#x}")
 
     def cond(self, cc: str) -> V:
         return self._val(f"cond.{cc}")
