@@ -191,7 +191,6 @@ class CodeCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.error: str | None = None
-        self.hits = 0
         self.full = False
         self.pending: list[tuple[int, int, bytes, int, bytes]] = []
         self._lock = threading.Lock()
@@ -293,7 +292,6 @@ class CodeCache:
                 continue
             if not isinstance(fn_code, CodeType):
                 continue
-            self.hits += 1
             translation = Translation("", StoredInsns(code, rip, offsets, decoder), event, lines,
                                       StoredSnapshots(snapshots))
             return Hit(fn_code, translation, rip + len(code))

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from cpu.decoder import Insn, Kind, Operand
-from cpu.exceptions import GuestFault
 from cpu.flags import ARITH, CcOp, Flag, compute, condition
 from cpu.ops import Ops, V
 
@@ -474,4 +473,4 @@ class PyOps(Ops):
         return self.tmp(f"C_{name}(cpu{''.join(', ' + str(a) for a in args)})")
 
 
-__all__ = ["GuestFault", "PyOps", "Translation"]
+__all__ = ["PyOps", "Translation"]

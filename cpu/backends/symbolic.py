@@ -20,8 +20,10 @@ semantics stay backend-neutral (``tests/test_explain.py``).
 from __future__ import annotations
 
 from cpu.decoder import Insn, Kind, Operand, reg_name
+from cpu.exceptions import Vector
 from cpu.flags import CcOp, Flag
 from cpu.ops import Ops, V
+from cpu.semantics import load_all
 
 
 def _fmt(v: V) -> str:
@@ -212,12 +214,10 @@ class SymbolicOps(Ops):
         self.ended = True
 
     def fault(self, vector: int, error_code: int | None = None, detail: str = "") -> None:
-        from cpu.exceptions import Vector
         self._emit(f"raise #{Vector(vector).name}" + (f" ({detail})" if detail else ""))
         self.ended = True
 
     def fault_if(self, cond: V, vector: int, error_code: int | None = None) -> None:
-        from cpu.exceptions import Vector
         self._emit(f"if {_fmt(cond)}: raise #{Vector(vector).name}")
 
     def event(self, name: str) -> None:
@@ -229,7 +229,6 @@ class SymbolicOps(Ops):
 
 def explain(insn: Insn) -> str:
     """The micro-ops of one decoded instruction, as text."""
-    from cpu.semantics import load_all
     semantic = load_all().get(insn.mnemonic)
     header = f"{insn.text}    ({insn.raw.hex(' ')})"
     if semantic is None:

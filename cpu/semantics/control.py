@@ -6,6 +6,7 @@ far transfers live in ``system``.
 
 from __future__ import annotations
 
+from cpu.decoder import Kind, Operand
 from cpu.flags import CONDITIONS, Flag
 from cpu.semantics import semantics
 
@@ -50,7 +51,6 @@ def _counted(ops, insn, target, size, extra=None):
     if size == 64:
         ops.set_reg("rcx", count)
     else:
-        from cpu.decoder import Kind, Operand
         ops.write(Operand(Kind.REG, size, reg="rcx"), count)
     taken = ops.ne(count, 0)
     if extra is not None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from cpu.decoder import Kind, Operand
 from cpu.flags import CcOp, Flag
 from cpu.memory import PAGE_MASK, PAGE_SIZE
-from cpu.semantics import call, semantics
+from cpu.semantics import call, semantics, sse
 
 MASK64 = (1 << 64) - 1
 _DF_BIT = Flag.DF.bit_length() - 1
@@ -279,15 +279,10 @@ def _scan_bytes(cpu, a: int, up: bool, until_equal: int) -> None:
 
 # -- registration ---------------------------------------------------------------------------
 
-def _sse(name: str):
-    from cpu.semantics import sse
-    return getattr(sse, name)
-
-
 @semantics("movsb", "movsw", "movsd", "movsq")
 def movs(ops, insn, *operands):
     if _has_xmm(operands):
-        _sse("movsd_xmm")(ops, insn, *operands)
+        sse.movsd_xmm(ops, insn, *operands)
         return
     size = insn.opsize
     if _repeated(insn):
@@ -317,7 +312,7 @@ def lods(ops, insn, *operands):
 @semantics("cmpsb", "cmpsw", "cmpsd", "cmpsq")
 def cmps(ops, insn, *operands):
     if _has_xmm(operands):
-        _sse("cmpsd_xmm")(ops, insn, *operands)
+        sse.cmpsd_xmm(ops, insn, *operands)
         return
     size = insn.opsize
     if _repeated(insn):

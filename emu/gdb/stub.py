@@ -50,7 +50,9 @@ from cpu.memory import PAGE_MASK, PAGE_SIZE
 from emu.debug.target import ProcessBackend, Stop, StopKind, Target
 from emu.gdb.packets import Link, escape_binary, unescape_binary
 from emu.gdb.registers import NUMBERS, SYSTEM, USER
+from emu.user.elf import ElfError
 from emu.user.linux import DEFAULT_IGNORED, Signal, signal_name
+from emu.user.process import Process
 
 PACKET_SIZE = 0x4000
 """The largest packet we accept (advertised in qSupported as hex)."""
@@ -412,9 +414,6 @@ def _connected(conn: socket.socket, peer: tuple, log: TextIO) -> socket.socket:
 def serve_program(argv: Sequence[str], env: Mapping[str, str] | None, address: str, *, seed: int = 0,
                   deterministic: bool = False, log: TextIO | None = None) -> int:
     """``emu run --gdb ADDRESS``: load ``argv[0]``, wait for gdb, serve it; return the program's exit status."""
-    from emu.user.elf import ElfError
-    from emu.user.process import Process
-
     log = log if log is not None else sys.stderr
     try:
         process = Process(argv[0], argv, os.environ if env is None else env, seed=seed, deterministic=deterministic)
