@@ -73,6 +73,16 @@ TRAPS = frozenset({Vector.BP, Vector.OF})
 """Exceptions reported after their instruction: INT3 and INTO (SDM 6.5)."""
 
 
+class CodeWritten(Exception):  # noqa: N818 - an event, not an error
+    """A store reached translated code: the running block ends at the next instruction boundary.
+
+    Not a guest fault: the run loop writes back the state at that boundary (the same rollback as for a
+    fault) and goes on with freshly translated code, so self-modifying code runs as on hardware.
+    """
+
+    vector = None
+
+
 class PFError:
     """#PF error-code bits (SDM Vol. 3A, 4.7)."""
 

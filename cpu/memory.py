@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Protocol
 
 from cpu.exceptions import GuestFault, PFError, Vector, is_canonical
 
@@ -41,11 +42,74 @@ MASK64 = (1 << 64) - 1
 READ, WRITE, FETCH = 0, 1, 2
 """Access kinds, also the index of the TLB that serves them."""
 
+class TlbMirror(Protocol):
+    """A copy of one TLB kept elsewhere (the JIT's native arrays): told of every change."""
+
+    def set(self, vpn: int, entry: TlbEntry) -> None: ...
+    def drop(self, vpn: int) -> None: ...
+    def clear(self) -> None: ...
+
+
+class TlbDict(dict):
+    """One TLB: virtual page -> entry, and the one place its changes go through.
+
+    Reads use the plain ``dict`` methods (``get``, ``in``: the hot path stays C);
+    every change also reaches the attached :class:`TlbMirror`, so a native copy
+    never holds an entry this dictionary dropped.
+    """
+
+    __slots__ = ("mirror",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mirror: TlbMirror | None = None
+
+    def attach(self, mirror: TlbMirror) -> None:
+        self.mirror = mirror
+        mirror.clear()
+        for vpn, entry in self.items():
+            mirror.set(vpn, entry)
+
+    def mirror_set(self, vpn: int, entry: TlbEntry) -> None:
+        """Copy an entry to the mirror again (a direct-mapped mirror may have lost it to another page)."""
+        if self.mirror is not None:
+            self.mirror.set(vpn, entry)
+
+    def __setitem__(self, vpn: int, entry: TlbEntry) -> None:
+        dict.__setitem__(self, vpn, entry)
+        if self.mirror is not None:
+            self.mirror.set(vpn, entry)
+
+    def __delitem__(self, vpn: int) -> None:
+        dict.__delitem__(self, vpn)
+        if self.mirror is not None:
+            self.mirror.drop(vpn)
+
+    def pop(self, vpn: int, *default: object) -> object:
+        if self.mirror is not None:
+            self.mirror.drop(vpn)
+        return dict.pop(self, vpn, *default)
+
+    def clear(self) -> None:
+        dict.clear(self)
+        if self.mirror is not None:
+            self.mirror.clear()
+
+    def update(self, other: dict[int, TlbEntry]) -> None:  # type: ignore[override]
+        for vpn, entry in other.items():
+            self[vpn] = entry
+
+
+def new_tlb() -> Tlb:
+    """The read, write and fetch TLBs of one privilege level."""
+    return (TlbDict(), TlbDict(), TlbDict())
+
+
 TlbEntry = tuple[bytearray, int]
 """(host buffer, offset of the page in it).  A slow-path-only entry may instead hold an object
 with ``read(address, length)``/``write(address, data)`` (the MMIO bus behind physical memory);
 such entries never enter the TLB dictionaries, so the fast path only ever sees bytearrays."""
-Tlb = tuple[dict[int, TlbEntry], dict[int, TlbEntry], dict[int, TlbEntry]]
+Tlb = tuple[TlbDict, TlbDict, TlbDict]
 """The read, write and fetch dictionaries: virtual page -> entry."""
 Accessors = tuple[dict[int, Callable[[int], int]], dict[int, Callable[[int, int], None]]]
 """The fast loads and stores by size in bits, closures over one Tlb."""
@@ -62,7 +126,7 @@ class Memory:
     """True when translations can change under a virtual address (page tables: ``cpu.mmu``)."""
 
     def __init__(self) -> None:
-        self.tlb: Tlb = ({}, {}, {})
+        self.tlb: Tlb = new_tlb()
         self.tlb_sets: list[Tlb] = [self.tlb]
         self.code_pages: set[int] = set()
         self.on_code_write: Callable[[int], None] = lambda page: None

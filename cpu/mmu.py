@@ -46,7 +46,7 @@ import struct
 from enum import IntFlag
 
 from cpu.exceptions import GuestFault, PFError, Vector
-from cpu.memory import FETCH, MASK64, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, READ, WRITE, Memory, Tlb, TlbEntry
+from cpu.memory import FETCH, MASK64, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, READ, WRITE, Memory, Tlb, TlbEntry, new_tlb
 from cpu.physical import PhysicalMemory
 from cpu.state import CpuState
 
@@ -155,7 +155,7 @@ class Mmu(Memory):
         self.phys = phys
         self.ram = phys.ram
         self.user = False
-        user_tlb: Tlb = ({}, {}, {})
+        user_tlb: Tlb = new_tlb()
         self.tlb_sets.append(user_tlb)
         self._accessors = [(self.loads.copy(), self.stores.copy()), self._build_accessors(user_tlb)]
         self.global_vpns: set[int] = set()

@@ -36,6 +36,7 @@ PROGRAMS = {
     "longjmp": Case(),
     "recursion": Case(),
     "return3": Case(returncode=3),
+    "selfmodify": Case(),
     "sha256": Case(args=("16384",)),
     "sorting": Case(),
     "stderr": Case(returncode=1),
