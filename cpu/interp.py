@@ -48,14 +48,16 @@ from typing import TYPE_CHECKING
 from cpu import flags
 from cpu.backends.python import PyOps, Translation, field_store
 from cpu.decoder import Decoder, Insn, safe_fetch
-from cpu.exceptions import TRAPS, GuestFault, Vector, accepts_interrupt
+from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector, accepts_interrupt
 from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
+from cpu.ops import Ops
 from cpu.physical import Bus
 from cpu.semantics import CALLS, HELPERS, load_all
 from cpu.state import CpuState
 
 if TYPE_CHECKING:
     from cpu.codecache import CodeCache
+    from cpu.jit import Jit
 
 MAX_BLOCK = 64
 
@@ -92,7 +94,8 @@ class Block:
     second page; ``entry``: the fetch-TLB entry it was last checked against.
     """
 
-    __slots__ = ("fn", "count", "event", "translation", "rip", "phys", "phys2", "entry")
+    __slots__ = ("fn", "count", "event", "translation", "rip", "phys", "phys2", "entry", "hits", "native",
+                 "native_block")
 
     def __init__(self, fn, count: int, event: str | None, translation: Translation, rip: int,  # noqa: ANN001
                  first: TlbEntry, second: TlbEntry | None) -> None:
@@ -104,6 +107,10 @@ class Block:
         self.phys = first[1]
         self.phys2 = None if second is None else second[1]
         self.entry = first if second is None else _STRADDLES
+        self.hits = 0
+        self.native: int | None = None
+        """The address of the block's native code (``cpu.jit``), once compiled."""
+        self.native_block = None
 
 
 _EVENT_KINDS = {"syscall": ExitKind.SYSCALL, "hlt": ExitKind.HALT}
@@ -129,6 +136,7 @@ class Interpreter:
         self.fetch = safe_fetch(lambda a, n: memory.read(a, n, FETCH))
         self.env: dict[str, object] = {
             "__builtins__": builtins.__dict__, "s": state, "cpu": self, "GuestFault": GuestFault,
+            "CodeWritten": CodeWritten,
             "compute": flags.compute, "condition": flags.condition,
             **{f"H_{name}": fn for name, fn in HELPERS.items()},
             **{f"C_{name}": fn for name, fn in CALLS.items()},
@@ -149,11 +157,18 @@ class Interpreter:
         self.breakpoints: frozenset[int] = frozenset()
         self._stops: set[int] = set()
         """What the run loop checks between blocks: breakpoints, and REQUEST or WINDOW when asked for."""
+        self.code_written = False
+        """Set when translations were dropped because their code was written; a block tests it after a store."""
+        self.jit: Jit | None = None
+        """The native tier (``cpu.jit``), attached by whoever turns it on."""
 
     def _bind_memory(self) -> None:
         """Point generated code at the memory's current accessors (they change with the privilege level)."""
         self.env.update({f"ld{n}": fn for n, fn in self.mem.loads.items()})
         self.env.update({f"st{n}": fn for n, fn in self.mem.stores.items()})
+        jit = getattr(self, "jit", None)    # None while __init__ binds the first time
+        if jit is not None:
+            jit.select()
 
     def set_breakpoints(self, addresses: set[int] | frozenset[int]) -> None:
         """Stop before executing any of ``addresses``; blocks are cut so each one starts a block."""
@@ -166,6 +181,8 @@ class Interpreter:
     def request_exit(self) -> None:
         """Make ``run`` return after the block it is running, with EVENT "request" (safe from another thread)."""
         self._stops.add(REQUEST)
+        if self.jit is not None:
+            self.jit.ctx.request = 1
 
     def request_interrupt_window(self) -> None:
         """Make ``run`` return with EVENT "window" at the first block boundary where
@@ -237,14 +254,15 @@ class Interpreter:
                 break
             insns.append(insn)
             ops.begin(insn)
-            self._lower(ops, insn)
+            self.lower(ops, insn)
             ops.end()
             if ops.ended or len(insns) >= max_insns or (insn.next - 1) >> PAGE_SHIFT != rip >> PAGE_SHIFT:
                 break
             address = insn.next
         return insns, ops.finish(insns), complete
 
-    def _lower(self, ops: PyOps, insn: Insn) -> None:
+    def lower(self, ops: Ops, insn: Insn) -> None:
+        """Run ``insn``'s semantics through ``ops`` (any backend); #UD for what has none."""
         semantic = self.semantics.get(insn.mnemonic)
         if semantic is None:
             ops.fault(Vector.UD, detail=unimplemented(insn))
@@ -258,7 +276,11 @@ class Interpreter:
 
     def invalidate(self, page: int) -> None:
         """Page ``page`` (a ``Memory.page_id``) was written or unmapped: forget the blocks translated from it."""
+        jit = self.jit
+        self.code_written = True
         for block in self.page_blocks.pop(page, ()):
+            if jit is not None:
+                jit.forget(block)
             for cache in (self.blocks, self.single):
                 if cache.get(block.rip) is block:
                     del cache[block.rip]
@@ -266,6 +288,8 @@ class Interpreter:
                 del self.variants[block.rip, block.phys]
 
     def flush(self) -> None:
+        if self.jit is not None:
+            self.jit.forget_all()
         self.blocks.clear()
         self.single.clear()
         self.variants.clear()
@@ -279,6 +303,8 @@ class Interpreter:
         debugger continues from one; at least one block runs before a request
         is honoured.
         """
+        if self.jit is not None:
+            return self.jit.run(limit)
         if self.system:
             return self._run_system(limit)
         state = self.state
@@ -308,6 +334,11 @@ class Interpreter:
                         block = self._block_at(rip, single=False)
                 try:
                     rip = block.fn()
+                except CodeWritten as cut:
+                    count += self._rollback(block, cut)
+                    self.code_written = False
+                    rip = state.rip
+                    continue
                 except GuestFault as fault:
                     count += self._rollback(block, fault)
                     return Exit(ExitKind.FAULT, fault, message=fault.describe())
@@ -355,6 +386,11 @@ class Interpreter:
                         block = self._block_at(rip, single=False)
                 try:
                     rip = block.fn()
+                except CodeWritten as cut:
+                    state.icount += self._rollback(block, cut)
+                    self.code_written = False
+                    rip = state.rip
+                    continue
                 except GuestFault as fault:
                     state.icount += self._rollback(block, fault)
                     return Exit(ExitKind.FAULT, fault, message=fault.describe())
@@ -406,6 +442,8 @@ class Interpreter:
         if block is None:
             block = self.translate(rip, 1 if single else self.max_block)
             cache[rip] = block
+            if self.jit is not None and not single:
+                self.jit.translated(block)
         return block
 
     def _still_maps(self, block: Block, entry: TlbEntry) -> bool:
@@ -417,7 +455,7 @@ class Interpreter:
         block.entry = entry
         return True
 
-    def _rollback(self, block: Block, fault: GuestFault) -> int:
+    def _rollback(self, block: Block, fault: GuestFault | CodeWritten) -> int:
         """Write back the guest state the block held at the faulting instruction; return insns retired."""
         frame_line = _block_line(fault.__traceback__, block.fn.__code__)
         tr = block.translation

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from emu.machine.pc import Machine, MachineStop
 
 
+JIT_MODES = ("off", "on", "eager")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from emu.user.process import run_program
 
@@ -50,8 +53,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
                              deterministic=args.deterministic)
+    jit = _jit_mode(args, "on")
+    if jit is None:
+        return 2
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
-                       stats=args.stats, code_cache=not args.no_code_cache)
+                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit)
+
+
+def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
+    """The tier the command runs with: --jit, else EMU_JIT, else ``default``; None (and a message) when bad."""
+    mode = args.jit or os.environ.get("EMU_JIT") or default
+    if mode not in JIT_MODES:
+        source = "--jit" if args.jit else "EMU_JIT"
+        print(f"emu: error: {source} takes one of {', '.join(JIT_MODES)}, not {mode!r}", file=sys.stderr)
+        return None
+    return mode
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -204,9 +220,12 @@ def _make_machine(args: argparse.Namespace,
         initrd = initrd or str(guest.initrd)
         if not disks:
             disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
+    jit = _jit_mode(args, "on" if args.command == "boot" else "off")
+    if jit is None:
+        return None
     config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
                            rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip(),
-                           code_cache=not args.no_code_cache)
+                           code_cache=not args.no_code_cache, jit=jit)
     try:
         return Machine(config, output), guest
     except (BootError, DiskError, ValueError) as err:
@@ -294,6 +313,8 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         print(f"emu: {count} instructions retired, {machine.clock.now() / 1e9:.3f} s of virtual time, "
               f"{seconds:.2f} s wall ({count / seconds / 1e6:.2f} MIPS)", file=sys.stderr)
         print(f"emu: {machine.cpu.translation_summary()}", file=sys.stderr)
+        if machine.cpu.jit is not None:
+            print(f"emu: {machine.cpu.jit.summary()}", file=sys.stderr)
     return stop.status if stop is not None else 0
 
 
@@ -325,6 +346,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="print instructions retired, time and MIPS to stderr at exit")
     run.add_argument("--no-code-cache", action="store_true",
                      help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
+    _jit_option(run, "on")
     run.add_argument("--gdb", metavar="[HOST:]PORT",
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
@@ -397,6 +419,13 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
                              "with it, two runs print identical logs")
     parser.add_argument("--no-code-cache", action="store_true",
                         help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
+    _jit_option(parser, "on for boot, off for debug --boot")
+
+
+def _jit_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--jit", metavar="MODE",
+                        help="off: the Python tier only; on: hot blocks compiled to native code by LLVM; "
+                             f"eager: every block compiled (default: EMU_JIT, else {default}; docs/jit.md)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from cpu.backends import lazyflags
 from cpu.decoder import Insn, Kind, Operand
-from cpu.flags import ARITH, CcOp, Flag, compute, condition
+from cpu.flags import ARITH, CcOp, compute, condition
 from cpu.ops import Ops, V
 
 MASK = {n: (1 << n) - 1 for n in (1, 8, 16, 32, 64, 128)}
@@ -145,6 +146,7 @@ class PyOps(Ops):
         self.lines: list[int] = []
         self.snapshots: list[Snapshot] = []
         self.index = -1
+        self.stored = False
 
     # -- emission ---------------------------------------------------------------
     def emit(self, line: str) -> None:
@@ -164,6 +166,9 @@ class PyOps(Ops):
         self.insn = insn
         self.index += 1
         self._snapshot()
+        if self.stored:     # the last instruction may have rewritten this one: leave at this boundary if so
+            self.emit("if cpu.code_written: raise CodeWritten()")
+            self.stored = False
 
     def end(self) -> None:
         for name, value in self.pending.items():
@@ -265,6 +270,7 @@ class PyOps(Ops):
 
     def store(self, address: V, size: int, value: V) -> None:
         self.emit(f"st{size}({address}, {value})")
+        self.stored = True
 
     # -- arithmetic ---------------------------------------------------------------------
     def _op(self, expr: str, *args: V) -> V:
@@ -376,33 +382,11 @@ class PyOps(Ops):
         if not bit & ARITH:
             rf = self.reg("rflags")
             return self._op(f"({rf} >> {bit.bit_length() - 1}) & 1", rf)
-        fast = self._fast_flag(bit)
+        fast = lazyflags.fast_flag(self, bit, self.cc)
         if fast is not None:
             return fast
         f = self._arith_flags()
         return self._op(f"({f} >> {bit.bit_length() - 1}) & 1", f)
-
-    def _fast_flag(self, bit: int) -> V | None:
-        if self.cc is None or not is_const(self.cc[0]) or not is_const(self.cc[1]):
-            return None
-        op, size, a, b, r, c = self.cc
-        top = size - 1
-        if bit == Flag.ZF and op != CcOp.FLAGS and op not in (CcOp.ROL, CcOp.ROR):
-            return self._op(f"int({r} == 0)", r)
-        if bit == Flag.SF and op != CcOp.FLAGS and op not in (CcOp.ROL, CcOp.ROR):
-            return self._op(f"{r} >> {top}", r)
-        if bit == Flag.CF:
-            if op == CcOp.SUB:
-                return self._op(f"int({a} < {b})", a, b)
-            if op == CcOp.ADD:
-                return self._op(f"int({r} < {a})", r, a)
-            if op == CcOp.LOGIC:
-                return 0
-            if op in (CcOp.INC, CcOp.DEC):
-                return c
-        if bit == Flag.OF and op == CcOp.LOGIC:
-            return 0
-        return None
 
     def cond(self, cc: str) -> V:
         fast = self._fast_cond(cc)

@@ -79,6 +79,7 @@ class MachineConfig:
     snapshot: bool = False
     rtc_base: int | None = None
     code_cache: bool = True         # reuse blocks translated by earlier runs (cpu/codecache.py)
+    jit: str = "off"                # off, on or eager: the native tier (cpu/jit.py)
 
 
 class IsaPorts:
@@ -135,6 +136,10 @@ class Machine:
         self.phys = PhysicalMemory(config.memory, self.mmio)
         self.mmu = Mmu(self.state, self.phys)
         self.cpu = Interpreter(self.state, self.mmu, code_cache=CodeCache.open() if config.code_cache else None)
+        if config.jit != "off":
+            from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
+
+            self.cpu.jit = Jit(self.cpu, config.jit)
         self.clock = Clock(self.state)
         self.cpu.io = IsaPorts(self.ports, self.clock)
 

@@ -50,13 +50,14 @@ class Process:
     def __init__(self, path: str, argv: Sequence[str], env: Mapping[str, str], *, seed: int = 0,
                  deterministic: bool = False, stdin: int = 0, stdout: int = 1, stderr: int = 2,
                  hwcap: int = HWCAP_DEFAULT, trace: TextIO | None = None, log: TextIO | None = None,
-                 code_cache: bool = True) -> None:
+                 code_cache: bool = True, jit: str = "off") -> None:
         """Load ``path`` (raises :class:`ElfError` when it cannot run); ``argv[0]`` is the program's name
         for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2.
         ``code_cache``: reuse blocks translated by earlier runs (``cpu.codecache``; also off with
-        ``EMU_CODE_CACHE=0``).
+        ``EMU_CODE_CACHE=0``).  ``jit``: "off", "on" or "eager" (``cpu.jit``).
         """
         self.code_cache = code_cache
+        self.jit = jit
         self.image = read_elf(path)
         self.memory = AddressSpace()
         self.state = CpuState()
@@ -90,6 +91,10 @@ class Process:
 
             cache = CodeCache.open()
         self.interp = interp = Interpreter(self.state, self.memory, code_cache=cache)
+        if self.jit != "off":
+            from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
+
+            interp.jit = Jit(interp, self.jit)
         try:
             while True:
                 budget = None if max_instructions is None else max_instructions - interp.icount
@@ -136,7 +141,8 @@ class Process:
 
 def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, seed: int = 0,
                 deterministic: bool = False, trace: TextIO | None = None,
-                max_instructions: int | None = None, stats: bool = False, code_cache: bool = True) -> int:
+                max_instructions: int | None = None, stats: bool = False, code_cache: bool = True,
+                jit: str = "off") -> int:
     """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or 2 when it cannot run.
 
     ``env`` defaults to the emulator's environment; ``stats`` prints the
@@ -148,7 +154,7 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
         return 2
     try:
         process = Process(argv[0], argv, os.environ if env is None else env, seed=seed,
-                          deterministic=deterministic, trace=trace, code_cache=code_cache)
+                          deterministic=deterministic, trace=trace, code_cache=code_cache, jit=jit)
     except ElfError as e:
         print(f"emu: error: {e}", file=sys.stderr)
         return 2
@@ -161,5 +167,7 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
               file=sys.stderr)
         if process.interp is not None:
             print(f"emu: {process.interp.translation_summary()}", file=sys.stderr)
+            if process.interp.jit is not None:
+                print(f"emu: {process.interp.jit.summary()}", file=sys.stderr)
     return status
 

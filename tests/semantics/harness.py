@@ -20,6 +20,7 @@ from unicorn import x86_const as U
 from cpu.exceptions import GuestFault
 from cpu.flags import ARITH, Flag, read_rflags, write_rflags
 from cpu.interp import ExitKind, Interpreter
+from cpu.jit import Jit
 from cpu.state import GPR64, CpuState
 from emu.user.address_space import AddressSpace
 
@@ -111,7 +112,7 @@ def _initial(case: Case) -> tuple[dict[str, int], bytes]:
     return regs, data
 
 
-def run_emu(case: Case, blocks: bool = False) -> Outcome:
+def run_emu(case: Case, blocks: bool = False, jit: str = "off") -> Outcome:
     """Run ``case`` in emu one instruction per block (``blocks=False``: how a debugger steps)
     or as whole translated blocks, where flags flow between instructions at translation time.
     Block mode appends a HLT after the snippet so the run stops there."""
@@ -131,6 +132,8 @@ def run_emu(case: Case, blocks: bool = False) -> Outcome:
         state.set_xmm(i, value)
     state.rip = CODE
     cpu = Interpreter(state, mem)
+    if jit != "off":
+        cpu.jit = Jit(cpu, jit, strict=True)
     end = CODE + len(code)
     faulted = False
     if blocks:
@@ -178,8 +181,9 @@ def run_unicorn(case: Case) -> Outcome:
 def check(case: Case) -> None:
     """Assert emu and unicorn agree on ``case``."""
     theirs = run_unicorn(case)
-    problems = [f"{mode}: {p}" for mode, blocks in (("stepped", False), ("block", True))
-                for p in run_emu(case, blocks).diff(theirs, case.undefined)]
+    problems = [f"{mode}: {p}" for mode, blocks, jit in (("stepped", False, "off"), ("block", True, "off"),
+                                                         ("llvm", True, "eager"))
+                for p in run_emu(case, blocks, jit).diff(theirs, case.undefined)]
     assert not problems, f"`{case.asm}` from {case.regs} flags={case.rflags:#x}:\n  " + "\n  ".join(problems)
 
 

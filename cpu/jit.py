@@ -1,0 +1,649 @@
+"""The JIT: hot blocks compiled by llvmlite to native code, chained natively.
+
+Blocks start in the Python tier (``cpu.interp``).  A block that has run
+:data:`HOT` times is lowered again from the same semantics through
+:class:`cpu.backends.llvm.LlvmOps`, batched with other hot blocks into one
+LLVM module and compiled by MCJIT; ``--jit=eager`` compiles every block when
+it is first translated (the tests use it to hold the tiers to each other).
+
+A native block is entered from the run loop through ``@emu_dispatch``, a
+native loop that calls one block after another, looking each next RIP up in
+a dispatch table, and returns to Python only for a block with no native
+code, a fault, an event, a store into translated code, a stop request, or
+the instruction budget.  Each block adds its instructions to
+``CpuState.icount`` as it leaves, so the virtual clock, ``rdtsc`` and
+``--stats`` see the very counts the Python tier gives.
+
+Memory: the native code looks up the TLB of the current privilege inline.
+:class:`NativeTlb` mirrors one ``cpu.memory.TlbDict`` into a direct-mapped
+pair of arrays (tag, addend) at a stable address; the dictionaries report
+every change to their mirror, so the arrays never hold an entry the
+dictionaries dropped.  The host buffer behind an entry is exported (pinned)
+for as long as the entry is in the arrays, so even a stale pointer could
+never name freed host memory.  Misses, page straddles, MMIO and watched
+pages take the interpreter's slow path through a callback.
+
+System mode: one dispatch table per TLB set (privilege level), emptied of a
+page's blocks when that page leaves the fetch TLB, so native chaining only
+ever follows a mapping the Python tier checked.
+
+What the design leaves out, and why, is in docs/jit.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cpu.backends.llvm import (
+    EXIT_CODE_WRITE,
+    EXIT_EVENT,
+    EXIT_FAULT,
+    EXIT_NEXT,
+    MASK64,
+    STATUS_CODE_WRITE,
+    STATUS_FAULT,
+    STATUS_OK,
+    TABLE_BITS,
+    TABLE_SIZE,
+    TLB_SIZE,
+    Builder,
+    JitContext,
+    LlvmOps,
+    LoweringError,
+    NativeBlock,
+    Site,
+    Val,
+    cc_flags,
+    table_slot,
+)
+from cpu.decoder import Insn
+from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector
+from cpu.flags import CcOp
+from cpu.interp import Exit, ExitKind, unimplemented
+from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE, TlbEntry
+from cpu.semantics import CALLS, HELPERS
+
+if TYPE_CHECKING:
+    from cpu.interp import Block, Interpreter
+
+log = logging.getLogger("emu.jit")
+
+MODES = ("off", "on", "eager")
+HOT = 50
+"""Executions after which a block is compiled (docs/jit.md: measured against compile cost)."""
+BATCH = 64
+"""Hot blocks compiled together in one module (one module costs ~1 ms more than one more function)."""
+PATIENCE = 4
+"""A pending hot block that has run this many times the threshold has its batch compiled without waiting."""
+INVALID = MASK64
+
+_SLOW = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+_DISPATCH = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+# -- the native TLB and dispatch table --------------------------------------------------------
+
+class NativeTlb:
+    """A direct-mapped native copy of one TLB dictionary: ``tag[vpn % N] == vpn`` and host = addend + address."""
+
+    def __init__(self) -> None:
+        self.tag = (ctypes.c_uint64 * TLB_SIZE)()
+        ctypes.memset(self.tag, 0xFF, ctypes.sizeof(self.tag))
+        self.add = (ctypes.c_uint64 * TLB_SIZE)()
+        self.pins: list[object] = [None] * TLB_SIZE
+
+    def set(self, vpn: int, entry: TlbEntry) -> None:
+        buf, offset = entry
+        if type(buf) is not bytearray:
+            return
+        pin = (ctypes.c_char * len(buf)).from_buffer(buf)
+        slot = vpn & (TLB_SIZE - 1)
+        self.pins[slot] = pin
+        self.add[slot] = (ctypes.addressof(pin) + offset - (vpn << PAGE_SHIFT)) & MASK64
+        self.tag[slot] = vpn
+
+    def drop(self, vpn: int) -> None:
+        slot = vpn & (TLB_SIZE - 1)
+        if self.tag[slot] == vpn:
+            self.tag[slot] = INVALID
+            self.pins[slot] = None
+
+    def clear(self) -> None:
+        ctypes.memset(self.tag, 0xFF, ctypes.sizeof(self.tag))
+        self.pins = [None] * TLB_SIZE
+
+
+class DispatchTable:
+    """Guest RIP -> native block function, for one privilege level; knows which pages its entries sit in."""
+
+    def __init__(self) -> None:
+        self.rip = (ctypes.c_uint64 * TABLE_SIZE)()
+        ctypes.memset(self.rip, 0xFF, ctypes.sizeof(self.rip))
+        self.fn = (ctypes.c_uint64 * TABLE_SIZE)()
+        self.keys: dict[int, int] = {}
+        """slot -> RIP held there (the Python view of ``rip``)."""
+        self.pages: dict[int, set[int]] = {}
+        """virtual page -> the slots whose RIP lies in it."""
+
+    def insert(self, rip: int, fn: int) -> None:
+        slot = table_slot(rip)
+        self.remove_slot(slot)
+        self.keys[slot] = rip
+        self.pages.setdefault(rip >> PAGE_SHIFT, set()).add(slot)
+        self.fn[slot] = fn
+        self.rip[slot] = rip
+
+    def holds(self, rip: int, fn: int) -> bool:
+        slot = table_slot(rip)
+        return self.keys.get(slot) == rip and self.fn[slot] == fn
+
+    def remove(self, rip: int) -> None:
+        slot = table_slot(rip)
+        if self.keys.get(slot) == rip:
+            self.remove_slot(slot)
+
+    def remove_slot(self, slot: int) -> None:
+        rip = self.keys.pop(slot, None)
+        if rip is not None:
+            self.rip[slot] = INVALID
+            self.pages[rip >> PAGE_SHIFT].discard(slot)
+
+    # the fetch TLB's mirror: a page leaving it takes its blocks out of the table
+    def set(self, vpn: int, entry: TlbEntry) -> None:
+        pass
+
+    def drop(self, vpn: int) -> None:
+        for slot in self.pages.pop(vpn, ()):
+            del self.keys[slot]
+            self.rip[slot] = INVALID
+
+    def clear(self) -> None:
+        self.keys.clear()
+        self.pages.clear()
+        ctypes.memset(self.rip, 0xFF, ctypes.sizeof(self.rip))
+
+
+# -- the runtime module: functions every block module may call -------------------------------
+
+def _runtime_ir() -> str:
+    """``@emu_udiv128``/``@emu_urem128`` (a restoring division loop), ``@emu_cc_flags`` and ``@emu_dispatch``."""
+    parts = [_DECLARES]
+    for name, which in (("emu_udiv128", "%q"), ("emu_urem128", "%r")):
+        parts.append(f"""
+define i128 @{name}(i128 %a, i128 %b) {{
+entry:
+  %small = icmp ult i128 %a, 18446744073709551616
+  %smallb = icmp ult i128 %b, 18446744073709551616
+  %both = and i1 %small, %smallb
+  br i1 %both, label %fast, label %loop
+fast:
+  %a64 = trunc i128 %a to i64
+  %b64 = trunc i128 %b to i64
+  %fq = udiv i64 %a64, %b64
+  %fr = urem i64 %a64, %b64
+  %fqw = zext i64 %fq to i128
+  %frw = zext i64 %fr to i128
+  ret i128 {"%fqw" if which == "%q" else "%frw"}
+loop:
+  %i = phi i32 [ 127, %entry ], [ %i2, %loop ]
+  %q0 = phi i128 [ 0, %entry ], [ %q2, %loop ]
+  %r0 = phi i128 [ 0, %entry ], [ %r2, %loop ]
+  %iw = zext i32 %i to i128
+  %bit = lshr i128 %a, %iw
+  %bit1 = and i128 %bit, 1
+  %rs = shl i128 %r0, 1
+  %r1 = or i128 %rs, %bit1
+  %ge = icmp uge i128 %r1, %b
+  %rsub = sub i128 %r1, %b
+  %r2 = select i1 %ge, i128 %rsub, i128 %r1
+  %qbit = shl i128 1, %iw
+  %qset = or i128 %q0, %qbit
+  %q2 = select i1 %ge, i128 %qset, i128 %q0
+  %i2 = sub i32 %i, 1
+  %more = icmp sge i32 %i2, 0
+  br i1 %more, label %loop, label %done
+done:
+  %q = phi i128 [ %q2, %loop ]
+  %r = phi i128 [ %r2, %loop ]
+  ret i128 {which}
+}}""")
+    b = Builder()
+    op, size, a, x, r, c = (Val(f"%{n}", 64) for n in ("op", "size", "a", "b", "r", "c"))
+    cases = []
+    for member in CcOp:
+        label = f"%case{int(member)}"
+        cases.append(f"i64 {int(member)}, label {label}")
+        b.label(label)
+        result = cc_flags(b, int(member), size, a, x, r, c)
+        b.emit(f"ret i64 {b.at(result, 64)}")
+    switch = f"  switch i64 %op, label %case0 [ {' '.join(cases)} ]"
+    parts.append("define i64 @emu_cc_flags(i64 %op, i64 %size, i64 %a, i64 %b, i64 %r, i64 %c) {\nentry:\n"
+                 + switch + "\n" + "\n".join(b.lines) + "\n}")
+    ctx = {name: getattr(JitContext, name).offset for name in ("exit", "limit", "request", "table_rip", "table_fn",
+                                                                  "blocks")}
+    from cpu.backends.llvm import state_field
+    rip_at, icount_at = state_field("rip")[0], state_field("icount")[0]
+    parts.append(f"""
+define i64 @emu_dispatch(ptr %s, ptr %x, ptr %first) {{
+entry:
+  %exitp = getelementptr i8, ptr %x, i64 {ctx['exit']}
+  %limitp = getelementptr i8, ptr %x, i64 {ctx['limit']}
+  %requestp = getelementptr i8, ptr %x, i64 {ctx['request']}
+  %blocksp = getelementptr i8, ptr %x, i64 {ctx['blocks']}
+  %ripsp = getelementptr i8, ptr %x, i64 {ctx['table_rip']}
+  %fnsp = getelementptr i8, ptr %x, i64 {ctx['table_fn']}
+  %rips = load ptr, ptr %ripsp
+  %fns = load ptr, ptr %fnsp
+  %ripp = getelementptr i8, ptr %s, i64 {rip_at}
+  %icountp = getelementptr i8, ptr %s, i64 {icount_at}
+  br label %run
+run:
+  %fn = phi ptr [ %first, %entry ], [ %next, %found ]
+  %rip = call i64 %fn(ptr %s, ptr %x)
+  %n = load i64, ptr %blocksp
+  %n1 = add i64 %n, 1
+  store i64 %n1, ptr %blocksp
+  %exit = load i64, ptr %exitp
+  %normal = icmp eq i64 %exit, 0
+  br i1 %normal, label %budget, label %leave
+budget:
+  %icount = load i64, ptr %icountp
+  %limit = load i64, ptr %limitp
+  %over = icmp uge i64 %icount, %limit
+  br i1 %over, label %leave, label %poll
+poll:
+  %request = load volatile i64, ptr %requestp
+  %asked = icmp ne i64 %request, 0
+  br i1 %asked, label %leave, label %lookup
+lookup:
+  %h = lshr i64 %rip, {TABLE_BITS}
+  %hx = xor i64 %rip, %h
+  %slot = and i64 %hx, {TABLE_SIZE - 1}
+  %keyp = getelementptr i64, ptr %rips, i64 %slot
+  %key = load i64, ptr %keyp
+  %hit = icmp eq i64 %key, %rip
+  br i1 %hit, label %found, label %leave
+found:
+  %nextp = getelementptr i64, ptr %fns, i64 %slot
+  %nexti = load i64, ptr %nextp
+  %next = inttoptr i64 %nexti to ptr
+  br label %run
+leave:
+  store i64 %rip, ptr %ripp
+  ret i64 %exit
+}}""")
+    return "\n".join(parts)
+
+
+_DECLARES = "\n".join(
+    f"declare i{w} @llvm.{name}.i{w}(i{w}{extra})"
+    for name, extra in (("ctpop", ""), ("cttz", ", i1"), ("ctlz", ", i1"))
+    for w in (64, 128, 256))
+_BLOCK_DECLARES = _DECLARES + """
+declare i128 @emu_udiv128(i128, i128)
+declare i128 @emu_urem128(i128, i128)
+declare i64 @emu_cc_flags(i64, i64, i64, i64, i64, i64)
+"""
+
+
+class Engine:
+    """One MCJIT engine per process, with the runtime module; block modules are added to it."""
+
+    _shared: Engine | None = None
+
+    def __init__(self, opt: int = 0) -> None:
+        """``opt``: LLVM's code generation level, and above 0 its pass pipeline at that level (docs/jit.md)."""
+        import llvmlite.binding as llvm
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self.llvm = llvm
+        self.opt = opt
+        target = llvm.Target.from_default_triple()
+        self.machine = target.create_target_machine(opt=opt, codemodel="jitdefault")
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.machine)
+        tuning = llvm.create_pipeline_tuning_options(speed_level=max(opt, 1))
+        self.passes = llvm.create_pass_builder(self.machine, tuning)
+        self.modules: list[object] = []
+        self.counter = 0
+        self.add(_runtime_ir())
+        self.dispatch = _DISPATCH(self.engine.get_function_address("emu_dispatch"))
+
+    @classmethod
+    def shared(cls) -> Engine:
+        if cls._shared is None:
+            cls._shared = cls(int(os.environ.get("EMU_JIT_OPT", "0")))
+        return cls._shared
+
+    def add(self, ir: str) -> None:
+        module = self.llvm.parse_assembly(ir)
+        module.verify()
+        if self.opt:
+            self.passes.getModulePassManager().run(module, self.passes)
+        self.engine.add_module(module)
+        self.engine.finalize_object()
+        self.modules.append(module)
+
+    def name(self, rip: int) -> str:
+        self.counter += 1
+        return f"b{self.counter}_{rip:x}"
+
+    def address(self, name: str) -> int:
+        return self.engine.get_function_address(name)
+
+
+# -- the JIT proper ---------------------------------------------------------------------------------
+
+@dataclass
+class Stats:
+    compiled: int = 0
+    failed: int = 0
+    modules: int = 0
+    compile_seconds: float = 0.0
+    native_entries: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class Jit:
+    """Compiles an Interpreter's hot blocks and runs them natively (see the module docstring)."""
+
+    def __init__(self, interp: Interpreter, mode: str = "on", strict: bool = False) -> None:
+        """``strict``: a block the LLVM backend cannot lower, or LLVM cannot compile, raises (for tests)
+        instead of staying in the Python tier with one log line."""
+        if mode not in MODES:
+            raise ValueError(f"--jit takes one of {', '.join(MODES)}, not {mode!r}")
+        self.interp = interp
+        self.mode = mode
+        self.strict = strict
+        self.hot = 1 if mode == "eager" else HOT
+        self.engine = Engine.shared()
+        self.ctx = JitContext()
+        self.ctx_address = ctypes.addressof(self.ctx)
+        self.state_address = ctypes.addressof(interp.state)
+        self.helper_names = sorted(HELPERS)
+        self.helper_ids = {name: i for i, name in enumerate(self.helper_names)}
+        self.call_names = sorted(CALLS)
+        self.call_ids = {name: i for i, name in enumerate(self.call_names)}
+        self.sites: list[tuple[NativeBlock, Site]] = []
+        self.pending: list[Block] = []
+        self.stats = Stats()
+        self.fault: GuestFault | None = None
+        self.error: BaseException | None = None
+        self._callbacks = (_SLOW(self._slow_load), _SLOW(self._slow_store), _SLOW(self._py_helper),
+                           _SLOW(self._py_call))
+        for name, cb in zip(("slow_load", "slow_store", "py_helper", "py_call"), self._callbacks, strict=True):
+            setattr(self.ctx, name, ctypes.cast(cb, ctypes.c_void_p).value)
+        self.mirrors: list[tuple[NativeTlb, NativeTlb, DispatchTable]] = []
+        for tlb in interp.mem.tlb_sets:
+            mirror = (NativeTlb(), NativeTlb(), DispatchTable())
+            for access in (READ, WRITE, FETCH):
+                tlb[access].attach(mirror[access])
+            self.mirrors.append(mirror)
+        self.select()
+
+    # -- the current privilege's arrays ----------------------------------------------------
+    def select(self) -> None:
+        """Point the context at the TLB set the memory uses now (called when the privilege changes)."""
+        index = next(i for i, t in enumerate(self.interp.mem.tlb_sets) if t is self.interp.mem.tlb)
+        reads, writes, table = self.mirrors[index]
+        self.table = table
+        ctx = self.ctx
+        ctx.rtag, ctx.radd = ctypes.addressof(reads.tag), ctypes.addressof(reads.add)
+        ctx.wtag, ctx.wadd = ctypes.addressof(writes.tag), ctypes.addressof(writes.add)
+        ctx.table_rip, ctx.table_fn = ctypes.addressof(table.rip), ctypes.addressof(table.fn)
+
+    # -- compiling -------------------------------------------------------------------------------
+    def translated(self, block: Block) -> None:
+        """The interpreter made ``block``: in eager mode, compile it now."""
+        if self.mode == "eager":
+            self.compile([block])
+
+    def ran(self, block: Block) -> None:
+        """``block`` just reached the hot threshold in the Python tier."""
+        if block.native is not None or block.count != len(block.translation.insns) \
+                or self.interp.blocks.get(block.rip) is not block:
+            return
+        self.pending.append(block)
+        if len(self.pending) >= BATCH or self.mode == "eager":
+            self.flush_pending()
+
+    def flush_pending(self) -> None:
+        blocks, self.pending = self.pending, []
+        live = [b for b in blocks if b.native is None and self.interp.blocks.get(b.rip) is b]
+        if live:
+            self.compile(live)
+
+    def compile(self, blocks: Sequence[Block]) -> None:
+        start = time.perf_counter()
+        lowered: list[tuple[Block, NativeBlock]] = []
+        for block in blocks:
+            native = self._lower(block)
+            if native is not None:
+                lowered.append((block, native))
+        if not lowered:
+            return
+        ir = _BLOCK_DECLARES + "\n".join(n.ir for _, n in lowered)
+        try:
+            self.engine.add(ir)
+        except Exception as err:    # an LLVM failure: the blocks stay in the Python tier
+            if self.strict:
+                raise
+            self.stats.failed += len(lowered)
+            log.warning("emu: LLVM could not compile %d blocks (%s); they stay in the Python tier",
+                        len(lowered), str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return
+        for block, native in lowered:
+            block.native = self.engine.address(native.name)
+            block.native_block = native
+        self.stats.compiled += len(lowered)
+        self.stats.modules += 1
+        self.stats.compile_seconds += time.perf_counter() - start
+
+    def _lower(self, block: Block) -> NativeBlock | None:
+        insns: list[Insn] = list(block.translation.insns)
+        ops = LlvmOps(self.engine.name(block.rip), self.helper_ids, self.call_ids, len(self.sites))
+        try:
+            for insn in insns:
+                ops.begin(insn)
+                semantic = self.interp.semantics.get(insn.mnemonic)
+                if semantic is None:
+                    ops.fault(Vector.UD, detail=unimplemented(insn))
+                else:
+                    semantic(ops, insn, *insn.operands)
+                ops.end()
+            native = ops.finish(insns)
+        except Exception as err:        # noqa: BLE001 - any lowering failure keeps the block in the Python tier
+            if self.strict:
+                raise LoweringError(f"lowering the block at {block.rip:#x}: {type(err).__name__}: {err}") from err
+            self.stats.failed += 1
+            key = insns[0].mnemonic if insns else "?"
+            if key not in self.stats.failures:
+                self.stats.failures[key] = f"{type(err).__name__}: {err}"
+                log.warning("emu: the JIT cannot lower the block at %#x (%s: %s); it stays in the Python tier",
+                            block.rip, type(err).__name__, err)
+            return None
+        self.sites.extend((native, site) for site in native.sites)
+        return native
+
+    # -- running -----------------------------------------------------------------------------------
+    def enter(self, block: Block, limit: int) -> int:
+        """Run natively from ``block`` (at ``state.rip``) until something needs Python; the exit code."""
+        ctx = self.ctx
+        if block.entry is not None and block.phys2 is None and not self.table.holds(block.rip, block.native):
+            self.table.insert(block.rip, block.native)
+        ctx.exit = EXIT_NEXT
+        ctx.limit = limit
+        ctx.request = 1 if self.interp._stops else 0
+        self.stats.native_entries += 1
+        return self.engine.dispatch(self.state_address, self.ctx_address, block.native)
+
+    def run(self, limit: int | None) -> Exit:
+        """The run loop with the native tier: ``Interpreter.run`` with the same contract."""
+        interp, state, mem = self.interp, self.interp.state, self.interp.mem
+        system = interp.system
+        if system:
+            mem.switch_privilege(state.cpl)
+        rip = state.rip
+        start = state.icount
+        native_limit = MASK64 if limit is None else start + limit - interp.max_block
+        blocks = interp.blocks
+        stops = interp._stops
+        first = True
+        hot = self.hot
+        patience = PATIENCE * hot
+        try:
+            while True:
+                if stops and not first:
+                    stop = interp._stop(rip)
+                    if stop is not None:
+                        state.rip = rip
+                        return stop
+                first = False
+                if limit is not None and limit - (state.icount - start) < interp.max_block:
+                    if state.icount - start >= limit:
+                        state.rip = rip
+                        return Exit(ExitKind.LIMIT)
+                    block = interp._block_at(rip, single=True)
+                else:
+                    block = blocks.get(rip)
+                    if block is None or (system and block.entry is not mem.tlb[FETCH].get(rip >> PAGE_SHIFT)):
+                        block = interp._block_at(rip, single=False)
+                    if block.native is not None:
+                        state.rip = rip
+                        code = self.enter(block, native_limit)
+                        rip = state.rip
+                        if code == EXIT_NEXT:
+                            continue
+                        if code == EXIT_CODE_WRITE:
+                            interp.code_written = False
+                            continue
+                        if code == EXIT_EVENT:
+                            native, site = self.sites[self.ctx.site]
+                            return interp._event(native.event, state.icount)
+                        return self._fault_exit()
+                try:
+                    rip = block.fn()
+                except CodeWritten as cut:
+                    state.icount += interp._rollback(block, cut)
+                    interp.code_written = False
+                    rip = state.rip
+                    continue
+                except GuestFault as fault:
+                    state.icount += interp._rollback(block, fault)
+                    return Exit(ExitKind.FAULT, fault, message=fault.describe())
+                state.icount += block.count
+                if block.event is not None:
+                    state.rip = rip
+                    return interp._event(block.event, state.icount)
+                block.hits += 1
+                if block.hits == hot:
+                    self.ran(block)
+                elif block.hits == patience and self.pending:
+                    self.flush_pending()
+        except GuestFault as fault:      # the block at ``rip`` could not be fetched or decoded
+            state.rip = rip
+            return Exit(ExitKind.FAULT, fault, message=fault.describe())
+
+    def _fault_exit(self) -> Exit:
+        """After EXIT_FAULT: RIP and icount where the SDM wants them (as ``Interpreter._rollback``)."""
+        native, site = self.sites[self.ctx.site]
+        state = self.interp.state
+        if site.vector is not None:
+            fault = GuestFault(site.vector, site.error_code, None, site.detail)
+        elif self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        else:
+            fault, self.fault = self.fault, None
+        insn = native.insns[site.index]
+        if fault.vector in TRAPS:
+            state.rip, retired = insn.next, site.index + 1
+        else:
+            state.rip, retired = insn.address, site.index
+        state.icount += retired
+        return Exit(ExitKind.FAULT, fault, message=fault.describe())
+
+    def forget(self, block: Block) -> None:
+        """``block`` was invalidated: no table may lead to it any more."""
+        for _, _, table in self.mirrors:
+            table.remove(block.rip)
+
+    def forget_all(self) -> None:
+        for _, _, table in self.mirrors:
+            table.clear()
+
+    # -- callbacks from native code (no exception crosses them) ---------------------------------
+    def _failed(self, err: BaseException) -> int:
+        if isinstance(err, GuestFault):
+            self.fault = err
+        else:
+            self.error = err
+        return STATUS_FAULT
+
+    def _refill(self, address: int, access: int) -> None:
+        vpn = address >> PAGE_SHIFT
+        tlb = self.interp.mem.tlb[access]
+        entry = tlb.get(vpn)
+        if entry is not None:
+            tlb.mirror_set(vpn, entry)
+
+    def _slow_load(self, _ctx: int, address: int, size: int) -> int:
+        try:
+            value = self.interp.mem._slow_load(address, size)
+            self._refill(address, READ)
+        except BaseException as err:  # noqa: BLE001 - reported through the status, re-raised by the run loop
+            return self._failed(err)
+        val = self.ctx.val
+        for i in range(max(1, size // 64)):
+            val[i] = (value >> (64 * i)) & MASK64
+        return STATUS_OK
+
+    def _slow_store(self, _ctx: int, address: int, size: int) -> int:
+        val = self.ctx.val
+        value = val[0] | (val[1] << 64) if size == 128 else val[0]
+        self.interp.code_written = False
+        try:
+            self.interp.mem._slow_store(address, size, value)
+            self._refill(address, WRITE)
+        except BaseException as err:  # noqa: BLE001
+            return self._failed(err)
+        if self.interp.code_written:
+            self.ctx.exit = EXIT_CODE_WRITE
+            return STATUS_CODE_WRITE
+        return STATUS_OK
+
+    def _py_helper(self, _ctx: int, index: int, count: int) -> int:
+        args = self.ctx.args
+        values = [args[4 * i] | (args[4 * i + 1] << 64) | (args[4 * i + 2] << 128) | (args[4 * i + 3] << 192)
+                  for i in range(count)]
+        try:
+            result = HELPERS[self.helper_names[index]](*values)
+        except BaseException as err:  # noqa: BLE001
+            return self._failed(err)
+        val = self.ctx.val
+        for i in range(4):
+            val[i] = (result >> (64 * i)) & MASK64
+        return STATUS_OK
+
+    def _py_call(self, _ctx: int, index: int, count: int) -> int:
+        args = self.ctx.args
+        try:
+            result = CALLS[self.call_names[index]](self.interp, *(args[i] for i in range(count)))
+        except BaseException as err:  # noqa: BLE001
+            return self._failed(err)
+        self.ctx.val[0] = (result or 0) & MASK64
+        return STATUS_OK
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f"JIT {self.mode}: {s.compiled} blocks compiled in {s.modules} modules, "
+                f"{s.compile_seconds * 1000:.0f} ms, {s.failed} left in the Python tier, "
+                f"{self.ctx.blocks} native block runs")
+
+
+__all__ = ["EXIT_CODE_WRITE", "EXIT_EVENT", "EXIT_FAULT", "EXIT_NEXT", "HOT", "Jit", "MODES", "TRAPS"]

@@ -1,0 +1,125 @@
+"""The JIT held to the Python tier: whole programs in every tier, exact instruction counts, isolation, bad input.
+
+The instruction-level differential tests (tests/semantics) run every case through the LLVM backend too;
+the default guest boots in every tier in tests/boot.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keystone
+import pytest
+
+from cpu.exceptions import Vector
+from cpu.interp import ExitKind, Interpreter
+from cpu.jit import Jit
+from cpu.state import CpuState
+from emu.user.address_space import AddressSpace
+from tests.conftest import REPO_ROOT
+
+PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
+CODE, DATA = 0x10000, 0x20000
+
+
+def _machine(asm: str, mode: str) -> tuple[Interpreter, CpuState]:
+    code = bytes(keystone.Ks(keystone.KS_ARCH_X86, keystone.KS_MODE_64).asm(asm, CODE)[0])
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, 5, code)
+    mem.map(DATA, 0x1000, 3)
+    state = CpuState()
+    state.reset_user()
+    state.rip = CODE
+    interp = Interpreter(state, mem)
+    if mode != "off":
+        interp.jit = Jit(interp, mode, strict=True)
+    return interp, state
+
+
+def _emu(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "emu", *argv], capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", **(env or {})})
+
+
+@pytest.mark.parametrize("mode", ["on", "eager"])
+def test_a_hot_loop_runs_natively_with_the_same_result_and_instruction_count(mode: str) -> None:
+    asm = "mov rcx, 100000\nxor eax, eax\nl: add rax, rcx\nmov [0x20008], rax\ndec rcx\njnz l\nhlt"
+    results = {}
+    for tier in ("off", mode):
+        interp, state = _machine(asm, tier)
+        assert interp.run().kind is ExitKind.HALT
+        results[tier] = (state.rax, state.icount, interp.mem.load(0x20008, 64))
+        if tier != "off":
+            assert interp.jit.ctx.blocks > 1000, "the loop ran as native blocks"
+    assert results["off"] == results[mode] == (5000050000, 400003, 5000050000)
+
+
+@pytest.mark.parametrize("mode", ["off", "eager"])
+def test_a_run_limit_stops_at_the_same_instruction_in_every_tier(mode: str) -> None:
+    interp, state = _machine("mov rcx, 100000\nl: inc rax\ndec rcx\njnz l\nhlt", mode)
+    exit_ = interp.run(limit=12_345)
+    assert exit_.kind is ExitKind.LIMIT
+    assert (state.icount, state.rax) == (12_345, 4_115)
+
+
+@pytest.mark.parametrize("address", [
+    DATA + (4096 << 12),            # the same slot of the native TLB as the mapped data page, another page
+    DATA + (4096 << 24),
+    0x7FFF_FFFF_F000,               # the top of the lower half, unmapped
+    0xFFFF_8000_0000_0000,          # kernel half
+])
+@pytest.mark.parametrize("access", ["load", "store"])
+def test_a_crafted_address_in_native_code_faults_instead_of_reaching_host_memory(address: int, access: str) -> None:
+    touch = "mov rax, [rbx]\nmov [rbx], rax\n"            # fills the TLB slot the crafted address aliases
+    op = "mov rax, [rcx]" if access == "load" else "mov [rcx], rbx"
+    interp, state = _machine(f"{touch}{op}\nhlt", "eager")
+    state.rbx, state.rcx = DATA, address
+    exit_ = interp.run()
+    assert exit_.kind is ExitKind.FAULT
+    assert exit_.fault.vector == Vector.PF
+    assert exit_.fault.address == address
+    assert state.rip == CODE + 6, "RIP names the faulting instruction"
+    assert state.icount == 2
+
+
+def test_a_non_canonical_address_in_native_code_is_a_general_protection_fault() -> None:
+    interp, state = _machine("mov rax, [rcx]\nhlt", "eager")
+    state.rcx = 0x8000_0000_0000_0000
+    exit_ = interp.run()
+    assert exit_.kind is ExitKind.FAULT and exit_.fault.vector == Vector.GP
+    assert state.rip == CODE
+
+
+@pytest.mark.parametrize("mode", ["off", "eager"])
+@pytest.mark.parametrize("name", ["sha256", "intmath", "floats", "strings", "division", "longjmp", "selfmodify"])
+def test_programs_give_the_native_output_in_every_tier(name: str, mode: str, build_static, tmp_path: Path) -> None:
+    binary = build_static(PROGRAMS_DIR / f"{name}.c", "O2")
+    args = ["16384"] if name == "sha256" else []
+    native = subprocess.run([str(binary), *args], capture_output=True, text=True, check=False)
+    emulated = _emu("run", f"--jit={mode}", str(binary), *args)
+    assert (emulated.returncode, emulated.stdout) == (native.returncode, native.stdout), emulated.stderr[-2000:]
+
+
+def test_instruction_counts_are_the_same_in_every_tier(build_static) -> None:
+    binary = build_static(PROGRAMS_DIR / "sha256.c", "O2")
+    counts = {}
+    for mode in ("off", "on", "eager"):
+        result = _emu("run", "--deterministic", "--stats", f"--jit={mode}", str(binary), "4096")
+        assert result.returncode == 0, result.stderr
+        counts[mode] = int(re.search(r"(\d+) instructions retired", result.stderr)[1])
+    assert len(set(counts.values())) == 1, counts
+
+
+@pytest.mark.parametrize("argv, env, source", [
+    (["run", "--jit=bogus", "/bin/true"], {}, "--jit"),
+    (["run", "/bin/true"], {"EMU_JIT": "fast"}, "EMU_JIT"),
+    (["boot", "--jit=native", "--kernel", "/nonexistent"], {}, "--jit"),
+])
+def test_a_bad_jit_mode_is_a_one_line_error_with_status_2(argv: list[str], env: dict[str, str], source: str) -> None:
+    result = _emu(*argv, env=env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"emu: error: {source} takes one of off, on, eager")
