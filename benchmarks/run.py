@@ -55,7 +55,7 @@ def bench_decoder(count: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def bench_loop_emu(iterations: int) -> float:
+def bench_loop_emu(iterations: int, jit: str = "off") -> float:
     from cpu.interp import Interpreter
     from cpu.state import CpuState
     from emu.user.address_space import AddressSpace
@@ -67,6 +67,10 @@ def bench_loop_emu(iterations: int) -> float:
     state.reset_user()
     state.rip = 0x400000
     cpu = Interpreter(state, mem)
+    if jit != "off":
+        from cpu.jit import Jit
+
+        cpu.jit = Jit(cpu, jit)
     start = time.perf_counter()
     cpu.run()
     return state.icount / (time.perf_counter() - start)
@@ -92,11 +96,11 @@ def _time(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - start, proc
 
 
-def bench_c_workload(size: int, workdir: Path) -> dict[str, object]:
+def bench_c_workload(size: int, workdir: Path, jit: str) -> dict[str, object]:
     exe = workdir / "sha256"
     subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), str(ROOT / "tests/programs/sha256.c")], check=True)
     native_s, native = _time([str(exe), str(size)])
-    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", str(exe), str(size)])
+    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", f"--jit={jit}", str(exe), str(size)])
     if emu.stdout != native.stdout:
         raise SystemExit(f"emu and native disagree on sha256:\n{emu.stdout}{emu.stderr}\nvs\n{native.stdout}")
     match = re.search(r"(\d+) instructions", emu.stderr)
@@ -111,14 +115,15 @@ def bench_c_workload(size: int, workdir: Path) -> dict[str, object]:
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
 
 
-def bench_boot() -> dict[str, object]:
+def bench_boot(jit: str) -> dict[str, object]:
     """Wall time (and for emu, guest instructions) from start to the guest's /init marker line."""
     from emu.machine.console import INIT_MARKER
     from emu.machine.guest import default_guest
 
     guest = default_guest()
     emu = subprocess.run([sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd",
-                          str(guest.initrd), "--rtc-base", "1700000000", "--script", "poweroff -f", "--stats"],
+                          str(guest.initrd), "--rtc-base", "1700000000", "--script", "poweroff -f", "--stats",
+                          f"--jit={jit}"],
                          capture_output=True, text=True, check=False)
     marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
     if emu.returncode != 0 or marker is None:
@@ -153,27 +158,33 @@ def main() -> int:
     rows = []
     rate = bench_decoder(20_000 // scale)
     rows.append(("decoder (capstone -> Insn)", f"{rate / 1e3:,.1f} K insn/s", f"{1e6 / rate:.1f} us/insn"))
-    emu_loop = bench_loop_emu(1_000_000 // scale)
     uc_loop = bench_loop_unicorn(10_000_000 // scale)
-    rows.append(("tight loop: emu interpreter", f"{emu_loop / 1e6:,.2f} M insn/s", ""))
+    for jit, iterations in (("off", 1_000_000 // scale), ("on", 30_000_000 // scale)):
+        emu_loop = bench_loop_emu(iterations, jit)
+        note = f"unicorn is {uc_loop / emu_loop:,.1f}x faster" if uc_loop else ""
+        rows.append((f"tight loop: emu --jit={jit}", f"{emu_loop / 1e6:,.2f} M insn/s", note))
     if uc_loop:
-        rows.append(("tight loop: unicorn (TCG)", f"{uc_loop / 1e6:,.1f} M insn/s",
-                     f"emu is {uc_loop / emu_loop:,.0f}x slower"))
-    with tempfile.TemporaryDirectory() as tmp:
-        c = bench_c_workload((1 << 20) // scale, Path(tmp))
-    ins, emu_s, native_s = c["instructions"], c["emu_s"], c["native_s"]
-    rows.append(("sha256 1 MiB: emu", f"{ins / emu_s / 1e6:,.2f} M insn/s", f"{emu_s:.2f} s, {ins:,} guest insns"))
-    rows.append(("sha256 1 MiB: native", f"{native_s:.3f} s", f"emu is {emu_s / native_s:,.0f}x slower"))
+        rows.append(("tight loop: unicorn (TCG)", f"{uc_loop / 1e6:,.1f} M insn/s", ""))
+    for jit in ("off", "on"):
+        with tempfile.TemporaryDirectory() as tmp:
+            c = bench_c_workload((1 << 20) // scale, Path(tmp), jit)
+        ins, emu_s, native_s = c["instructions"], c["emu_s"], c["native_s"]
+        versus = f", {emu_s / c['qemu_s']:,.1f}x qemu-x86_64" if "qemu_s" in c else ""
+        rows.append((f"sha256 1 MiB: emu --jit={jit}", f"{emu_s:.2f} s",
+                     f"{ins / emu_s / 1e6:,.2f} M insn/s, {emu_s / native_s:,.0f}x native{versus}"))
+    rows.append(("sha256 1 MiB: native", f"{native_s:.3f} s", f"{ins:,} guest insns"))
     if "qemu_s" in c:
-        rows.append(("sha256 1 MiB: qemu-x86_64", f"{c['qemu_s']:.3f} s", f"emu is {emu_s / c['qemu_s']:,.0f}x slower"))
+        rows.append(("sha256 1 MiB: qemu-x86_64", f"{c['qemu_s']:.3f} s", ""))
     else:
         rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
     if not args.no_boot:
-        boot = bench_boot()
-        rows.append(("boot to /init: emu", f"{boot['emu_s']:.2f} s", f"{boot['instructions']:,} guest insns"))
+        for jit in ("off", "on"):
+            boot = bench_boot(jit)
+            versus = f", {boot['emu_s'] / boot['qemu_s']:,.0f}x qemu-system" if "qemu_s" in boot else ""
+            rows.append((f"boot to /init: emu --jit={jit}", f"{boot['emu_s']:.2f} s",
+                         f"{boot['instructions']:,} guest insns{versus}"))
         if "qemu_s" in boot:
-            rows.append(("boot to /init: qemu-system (TCG)", f"{boot['qemu_s']:.2f} s",
-                         f"emu is {boot['emu_s'] / boot['qemu_s']:,.0f}x slower"))
+            rows.append(("boot to /init: qemu-system (TCG)", f"{boot['qemu_s']:.2f} s", ""))
         else:
             rows.append(("boot to /init: qemu-system (TCG)", "not installed", "apt-get install qemu-system-x86"))
     width = max(len(r[0]) for r in rows)

@@ -43,13 +43,11 @@ def boot(guest, disk: Path, script: str = SCRIPT, *extra: str) -> subprocess.Com
 
 
 def test_the_guest_boots_runs_a_script_writes_the_disk_and_powers_off_deterministically(guest, tmp_path: Path):
-    """Booted in each tier (Python only, the JIT, every block native): the same log and instruction count."""
-    tiers = ("off", "on", "eager")
-    disks = [tmp_path / f"{tier}.img" for tier in tiers]
+    disks = [tmp_path / "a.img", tmp_path / "b.img"]
     runs = []
-    for disk, tier in zip(disks, tiers, strict=True):
+    for disk in disks:
         shutil.copy(guest.disk, disk)
-        runs.append(boot(guest, disk, SCRIPT, f"--jit={tier}"))
+        runs.append(boot(guest, disk))
     first = runs[0]
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     log = first.stdout
@@ -67,11 +65,9 @@ def test_the_guest_boots_runs_a_script_writes_the_disk_and_powers_off_determinis
                                  text=True, check=True).stdout
         assert content == "written-by-the-guest\n"
     # Same RTC base, same inputs: the same log, timestamps included, and the same instruction count.
-    for run in runs[1:]:
-        assert run.returncode == 0, run.stderr[-2000:]
-        assert run.stdout == runs[0].stdout
+    assert runs[0].stdout == runs[1].stdout
     count = [re.search(r"(\d+) instructions retired", r.stderr)[1] for r in runs]
-    assert len(set(count)) == 1, dict(zip(tiers, count, strict=True))
+    assert count[0] == count[1]
 
 
 def test_the_interactive_shell_answers_through_a_pseudo_terminal(guest, tmp_path: Path):
