@@ -43,7 +43,7 @@ import builtins
 from dataclasses import dataclass
 from enum import Enum
 from types import CodeType, FunctionType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cpu import flags
 from cpu.backends.python import PyOps, Translation, field_store
@@ -57,7 +57,6 @@ from cpu.state import CpuState
 
 if TYPE_CHECKING:
     from cpu.codecache import CodeCache
-    from cpu.jit import Jit
 
 MAX_BLOCK = 64
 
@@ -67,6 +66,17 @@ SHADOW_EVENTS = frozenset({"sti", "mov-ss"})
 """Events after which maskable interrupts wait one more instruction (SDM Vol. 3A, 6.8.3)."""
 _STRADDLES = ()
 """``Block.entry`` of a block whose last instruction spills into the next page: never the TLB's entry."""
+
+
+class NativeTier(Protocol):
+    """What the run loop asks of a native tier (``cpu.jit.Jit``, attached as ``Interpreter.jit``)."""
+
+    def run(self, limit: int | None) -> Exit: """``Interpreter.run`` with native blocks."""
+    def translated(self, block: Block) -> None: """A new block (compiled at once in eager mode)."""
+    def forget(self, block: Block) -> None: """``block`` was invalidated."""
+    def forget_all(self) -> None: ...
+    def select(self) -> None: """The privilege level (and so the TLB set) changed."""
+    def request(self) -> None: """Stop at the next block boundary (safe from another thread)."""
 
 
 class ExitKind(Enum):
@@ -159,7 +169,7 @@ class Interpreter:
         """What the run loop checks between blocks: breakpoints, and REQUEST or WINDOW when asked for."""
         self.code_written = False
         """Set when translations were dropped because their code was written; a block tests it after a store."""
-        self.jit: Jit | None = None
+        self.jit: NativeTier | None = None
         """The native tier (``cpu.jit``), attached by whoever turns it on."""
 
     def _bind_memory(self) -> None:
@@ -182,7 +192,7 @@ class Interpreter:
         """Make ``run`` return after the block it is running, with EVENT "request" (safe from another thread)."""
         self._stops.add(REQUEST)
         if self.jit is not None:
-            self.jit.ctx.request = 1
+            self.jit.request()
 
     def request_interrupt_window(self) -> None:
         """Make ``run`` return with EVENT "window" at the first block boundary where

@@ -573,6 +573,9 @@ class Jit:
         for _, _, table in self.mirrors:
             table.remove(block.rip)
 
+    def request(self) -> None:
+        self.ctx.request = 1
+
     def forget_all(self) -> None:
         for _, _, table in self.mirrors:
             table.clear()
