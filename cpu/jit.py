@@ -36,6 +36,7 @@ import ctypes
 import logging
 import os
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -292,10 +293,22 @@ declare i64 @emu_cc_flags(i64, i64, i64, i64, i64, i64)
 """
 
 
+MAX_MODULES = 14000
+"""Modules one engine holds before all native code is dropped and compiled afresh.  Each MCJIT module maps its
+own sections (measured: 2 mappings a module), and Linux allows a process 65,530 (vm.max_map_count): the
+~35,000 one-block modules of an eager boot crashed LLVM ("Unable to allocate section memory") before this."""
+
+
 class Engine:
-    """One MCJIT engine per process, with the runtime module; block modules are added to it."""
+    """One MCJIT engine per process, with the runtime module; block modules are added to it.
+
+    When it is full (:data:`MAX_MODULES`), :meth:`renew` replaces it and every live :class:`Jit` drops its
+    native code, as QEMU flushes its translation buffer; this happens only between blocks, when no native
+    code is running.
+    """
 
     _shared: Engine | None = None
+    users: weakref.WeakSet[Jit] = weakref.WeakSet()
 
     def __init__(self, opt: int = 0) -> None:
         """``opt``: LLVM's code generation level, and above 0 its pass pipeline at that level (docs/jit.md)."""
@@ -319,6 +332,24 @@ class Engine:
         if cls._shared is None:
             cls._shared = cls(int(os.environ.get("EMU_JIT_OPT", "0")))
         return cls._shared
+
+    @property
+    def full(self) -> bool:
+        return len(self.modules) >= MAX_MODULES
+
+    @classmethod
+    def renew(cls) -> Engine:
+        """A fresh engine; every Jit forgets its native code first (the old engine's memory is freed)."""
+        old = cls._shared
+        for jit in list(cls.users):
+            jit.drop_native()
+        cls._shared = None
+        fresh = cls.shared()
+        if old is not None:
+            fresh.counter = old.counter
+            old.modules.clear()
+            old.engine.close()
+        return fresh
 
     def add(self, ir: str) -> None:
         module = self.llvm.parse_assembly(ir)
@@ -346,6 +377,7 @@ class Stats:
     modules: int = 0
     compile_seconds: float = 0.0
     native_entries: int = 0
+    renewals: int = 0
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -362,6 +394,8 @@ class Jit:
         self.strict = strict
         self.hot = 1 if mode == "eager" else HOT
         self.engine = Engine.shared()
+        Engine.users.add(self)
+        self.compiled: list[Block] = []
         self.ctx = JitContext()
         self.ctx_address = ctypes.addressof(self.ctx)
         self.state_address = ctypes.addressof(interp.state)
@@ -420,6 +454,9 @@ class Jit:
 
     def compile(self, blocks: Sequence[Block]) -> None:
         start = time.perf_counter()
+        if self.engine.full or self.engine is not Engine._shared:
+            self.engine = Engine.renew() if self.engine.full else Engine.shared()
+            self.stats.renewals += 1
         lowered: list[tuple[Block, NativeBlock]] = []
         for block in blocks:
             native = self._lower(block)
@@ -427,7 +464,8 @@ class Jit:
                 lowered.append((block, native))
         if not lowered:
             return
-        ir = _BLOCK_DECLARES + "\n".join(n.ir for _, n in lowered)
+        declares = sorted(set().union(*(n.declares for _, n in lowered)))
+        ir = _BLOCK_DECLARES + "\n".join(declares) + "\n" + "\n".join(n.ir for _, n in lowered)
         try:
             self.engine.add(ir)
         except Exception as err:    # an LLVM failure: the blocks stay in the Python tier
@@ -440,6 +478,7 @@ class Jit:
         for block, native in lowered:
             block.native = self.engine.address(native.name)
             block.native_block = native
+            self.compiled.append(block)
         self.stats.compiled += len(lowered)
         self.stats.modules += 1
         self.stats.compile_seconds += time.perf_counter() - start
@@ -572,6 +611,17 @@ class Jit:
         """``block`` was invalidated: no table may lead to it any more."""
         for _, _, table in self.mirrors:
             table.remove(block.rip)
+
+    def drop_native(self) -> None:
+        """Forget all native code (the engine that holds it is about to go): blocks run in Python again."""
+        for block in self.compiled:
+            block.native = None
+            block.native_block = None
+            block.hits = 0
+        self.compiled.clear()
+        self.pending.clear()
+        self.sites.clear()
+        self.forget_all()
 
     def request(self) -> None:
         self.ctx.request = 1

@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
                              deterministic=args.deterministic)
-    jit = _jit_mode(args, "off")
+    jit = _jit_mode(args, "on")
     if jit is None:
         return 2
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
@@ -220,7 +220,7 @@ def _make_machine(args: argparse.Namespace,
         initrd = initrd or str(guest.initrd)
         if not disks:
             disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
-    jit = _jit_mode(args, "off")
+    jit = _jit_mode(args, "on" if args.command == "boot" else "off")
     if jit is None:
         return None
     config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
@@ -346,7 +346,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="print instructions retired, time and MIPS to stderr at exit")
     run.add_argument("--no-code-cache", action="store_true",
                      help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
-    _jit_option(run, "off")
+    _jit_option(run, "on")
     run.add_argument("--gdb", metavar="[HOST:]PORT",
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
@@ -419,7 +419,7 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
                              "with it, two runs print identical logs")
     parser.add_argument("--no-code-cache", action="store_true",
                         help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
-    _jit_option(parser, "off")
+    _jit_option(parser, "on for boot, off for debug --boot")
 
 
 def _jit_option(parser: argparse.ArgumentParser, default: str) -> None:

@@ -123,3 +123,21 @@ def test_a_bad_jit_mode_is_a_one_line_error_with_status_2(argv: list[str], env: 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"emu: error: {source} takes one of off, on, eager")
+
+
+def test_a_full_engine_is_renewed_between_blocks_and_the_program_goes_on(monkeypatch) -> None:
+    """Eager mode makes one module per block; past the engine's limit all native code is dropped and
+    compiled afresh (as QEMU flushes its translation buffer), with the same result."""
+    import cpu.jit
+
+    monkeypatch.setattr(cpu.jit, "MAX_MODULES", 8)
+    asm = ("mov rcx, 3000\nl: mov rax, rcx\nand rax, 7\ncmp rax, 3\njne a\ninc rbx\na: cmp rax, 5\njne b\n"
+           "add rbx, 2\nb: dec rcx\njnz l\nhlt")
+    results = {}
+    for tier in ("off", "eager"):
+        interp, state = _machine(asm, tier)
+        assert interp.run().kind is ExitKind.HALT
+        results[tier] = (state.rbx, state.icount)
+        if tier == "eager":
+            assert interp.jit.stats.renewals >= 1
+    assert results["off"] == results["eager"]
