@@ -87,14 +87,22 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             return 2
     decoder = Decoder()
     address, end = args.address, args.address + len(code)
+    insns = []
     while address < end:
         try:
             insn = decoder.decode_bytes(code[address - args.address:], address)
         except GuestFault as fault:
             print(f"emu: error: {fault.detail}", file=sys.stderr)
             return 2
-        print(explain(insn))
+        insns.append(insn)
         address = insn.next
+    if args.ir:
+        from cpu.backends.llvm import block_ir
+
+        print(block_ir(insns))
+        return 0
+    for insn in insns:
+        print(explain(insn))
     return 0
 
 
@@ -359,6 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--bytes", action="store_true", help="the arguments are machine-code bytes in hex")
     explain.add_argument("--address", type=lambda s: int(s, 0), default=0x401000,
                          help="address of the instruction (matters for RIP-relative operands and branches)")
+    explain.add_argument("--ir", action="store_true",
+                         help="show the LLVM IR the JIT makes of the instructions as one block instead")
     explain.set_defaults(func=_cmd_explain)
 
     debug = sub.add_parser("debug", help="run a program (or, with --boot, the machine) under a gdb-like debugger",

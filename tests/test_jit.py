@@ -141,3 +141,20 @@ def test_a_full_engine_is_renewed_between_blocks_and_the_program_goes_on(monkeyp
         if tier == "eager":
             assert interp.jit.stats.renewals >= 1
     assert results["off"] == results["eager"]
+
+
+def test_explain_ir_shows_the_llvm_function_the_jit_makes_of_a_block() -> None:
+    result = _emu("explain", "--ir", "cmp rax, rbx; jl 0x401000")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "define i64 @b_401000(ptr %s, ptr %x)" in out
+    assert "; 0x401000: cmp rax, rbx" in out and "; 0x401003: jl 0x401000" in out
+    assert "icmp slt i64" in out, "cmp; jl becomes one signed comparison, no flags computed"
+
+
+def test_the_debugger_shows_jit_state_and_a_blocks_ir(build_static) -> None:
+    binary = build_static(PROGRAMS_DIR / "return3.c", "O2")
+    result = subprocess.run([sys.executable, "-m", "emu", "debug", str(binary)], input="info jit\nexplain --ir\nquit\n",
+                            capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO_ROOT)})
+    assert "JIT off: " in result.stdout
+    assert "define i64 @b_" in result.stdout and "; exit site 0:" in result.stdout

@@ -256,6 +256,7 @@ class LlvmOps:
     def begin(self, insn: Insn) -> None:
         self.insn = insn
         self.index += 1
+        self.b.lines.append(f"  ; {insn.address:#x}: {insn.text}")
         self.stored = False
         self.begin_state = (dict(self.cur), set(self.dirty), self.cc, self.cc_changed)
 
@@ -809,3 +810,37 @@ class LlvmOps:
         status = self._callback("py_call", f"i64 {self.call_ids[name]}, i64 {len(args)}")
         self._exit_at_site(self.b.icmp("ne", status, 0, 64), Site(self.index), store=False)
         return self._ctx_load_index("val", 0)
+
+
+def block_ir(insns: list[Insn]) -> str:
+    """The LLVM IR the JIT makes of ``insns`` as one block (``emu explain --ir``, the debugger's ``explain --ir``).
+
+    The same lowering as ``cpu.jit`` uses, without compiling: a block that cannot be lowered says why.
+    """
+    from cpu.semantics import CALLS, HELPERS, load_all
+
+    table = load_all()
+    ops = LlvmOps(f"b_{insns[0].address:x}", {n: i for i, n in enumerate(sorted(HELPERS))},
+                  {n: i for i, n in enumerate(sorted(CALLS))}, 0)
+    try:
+        for insn in insns:
+            ops.begin(insn)
+            semantic = table.get(insn.mnemonic)
+            if semantic is None:
+                ops.fault(6, detail=f"no semantics for {insn.mnemonic}")
+            else:
+                semantic(ops, insn, *insn.operands)
+            ops.end()
+            if ops.ended:
+                insns = insns[: insns.index(insn) + 1]
+                break
+        native = ops.finish(insns)
+    except Exception as err:  # noqa: BLE001 - shown to the user: this block stays in the Python tier
+        return f"; the LLVM backend cannot lower this block ({type(err).__name__}: {err}); it runs in Python"
+    def why(site: Site) -> str:
+        if site.event:
+            return f"event {site.event}"
+        return f"#{site.vector}" if site.vector is not None else "a fault in a slow-path access or a call"
+
+    sites = "\n".join(f"; exit site {i}: instruction {s.index}, {why(s)}" for i, s in enumerate(native.sites))
+    return "\n".join(part for part in (sites, *sorted(native.declares), native.ir.rstrip()) if part)

@@ -60,7 +60,8 @@ ALIASES = {"si": "stepi", "ni": "nexti", "c": "continue", "cont": "continue", "f
 
 INFO_TOPICS = {"breakpoints": "breakpoints and watchpoints", "watchpoints": "watchpoints only",
                "registers": "registers (all, or those named)", "symbol": "the symbol at an address",
-               "clock": "instructions retired and virtual time (full system: the timers too)", **MACHINE_TOPICS}
+               "clock": "instructions retired and virtual time (full system: the timers too)",
+               "jit": "the native tier: its mode, blocks per tier, compile time", **MACHINE_TOPICS}
 _INFO_ALIASES = {"b": "breakpoints", "r": "registers", "s": "symbol"}
 
 REPEATABLE = ("stepi", "nexti", "continue", "run", "finish")
@@ -487,9 +488,35 @@ class Debugger(BreakpointCommands, MachineCommands, cmd.Cmd):
             self.say(line)
 
     def do_explain(self, arg: str) -> None:
-        """explain [ADDR]: the micro-ops of the instruction at ADDR (default RIP), as the interpreter runs them."""
+        """explain [--ir] [ADDR]: the micro-ops of the instruction at ADDR (default RIP), as the interpreter runs
+        them; with --ir, the LLVM IR the JIT makes of the whole block that starts at ADDR."""
+        ir = arg.split()[:1] == ["--ir"]
+        arg = arg.removeprefix("--ir").strip()
         address = self._address(arg) if arg else self.state.rip
-        self.say(explain(self.views.insn_at(address)))
+        if not ir:
+            self.say(explain(self.views.insn_at(address)))
+            return
+        from cpu.backends.llvm import block_ir  # here: llvmlite's side of emu is loaded only when asked for
+
+        insns = []
+        for _ in range(self.target.interp.max_block):
+            insn = self.views.insn_at(address)
+            insns.append(insn)
+            if insn.mnemonic.startswith(("j", "call", "ret", "syscall", "hlt", "int", "iret", "loop")):
+                break
+            address = insn.next
+        self.say(block_ir(insns))
+
+    def _info_jit(self, arg: str) -> None:
+        interp = self.target.interp
+        jit = interp.jit
+        if jit is None:
+            self.say(f"JIT off: {len(interp.blocks)} blocks in the Python tier (emu boot/run --jit=on to compile)")
+            return
+        native = sum(1 for b in interp.blocks.values() if b.native is not None)
+        self.say(f"JIT {jit.mode}: {native} of {len(interp.blocks)} blocks native, "
+                 f"{len(interp.blocks) - native} in the Python tier")
+        self.say(jit.summary())
 
     def do_backtrace(self, arg: str) -> None:
         """backtrace [N] (bt, where): the call stack by frame pointers: #0 the current function, #1 its caller...
