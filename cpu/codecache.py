@@ -82,6 +82,10 @@ CREATE TABLE IF NOT EXISTS blocks (
     span INTEGER NOT NULL,  -- bytes translation fetched from addr: offset of the last instruction + 15
     data BLOB NOT NULL,     -- marshal: (code object, instruction offsets, event, lines, snapshots)
     PRIMARY KEY (addr, lim, code)
+);
+CREATE TABLE IF NOT EXISTS natives (
+    key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's IR, the LLVM version, the target and the host CPU
+    obj BLOB NOT NULL       -- the object code LLVM made of that module
 )"""
 
 
@@ -193,6 +197,7 @@ class CodeCache:
         self.error: str | None = None
         self.full = False
         self.pending: list[tuple[int, int, bytes, int, bytes]] = []
+        self.pending_natives: list[tuple[bytes, bytes]] = []
         self._lock = threading.Lock()
         self.db: sqlite3.Connection | None = None
         try:
@@ -229,7 +234,7 @@ class CodeCache:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.execute(_SCHEMA)
+                db.executescript(_SCHEMA)
                 return db
             except sqlite3.OperationalError:
                 db.close()
@@ -250,6 +255,7 @@ class CodeCache:
             self.error = str(err) or type(err).__name__
             logging.getLogger("emu.codecache").info("code cache %s off: %s", self.path, self.error)
         self.pending.clear()
+        self.pending_natives.clear()
         if self.db is not None:
             try:
                 self.db.close()
@@ -314,16 +320,38 @@ class CodeCache:
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
+    def native(self, key: bytes) -> bytes | None:
+        """The object code kept for a native module with this key (``cpu.jit``), if any."""
+        if self.db is None:
+            return None
+        try:
+            with self._lock:
+                row = self.db.execute("SELECT obj FROM natives WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as err:
+            self._fail(err)
+            return None
+        return None if row is None else bytes(row[0])
+
+    def store_native(self, key: bytes, obj: bytes) -> None:
+        """Keep the object code of a native module just compiled."""
+        if self.db is None or self.full:
+            return
+        self.pending_natives.append((key, obj))
+        if len(self.pending_natives) >= FLUSH_EVERY // 8:
+            self.flush()
+
     def flush(self) -> None:
         """Write the new blocks out (other runs may have written some of them too: those are kept once)."""
-        if self.db is None or not self.pending:
+        if self.db is None or not (self.pending or self.pending_natives):
             return
         rows, self.pending = self.pending, []
+        natives, self.pending_natives = self.pending_natives, []
         try:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
                     self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)", rows)
+                    self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?)", natives)
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")

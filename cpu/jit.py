@@ -33,6 +33,7 @@ What the design leaves out, and why, is in docs/jit.md.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
 import time
@@ -71,6 +72,7 @@ from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE, TlbEntry
 from cpu.semantics import CALLS, HELPERS
 
 if TYPE_CHECKING:
+    from cpu.codecache import CodeCache
     from cpu.interp import Block, Interpreter
 
 log = logging.getLogger("emu.jit")
@@ -305,6 +307,12 @@ class Engine:
     When it is full (:data:`MAX_MODULES`), :meth:`renew` replaces it and every live :class:`Jit` drops its
     native code, as QEMU flushes its translation buffer; this happens only between blocks, when no native
     code is running.
+
+    The persistent code cache (``cpu.codecache``) keeps the object code of every module, keyed by a hash
+    of its IR text, the LLVM version, the target triple, the host CPU and its features, and the
+    optimisation level: LLVM's object cache hands the object back instead of generating code again.  The
+    objects are relocatable: the state, the context, the TLB arrays and the callbacks are reached through
+    the two pointer arguments, the runtime functions by symbol, so nothing of this process is baked in.
     """
 
     _shared: Engine | None = None
@@ -324,6 +332,12 @@ class Engine:
         self.passes = llvm.create_pass_builder(self.machine, tuning)
         self.modules: list[object] = []
         self.counter = 0
+        self.fingerprint = "\n".join((".".join(map(str, llvm.llvm_version_info)), llvm.get_default_triple(),
+                                      llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), str(opt)))
+        self.cache: CodeCache | None = None
+        """Where :meth:`add` looks for and keeps object code (set by the Jit that compiles)."""
+        self.hits = 0
+        self.engine.set_object_cache(self._compiled, self._cached)
         self.add(_runtime_ir())
         self.dispatch = _DISPATCH(self.engine.get_function_address("emu_dispatch"))
 
@@ -351,8 +365,21 @@ class Engine:
             old.engine.close()
         return fresh
 
-    def add(self, ir: str) -> None:
+    def _cached(self, module: object) -> bytes | None:
+        obj = None if self.cache is None else self.cache.native(bytes.fromhex(module.name))
+        if obj is not None:
+            self.hits += 1
+        return obj
+
+    def _compiled(self, module: object, obj: bytes) -> None:
+        if self.cache is not None:
+            self.cache.store_native(bytes.fromhex(module.name), bytes(obj))
+
+    def add(self, ir: str, cache: CodeCache | None = None) -> None:
+        """Compile ``ir`` (or load its object code from ``cache``) into this engine."""
+        self.cache = cache
         module = self.llvm.parse_assembly(ir)
+        module.name = hashlib.sha256(f"{self.fingerprint}\n{ir}".encode()).hexdigest()
         module.verify()
         if self.opt:
             self.passes.getModulePassManager().run(module, self.passes)
@@ -378,6 +405,7 @@ class Stats:
     compile_seconds: float = 0.0
     native_entries: int = 0
     renewals: int = 0
+    cached_modules: int = 0
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -467,7 +495,9 @@ class Jit:
         declares = sorted(set().union(*(n.declares for _, n in lowered)))
         ir = _BLOCK_DECLARES + "\n".join(declares) + "\n" + "\n".join(n.ir for _, n in lowered)
         try:
-            self.engine.add(ir)
+            hits = self.engine.hits
+            self.engine.add(ir, self.interp.code_cache)
+            self.stats.cached_modules += self.engine.hits - hits
         except Exception as err:    # an LLVM failure: the blocks stay in the Python tier
             if self.strict:
                 raise
@@ -694,8 +724,9 @@ class Jit:
 
     def summary(self) -> str:
         s = self.stats
-        return (f"JIT {self.mode}: {s.compiled} blocks compiled in {s.modules} modules, "
-                f"{s.compile_seconds * 1000:.0f} ms, {s.failed} left in the Python tier, "
+        return (f"JIT {self.mode}: {s.compiled} blocks compiled in {s.modules} modules "
+                f"({s.cached_modules} from the code cache), {s.compile_seconds * 1000:.0f} ms, "
+                f"{s.failed} left in the Python tier, "
                 f"{self.ctx.blocks} native block runs")
 
 
