@@ -32,10 +32,13 @@ What the design leaves out, and why, is in docs/jit.md.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -82,6 +85,8 @@ HOT = 50
 """Executions after which a block is compiled (docs/jit.md: measured against compile cost)."""
 BATCH = 64
 """Hot blocks compiled together in one module (one module costs ~1 ms more than one more function)."""
+BACKGROUND = os.environ.get("EMU_JIT_THREAD", "1") != "0"
+"""Compile on a thread of its own (``EMU_JIT_THREAD=0``: in the run loop, for measurements)."""
 PATIENCE = 4
 """A pending hot block that has run this many times the threshold has its batch compiled without waiting."""
 INVALID = MASK64
@@ -398,6 +403,19 @@ class Engine:
 # -- the JIT proper ---------------------------------------------------------------------------------
 
 @dataclass
+class Job:
+    """One module to compile: its blocks, their IR, and once built, their addresses (or why not)."""
+
+    engine: Engine
+    lowered: list[tuple[Block, NativeBlock]]
+    ir: str
+    seconds: float
+    cached: int = 0
+    addresses: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
 class Stats:
     compiled: int = 0
     failed: int = 0
@@ -424,6 +442,10 @@ class Jit:
         self.engine = Engine.shared()
         Engine.users.add(self)
         self.compiled: list[Block] = []
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.done: list[Job] = []
+        """Jobs the compile thread finished, for the run loop to install."""
+        self.worker: threading.Thread | None = None
         self.ctx = JitContext()
         self.ctx_address = ctypes.addressof(self.ctx)
         self.state_address = ctypes.addressof(interp.state)
@@ -481,8 +503,25 @@ class Jit:
             self.compile(live)
 
     def compile(self, blocks: Sequence[Block]) -> None:
+        """Lower ``blocks`` here and compile them as one module: at once in eager mode (and for tests), else on
+        the compile thread, their native code installed by the run loop between two blocks."""
+        job = self._prepare(blocks)
+        if job is None:
+            return
+        if self.mode == "eager" or not BACKGROUND:
+            self._build(job)
+            self._install(job)
+            return
+        if self.worker is None:
+            self.worker = threading.Thread(target=self._work, name="emu-jit", daemon=True)
+            self.worker.start()
+            atexit.register(self.stop)
+        self.jobs.put(job)
+
+    def _prepare(self, blocks: Sequence[Block]) -> Job | None:
         start = time.perf_counter()
         if self.engine.full or self.engine is not Engine._shared:
+            self.jobs.join()        # nothing may still be compiling into the engine that goes
             self.engine = Engine.renew() if self.engine.full else Engine.shared()
             self.stats.renewals += 1
         lowered: list[tuple[Block, NativeBlock]] = []
@@ -491,27 +530,69 @@ class Jit:
             if native is not None:
                 lowered.append((block, native))
         if not lowered:
-            return
+            return None
         declares = sorted(set().union(*(n.declares for _, n in lowered)))
         ir = _BLOCK_DECLARES + "\n".join(declares) + "\n" + "\n".join(n.ir for _, n in lowered)
+        return Job(self.engine, lowered, ir, time.perf_counter() - start)
+
+    def _build(self, job: Job) -> None:
+        """LLVM's part (it releases the GIL): parse, generate or load the object code, resolve the addresses."""
+        start = time.perf_counter()
         try:
-            hits = self.engine.hits
-            self.engine.add(ir, self.interp.code_cache)
-            self.stats.cached_modules += self.engine.hits - hits
+            hits = job.engine.hits
+            job.engine.add(job.ir, self.interp.code_cache)
+            job.cached = job.engine.hits - hits
+            job.addresses = [job.engine.address(native.name) for _, native in job.lowered]
         except Exception as err:    # an LLVM failure: the blocks stay in the Python tier
             if self.strict:
                 raise
-            self.stats.failed += len(lowered)
+            job.error = str(err).splitlines()[0] if str(err) else type(err).__name__
+        job.seconds += time.perf_counter() - start
+
+    def _install(self, job: Job) -> None:
+        """Give the job's blocks their native code, unless they (or the engine) went meanwhile."""
+        stats = self.stats
+        stats.compile_seconds += job.seconds
+        if job.error is not None:
+            stats.failed += len(job.lowered)
             log.warning("emu: LLVM could not compile %d blocks (%s); they stay in the Python tier",
-                        len(lowered), str(err).splitlines()[0] if str(err) else type(err).__name__)
+                        len(job.lowered), job.error)
             return
-        for block, native in lowered:
-            block.native = self.engine.address(native.name)
-            block.native_block = native
-            self.compiled.append(block)
-        self.stats.compiled += len(lowered)
-        self.stats.modules += 1
-        self.stats.compile_seconds += time.perf_counter() - start
+        stats.modules += 1
+        stats.cached_modules += job.cached
+        if job.engine is not self.engine:
+            return
+        blocks = self.interp.blocks
+        for (block, native), address in zip(job.lowered, job.addresses, strict=True):
+            if blocks.get(block.rip) is block and block.native is None:
+                block.native = address
+                block.native_block = native
+                self.compiled.append(block)
+                stats.compiled += 1
+
+    def install_done(self) -> None:
+        """Install what the compile thread finished (the run loop calls this between blocks)."""
+        done = self.done
+        while done:
+            self._install(done.pop(0))
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                self._build(job)
+                self.done.append(job)
+            finally:
+                self.jobs.task_done()
+
+    def stop(self) -> None:
+        """End the compile thread (at exit: LLVM must not be working while Python shuts down)."""
+        if self.worker is not None and self.worker.is_alive():
+            self.jobs.put(None)
+            self.worker.join(timeout=10)
+        self.worker = None
 
     def _lower(self, block: Block) -> NativeBlock | None:
         insns: list[Insn] = list(block.translation.insns)
@@ -565,6 +646,7 @@ class Jit:
         first = True
         hot = self.hot
         patience = PATIENCE * hot
+        done = self.done
         try:
             while True:
                 if stops and not first:
@@ -614,6 +696,8 @@ class Jit:
                     self.ran(block)
                 elif block.hits == patience and self.pending:
                     self.flush_pending()
+                if done:
+                    self.install_done()
         except GuestFault as fault:      # the block at ``rip`` could not be fetched or decoded
             state.rip = rip
             return Exit(ExitKind.FAULT, fault, message=fault.describe())

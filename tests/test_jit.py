@@ -94,7 +94,8 @@ def test_a_non_canonical_address_in_native_code_is_a_general_protection_fault() 
 
 
 @pytest.mark.parametrize("mode", ["off", "eager"])
-@pytest.mark.parametrize("name", ["sha256", "intmath", "floats", "strings", "division", "longjmp", "selfmodify"])
+@pytest.mark.parametrize("name", ["sha256", "intmath", "floats", "strings", "division", "longjmp", "selfmodify",
+                                  "rdtsc"])
 def test_programs_give_the_native_output_in_every_tier(name: str, mode: str, build_static, tmp_path: Path) -> None:
     binary = build_static(PROGRAMS_DIR / f"{name}.c", "O2")
     args = ["16384"] if name == "sha256" else []

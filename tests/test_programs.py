@@ -35,6 +35,7 @@ PROGRAMS = {
     "intmath": Case(),
     "longjmp": Case(),
     "recursion": Case(),
+    "rdtsc": Case(),
     "return3": Case(returncode=3),
     "selfmodify": Case(),
     "sha256": Case(args=("16384",)),
