@@ -191,6 +191,22 @@ def test_info_clock_pic_and_devices_at_start_kernel(at_start_kernel) -> None:
                                                                           devices, re.M)
 
 
+def test_with_the_jit_on_break_start_kernel_stops_at_the_same_instruction_count(at_start_kernel, tmp_path) -> None:
+    """The same session in the native tier: the breakpoint, the registers and the clock are the Python tier's."""
+    _, off, _, _ = at_start_kernel
+    serial = tmp_path / "serial.txt"
+    repl = Repl(serial, "--jit=on")
+    outputs = {command: repl(command) for command in ("break start_kernel", "continue", "info registers rip rsp",
+                                                      "info clock", "info jit")}
+    assert repl.quit() == 0
+    assert outputs["continue"].startswith("Breakpoint 1, ")
+    for command in ("info clock",):
+        assert outputs[command] == off[command]
+    rip = re.search(r"^rip\s+(0x[0-9a-f]+)", outputs["info registers rip rsp"], re.M)[1]
+    assert rip == re.search(r"^rip\s+(0x[0-9a-f]+)", off["info registers"], re.M)[1]
+    assert re.search(r"^JIT on: [1-9]\d* of \d+ blocks native", outputs["info jit"], re.M), outputs["info jit"]
+
+
 def test_quit_ends_the_session_with_status_0(at_start_kernel) -> None:
     assert at_start_kernel[3] == 0
 
