@@ -39,6 +39,7 @@ import keystone
 
 from cpu.exceptions import ERROR_CODE, deliver, syscall_entry
 from cpu.interp import Exit, ExitKind, Interpreter
+from cpu.jit import Jit
 from cpu.mmu import Mmu, Pte
 from cpu.physical import PhysicalMemory
 from cpu.state import CpuState
@@ -146,11 +147,14 @@ class Run:
 
 
 class BareMetal:
-    def __init__(self) -> None:
+    def __init__(self, jit: str = "off") -> None:
+        """``jit``: the tier the CPU runs in ("off", or "on"/"eager": ``cpu.jit``, strict)."""
         self.phys = PhysicalMemory(RAM_SIZE, Bus("mmio"))
         self.state = state = CpuState()
         self.mmu = Mmu(state, self.phys)
         self.cpu = Interpreter(state, self.mmu)
+        if jit != "off":
+            self.cpu.jit = Jit(self.cpu, jit, strict=True)
         self.device = FakeDevice()
         self.ports = Bus("ports")
         self.ports.map(PORT_BASE, 8, self.device, "fake")

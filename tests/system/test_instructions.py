@@ -27,9 +27,10 @@ from tests.system.baremetal import (
 BUFFER = 0x300000
 
 
-@pytest.fixture
-def bm() -> BareMetal:
-    return BareMetal()
+@pytest.fixture(params=["off", "eager"])
+def bm(request: pytest.FixtureRequest) -> BareMetal:
+    """The bare machine in the Python tier, and with every block compiled to native code."""
+    return BareMetal(jit=request.param)
 
 
 def gp_count(bm: BareMetal) -> int:

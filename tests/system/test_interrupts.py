@@ -31,9 +31,10 @@ NOTES = 0x78000
 """Where such a handler writes what it saw (supervisor page)."""
 
 
-@pytest.fixture
-def bm() -> BareMetal:
-    return BareMetal()
+@pytest.fixture(params=["off", "eager"])
+def bm(request: pytest.FixtureRequest) -> BareMetal:
+    """The bare machine in the Python tier, and with every block compiled to native code."""
+    return BareMetal(jit=request.param)
 
 
 def notes(bm: BareMetal, n: int) -> tuple[int, ...]:

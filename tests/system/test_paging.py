@@ -15,9 +15,10 @@ HIGH = 0x0000_5555_0000_0000
 """A virtual address in a PML4 slot of its own, for test mappings."""
 
 
-@pytest.fixture
-def bm() -> BareMetal:
-    return BareMetal()
+@pytest.fixture(params=["off", "eager"])
+def bm(request: pytest.FixtureRequest) -> BareMetal:
+    """The bare machine in the Python tier, and with every block compiled to native code."""
+    return BareMetal(jit=request.param)
 
 
 def test_a_4k_walk_reports_four_levels_and_the_physical_byte(bm: BareMetal) -> None:
@@ -274,3 +275,14 @@ def test_mmio_through_a_mapped_page_reaches_the_device_with_the_access_size(bm: 
     bm.run()
     assert bm.state.rax == 0xCAFEF00D
     assert device.accesses == [("read", 0x10, 4), ("write", 0x14, 4)]
+
+
+def test_a_page_mapped_beyond_ram_reads_all_ones_and_ignores_writes_in_every_tier(bm: BareMetal) -> None:
+    """Guest page tables may name any physical address: outside RAM (and every device) the access is an
+    unassigned one, never a host address; the native tier takes its slow path there too."""
+    beyond = 3 << 30                                                  # 3 GiB: far past the 4 MiB of RAM
+    bm.tables.map(HIGH, beyond, PRESENT_RW)
+    bm.code(f"mov rbx, {HIGH + 0x18:#x}; mov qword ptr [rbx], 0x1234; mov rax, [rbx]; mov ecx, [rbx + 0xfe0]; hlt")
+    run = bm.run()
+    assert run.exit.kind.name == "HALT" and run.delivered == []
+    assert (bm.state.rax, bm.state.rcx) == ((1 << 64) - 1, (1 << 32) - 1)
