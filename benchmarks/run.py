@@ -115,7 +115,7 @@ def bench_c_workload(size: int, workdir: Path, jit: str) -> dict[str, object]:
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
 
 
-def bench_boot(jit: str) -> dict[str, object]:
+def bench_boot(jit: str, cold: bool = False) -> dict[str, object]:
     """Wall time (and for emu, guest instructions) from start to the guest's /init marker line."""
     from emu.machine.console import INIT_MARKER
     from emu.machine.guest import default_guest
@@ -123,12 +123,15 @@ def bench_boot(jit: str) -> dict[str, object]:
     guest = default_guest()
     emu = subprocess.run([sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd",
                           str(guest.initrd), "--rtc-base", "1700000000", "--script", "poweroff -f", "--stats",
-                          f"--jit={jit}"],
+                          f"--jit={jit}", *(["--no-code-cache"] if cold else [])],
                          capture_output=True, text=True, check=False)
     marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
     if emu.returncode != 0 or marker is None:
         raise SystemExit(f"emu boot failed:\n{emu.stdout[-2000:]}\n{emu.stderr[-2000:]}")
     result: dict[str, object] = {"emu_s": float(marker[2]), "instructions": int(marker[1])}
+    jit_line = re.search(r"^emu: (JIT .*)$", emu.stderr, re.M)
+    if jit_line:
+        result["jit"] = jit_line[1]
     qemu = shutil.which("qemu-system-x86_64")
     if qemu:
         cmd = [qemu, "-M", "microvm,acpi=off", "-cpu", "qemu64,-apic", "-m", "128M", "-nographic", "-no-reboot",
@@ -178,11 +181,14 @@ def main() -> int:
     else:
         rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
     if not args.no_boot:
-        for jit in ("off", "on"):
-            boot = bench_boot(jit)
+        for jit, cold in (("off", False), ("on", True), ("on", False)):
+            boot = bench_boot(jit, cold)
             versus = f", {boot['emu_s'] / boot['qemu_s']:,.0f}x qemu-system" if "qemu_s" in boot else ""
-            rows.append((f"boot to /init: emu --jit={jit}", f"{boot['emu_s']:.2f} s",
+            caches = "cold caches" if cold else "warm caches"
+            rows.append((f"boot to /init: emu --jit={jit}, {caches}", f"{boot['emu_s']:.2f} s",
                          f"{boot['instructions']:,} guest insns{versus}"))
+            if "jit" in boot:
+                rows.append(("", "", boot["jit"]))
         if "qemu_s" in boot:
             rows.append(("boot to /init: qemu-system (TCG)", f"{boot['qemu_s']:.2f} s", ""))
         else:

@@ -424,6 +424,8 @@ class Stats:
     native_entries: int = 0
     renewals: int = 0
     cached_modules: int = 0
+    native_insns: int = 0
+    """Instructions retired by native blocks that left normally (a faulting block's are the Python side's)."""
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -630,7 +632,11 @@ class Jit:
         ctx.limit = limit
         ctx.request = 1 if self.interp._stops else 0
         self.stats.native_entries += 1
-        return self.engine.dispatch(self.state_address, self.ctx_address, block.native)
+        state = self.interp.state
+        before = state.icount
+        code = self.engine.dispatch(self.state_address, self.ctx_address, block.native)
+        self.stats.native_insns += state.icount - before
+        return code
 
     def run(self, limit: int | None) -> Exit:
         """The run loop with the native tier: ``Interpreter.run`` with the same contract."""
@@ -809,8 +815,8 @@ class Jit:
     def summary(self) -> str:
         s = self.stats
         return (f"JIT {self.mode}: {s.compiled} blocks compiled in {s.modules} modules "
-                f"({s.cached_modules} from the code cache), {s.compile_seconds * 1000:.0f} ms, "
-                f"{s.failed} left in the Python tier, "
+                f"({s.cached_modules} from the code cache), {s.compile_seconds * 1000:.0f} ms compiling, "
+                f"{s.failed} left in the Python tier; {s.native_insns} instructions in "
                 f"{self.ctx.blocks} native block runs")
 
 
