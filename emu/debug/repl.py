@@ -439,7 +439,7 @@ class Debugger(BreakpointCommands, MachineCommands, cmd.Cmd):
         evaluate(tree, self)
 
     def do_info(self, arg: str) -> None:
-        """info TOPIC (i): registers [REG...] (i r), breakpoints (i b), watchpoints, symbol ADDR, clock;
+        """info TOPIC (i): registers [REG...] (i r), breakpoints (i b), watchpoints, symbol ADDR, clock, jit;
         on a full-system machine also tlb, mem, pic, devices.  `info` alone lists the topics there are."""
         word, _, rest = arg.partition(" ")
         if not word:

@@ -133,7 +133,7 @@ def test_help_lists_commands_and_explains_one(counter_program: str) -> None:
 def test_info_lists_its_topics_and_refuses_unknown_ones(counter_program: str) -> None:
     s = run_session(counter_program, "info\ninfo nosuch\ninfo reg rip\ninfo clock\n")
     assert [line.split()[1] for line in outputs(s)[0].splitlines()] == [
-        "breakpoints", "watchpoints", "registers", "symbol", "clock"]
+        "breakpoints", "watchpoints", "registers", "symbol", "clock", "jit"]
     assert outputs(s)[1].strip() == 'Undefined info command: "nosuch".  Try "help info".'
     assert outputs(s)[2].startswith("rip ")
     assert outputs(s)[3].startswith("Instructions retired: 0\n")
