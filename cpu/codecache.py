@@ -84,8 +84,10 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (addr, lim, code)
 );
 CREATE TABLE IF NOT EXISTS natives (
-    key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's IR, the LLVM version, the target and the host CPU
-    obj BLOB NOT NULL       -- the object code LLVM made of that module
+    key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's blocks (addresses, bytes), the translator, the
+                            -- LLVM version, the target and the host CPU
+    obj BLOB NOT NULL,      -- the object code LLVM made of that module
+    meta BLOB NOT NULL      -- marshal: what the JIT needs to know of its blocks (names, exit sites)
 )"""
 
 
@@ -197,7 +199,7 @@ class CodeCache:
         self.error: str | None = None
         self.full = False
         self.pending: list[tuple[int, int, bytes, int, bytes]] = []
-        self.pending_natives: list[tuple[bytes, bytes]] = []
+        self.pending_natives: list[tuple[bytes, bytes, bytes]] = []
         self._lock = threading.Lock()
         self.db: sqlite3.Connection | None = None
         try:
@@ -320,23 +322,26 @@ class CodeCache:
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
-    def native(self, key: bytes) -> bytes | None:
-        """The object code kept for a native module with this key (``cpu.jit``), if any."""
+    def native(self, key: bytes) -> tuple[bytes, bytes] | None:
+        """The object code and metadata kept for a native module with this key (``cpu.jit``), if any."""
         if self.db is None:
             return None
+        for pending in self.pending_natives:
+            if pending[0] == key:
+                return pending[1], pending[2]
         try:
             with self._lock:
-                row = self.db.execute("SELECT obj FROM natives WHERE key = ?", (key,)).fetchone()
+                row = self.db.execute("SELECT obj, meta FROM natives WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error as err:
             self._fail(err)
             return None
-        return None if row is None else bytes(row[0])
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
 
-    def store_native(self, key: bytes, obj: bytes) -> None:
-        """Keep the object code of a native module just compiled."""
+    def store_native(self, key: bytes, obj: bytes, meta: bytes) -> None:
+        """Keep the object code of a native module just compiled, and what the JIT needs to use it."""
         if self.db is None or self.full:
             return
-        self.pending_natives.append((key, obj))
+        self.pending_natives.append((key, obj, meta))
         if len(self.pending_natives) >= FLUSH_EVERY // 8:
             self.flush()
 
@@ -351,7 +356,7 @@ class CodeCache:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
                     self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)", rows)
-                    self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?)", natives)
+                    self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?, ?)", natives)
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")

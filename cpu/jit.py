@@ -37,6 +37,7 @@ import collections
 import ctypes
 import hashlib
 import logging
+import marshal
 import os
 import queue
 import threading
@@ -68,6 +69,7 @@ from cpu.backends.llvm import (
     cc_flags,
     table_slot,
 )
+from cpu.codecache import StoredInsns
 from cpu.decoder import Insn
 from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector
 from cpu.flags import CcOp
@@ -351,6 +353,7 @@ class Engine:
                                       llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), str(opt)))
         self.cache: CodeCache | None = None
         """Where :meth:`add` looks for and keeps object code (set by the Jit that compiles)."""
+        self.meta = b""
         self.hits = 0
         self.runtime = _runtime_ir()
         self.in_segment = 0
@@ -392,24 +395,27 @@ class Engine:
         return fresh
 
     def _cached(self, module: object) -> bytes | None:
-        obj = None if self.cache is None else self.cache.native(bytes.fromhex(module.name))
-        if obj is not None:
-            self.hits += 1
-        return obj
+        found = None if self.cache is None else self.cache.native(bytes.fromhex(module.name))
+        if found is None:
+            return None
+        self.hits += 1
+        return found[0]
 
     def _compiled(self, module: object, obj: bytes) -> None:
         if self.cache is not None:
-            self.cache.store_native(bytes.fromhex(module.name), bytes(obj))
+            self.cache.store_native(bytes.fromhex(module.name), bytes(obj), self.meta)
 
-    def add(self, ir: str, cache: CodeCache | None = None) -> None:
-        """Compile ``ir`` (or load its object code from ``cache``) into the current segment; :meth:`address`
-        finds its functions until the next ``add``."""
+    def add(self, ir: str, cache: CodeCache | None = None, key: bytes | None = None, meta: bytes = b"") -> None:
+        """Compile ``ir`` (or load the object code ``cache`` keeps under ``key``, by default a hash of ``ir``;
+        with an empty ``ir`` it must be there) into the current segment; :meth:`address` finds its functions
+        until the next ``add``.  ``meta`` is kept with the object code."""
         if self.in_segment >= SEGMENT:
             self._segment()
         self.in_segment += 1
         self.cache = cache
+        self.meta = meta
         module = self.llvm.parse_assembly(ir)
-        module.name = hashlib.sha256(f"{self.fingerprint}\n{ir}".encode()).hexdigest()
+        module.name = (key or hashlib.sha256(f"{self.fingerprint}\n{ir}".encode()).digest()).hex()
         module.verify()
         if self.opt:
             self.passes.getModulePassManager().run(module, self.passes)
@@ -438,6 +444,9 @@ class Job:
     cached: int = 0
     addresses: list[int] = field(default_factory=list)
     error: str | None = None
+    key: bytes | None = None
+    """Its key in the code cache's native objects."""
+    meta: bytes = b""
     due: int = 0
     """The guest instruction count at which the run loop installs it."""
     built: threading.Event = field(default_factory=threading.Event)
@@ -558,7 +567,13 @@ class Jit:
             self.jobs.join()        # nothing may still be compiling into the engine that goes
             self.engine = Engine.renew() if self.engine.full else Engine.shared()
             self.stats.renewals += 1
-        lowered: list[tuple[Block, NativeBlock]] = []
+        key = self._key(blocks)
+        cache = self.interp.code_cache
+        found = None if cache is None else cache.native(key)
+        if found is not None:
+            lowered = self._from_meta(blocks, found[1])
+            return Job(self.engine, lowered, "", time.perf_counter() - start, key=key) if lowered else None
+        lowered = []
         for block in blocks:
             native = self._lower(block)
             if native is not None:
@@ -567,16 +582,48 @@ class Jit:
             return None
         declares = sorted(set().union(*(n.declares for _, n in lowered)))
         ir = _BLOCK_DECLARES + "\n".join(declares) + "\n" + "\n".join(n.ir for _, n in lowered)
-        return Job(self.engine, lowered, ir, time.perf_counter() - start)
+        meta = marshal.dumps([(block.rip, native.name, native.event,
+                               [(s.index, s.vector, s.error_code, s.detail, s.event) for s in native.sites])
+                              for block, native in lowered])
+        return Job(self.engine, lowered, ir, time.perf_counter() - start, key=key, meta=meta)
+
+    def _key(self, blocks: Sequence[Block]) -> bytes:
+        """What the module of ``blocks`` is a function of (with the translator, which names the cache file):
+        their addresses and bytes, the names and exit-site numbers it starts from, the LLVM target."""
+        digest = hashlib.sha256(f"{self.engine.fingerprint}\n{self.engine.counter}\n{len(self.sites)}".encode())
+        for block in blocks:
+            insns = block.translation.insns
+            code = insns.code if isinstance(insns, StoredInsns) else b"".join(insn.raw for insn in insns)
+            digest.update(f"\n{block.rip:x}:{block.count}:".encode())
+            digest.update(code)
+        return digest.digest()
+
+    def _from_meta(self, blocks: Sequence[Block], meta: bytes) -> list[tuple[Block, NativeBlock]]:
+        """The blocks of a module found in the cache, as lowering them would have described them (names and
+        site numbers advance as they would have)."""
+        entries = {rip: (name, event, sites) for rip, name, event, sites in marshal.loads(meta)}
+        self.engine.counter += len(blocks)
+        lowered = []
+        for block in blocks:
+            if block.rip not in entries:
+                continue
+            name, event, sites = entries[block.rip]
+            native = NativeBlock(name, "", block.translation.insns, event,      # type: ignore[arg-type]
+                                 [Site(i, v, e, d, ev) for i, v, e, d, ev in sites])
+            self.sites.extend((native, site) for site in native.sites)
+            lowered.append((block, native))
+        return lowered
 
     def _build(self, job: Job) -> None:
         """LLVM's part (it releases the GIL): parse, generate or load the object code, resolve the addresses."""
         start = time.perf_counter()
         try:
             hits = job.engine.hits
-            job.engine.add(job.ir, self.interp.code_cache)
+            job.engine.add(job.ir, self.interp.code_cache, job.key, job.meta)
             job.cached = job.engine.hits - hits
             job.addresses = [job.engine.address(native.name) for _, native in job.lowered]
+            if not all(job.addresses):
+                raise LoweringError("the code cache no longer holds this module's object code")
         except Exception as err:    # an LLVM failure: the blocks stay in the Python tier
             if self.strict:
                 raise
