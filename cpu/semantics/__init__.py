@@ -4,6 +4,12 @@ One module per instruction family, each registering its functions here with
 :func:`semantics`.  A function has the signature ``f(ops, insn, *operands)``.
 Mnemonics are capstone's base names (``"add"``, ``"stosq"``, ``"cmovne"``).
 
+:data:`FEATURES` names the CPUID feature an instruction belongs to (``"ssse3"``,
+``"bmi2"``, ``"avx2"``); mnemonics registered without one are the x86-64
+baseline.  ``cpu.cpuid`` advertises a feature only when the chosen CPU level
+includes it and instructions are registered for it, and the translator raises
+#UD for an instruction whose feature the level lacks.
+
 Two more registries hold Python code the semantics may name:
 
 * :data:`HELPERS`: pure functions of integers (``popcount``, SSE lane
@@ -20,17 +26,20 @@ from collections.abc import Callable
 Semantic = Callable[..., None]
 
 SEMANTICS: dict[str, Semantic] = {}
+FEATURES: dict[str, str] = {}
 HELPERS: dict[str, Callable[..., int]] = {}
 CALLS: dict[str, Callable[..., int | None]] = {}
 
 
-def semantics(*mnemonics: str) -> Callable[[Semantic], Semantic]:
-    """Register ``fn`` as the semantics of each mnemonic."""
+def semantics(*mnemonics: str, feature: str | None = None) -> Callable[[Semantic], Semantic]:
+    """Register ``fn`` as the semantics of each mnemonic; ``feature``: the CPUID feature they need."""
     def register(fn: Semantic) -> Semantic:
         for m in mnemonics:
             if m in SEMANTICS:
                 raise ValueError(f"semantics for {m!r} registered twice")
             SEMANTICS[m] = fn
+            if feature is not None:
+                FEATURES[m] = feature
         return fn
     return register
 
