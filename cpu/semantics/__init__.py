@@ -70,6 +70,8 @@ def load_all() -> dict[str, Semantic]:
         shift,
         sse,
         sse3,
+        sse4,
+        sse4_float,
         sse_float,
         ssse3,
         stack,
