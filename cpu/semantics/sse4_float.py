@@ -15,6 +15,14 @@ pairwise in the SDM's order ((p0 + p1) + (p2 + p3)), unselected products
 being +0.0, and write the sum to the lanes selected by imm8[3:0] (+0.0
 elsewhere).  Every multiply and add rounds under MXCSR with ``sse_float.arith``,
 so each step's exceptions are raised, ORed together.
+
+Which NaN a sum returns depends on the order of each add's operands, which
+the SDM leaves open.  This CPU sums for each destination lane on its own,
+like two horizontal adds: DPPS lane i is (p[i^1] + p[i]) + (p[i^3] + p[i^2]),
+DPPD lane i is p[i] + p[i^1] (the first operand's NaN wins, table 4-7); so
+two lanes may hold different NaNs.  Measured on the host against random
+operands (``tests/semantics/test_sse4.py``); the rounded sums are the same
+in every lane.
 """
 
 from __future__ import annotations
@@ -77,13 +85,14 @@ def _dot(f: Fmt, a: int, b: int, imm: int, mxcsr: int) -> int:
         flags |= raised
         return r
 
-    products = [op("mul", x, y) if imm >> (4 + i) & 1 else 0
-                for i, (x, y) in enumerate(zip(lanes(a, f.bits), lanes(b, f.bits), strict=True))]
+    t = [op("mul", x, y) if imm >> (4 + i) & 1 else 0
+         for i, (x, y) in enumerate(zip(lanes(a, f.bits), lanes(b, f.bits), strict=True))]
     if n == 4:
-        total = op("add", op("add", products[0], products[1]), op("add", products[2], products[3]))
+        pairs = [op("add", t[i ^ 1], t[i]) for i in range(4)]
+        sums = [op("add", pairs[i], pairs[i ^ 2]) for i in range(4)]
     else:
-        total = op("add", products[0], products[1])
-    return join([total if imm >> i & 1 else 0 for i in range(n)], f.bits) | (flags << 128)
+        sums = [op("add", t[i], t[i ^ 1]) for i in range(2)]
+    return join([sums[i] if imm >> i & 1 else 0 for i in range(n)], f.bits) | (flags << 128)
 
 
 @helper

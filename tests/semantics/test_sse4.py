@@ -3,8 +3,9 @@
 Every instruction in its register and memory forms and, for the immediate
 forms, over immediates that reach every selector bit.  Lanes are biased to
 boundaries (``test_sse.vector``); the rounding and dot-product instructions
-run over special values under every MXCSR rounding mode (``test_sse_float``).
-The host CPU checks the MXCSR flags (``test_simd_host.py``).
+run over special values under every MXCSR rounding mode (``test_sse_float``)
+against unicorn, and against the host CPU (``host.check_host``) with DAZ, FTZ
+and the MXCSR flags compared too.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from cpu.flags import Flag
 from cpu.interp import ExitKind
 from cpu.semantics.xmm import MASK64
 from tests.semantics.harness import DATA, check
+from tests.semantics.host import check_host, needs_host
 from tests.semantics.test_sse import CASES, run_alone, second, setup, vector
 from tests.semantics.test_sse_float import float_case, is_nan, mxcsr
 from tests.semantics.test_sse_float import vector as float_vector
+from tests.semantics.test_ssse3 import host_float_case
 
 LANEWISE = ("pminsb", "pminsd", "pminuw", "pminud", "pmaxsb", "pmaxsd", "pmaxuw", "pmaxud", "pmulld", "pmuldq",
             "pcmpeqq", "pcmpgtq", "packusdw", "phminposuw", "ptest")
@@ -157,7 +160,7 @@ def dot_cases(mnemonic: str, form: str, rng: random.Random, count: int):
 
     unicorn (QEMU 5) adds DPPS's products one after another, ((p0 + p1) + p2) + p3, where the SDM
     says (p0 + p1) + (p2 + p3); those differ in rounding, so the full DPPS is checked against the
-    host CPU only (test_simd_host.py).  Moderate nonzero lanes keep the SDM's extra + 0.0 exact."""
+    host CPU only.  Moderate nonzero lanes keep the SDM's extra + 0.0 exact."""
     width = 32 if mnemonic == "dpps" else 64
     for k in range(count):
         s = setup(rng)
@@ -189,6 +192,21 @@ def _moderate(rng: random.Random) -> int:
 def test_dot_products_match_unicorn(rng, mnemonic, form):
     for case in dot_cases(mnemonic, form, rng, 2 * CASES):
         check(case)
+
+
+@needs_host
+@pytest.mark.parametrize("mnemonic", [*ROUNDS, "dpps", "dppd"])
+@pytest.mark.parametrize("form", ["xmm", "mem"])
+def test_rounding_and_dot_products_and_their_mxcsr_flags_match_the_host(rng, mnemonic, form):
+    """Special values (NaN pairs, denormals, infinities) under any MXCSR incl. DAZ and FTZ; every
+    imm8 of ROUNDxx's low nibble; DPPS's full summation order."""
+    width, size = ROUNDS.get(mnemonic, (32 if mnemonic == "dpps" else 64, 128))
+    for k in range(4 * CASES):
+        s = setup(rng)
+        a, b = float_vector(rng, width), float_vector(rng, width)
+        imm = k % 16 if mnemonic.startswith("round") and k < 16 else rng.getrandbits(8)
+        src = "xmm1" if form == "xmm" else s.mem(0x40, size, b)
+        check_host(host_float_case(rng, f"{mnemonic} xmm0, {src}, {imm}", {0: a, 1: b}, s))
 
 
 @pytest.mark.fuzz

@@ -3,9 +3,9 @@
 Every instruction in its register and memory forms, over random 128-bit
 vectors biased toward lane boundaries (``test_sse.vector``) and, for the
 SSE3 floating-point arithmetic, over special values under every MXCSR
-rounding mode (``test_sse_float``).  unicorn has no MXCSR exception flags
-worth comparing for these (see test_sse_float); the host-CPU program in
-``test_simd_host.py`` checks the flags.
+rounding mode (``test_sse_float``).  unicorn sets no MXCSR exception flags,
+ignores FTZ and picks the wrong NaN of two; the host CPU (``host.check_host``)
+checks those: :func:`host_float_case` stores MXCSR after the instruction.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import random
 
 import pytest
 
-from tests.semantics.harness import check
+from tests.semantics.harness import Case, check
+from tests.semantics.host import check_host, needs_host
+from tests.semantics.operands import Setup
 from tests.semantics.test_sse import CASES, second, setup, vector
-from tests.semantics.test_sse_float import float_case, is_nan, mxcsr, number, one_nan_per_lane
+from tests.semantics.test_sse_float import FTZ, float_case, is_nan, mxcsr, number, one_nan_per_lane
 from tests.semantics.test_sse_float import lanes as float_lanes
 from tests.semantics.test_sse_float import vector as float_vector
 
@@ -92,6 +94,25 @@ SSE3_FLOAT_FORMS = [(m, f) for m in SSE3_FLOAT for f in ("xmm", "m128")]
 def test_sse3_float_arithmetic_matches_unicorn(rng, mnemonic, form):
     for case in sse3_float_cases(mnemonic, form, rng, CASES):
         check(case)
+
+
+def host_float_case(rng: random.Random, asm: str, xmm: dict[int, int], s: Setup | None = None) -> Case:
+    """``asm`` under a random MXCSR (any rounding, DAZ, FTZ, PE set or not), MXCSR stored after it."""
+    s = s or setup(rng)
+    control = mxcsr(rng) | (FTZ if rng.random() < 0.3 else 0)
+    case = float_case(rng, f"{asm}; stmxcsr dword ptr [rsi + 0x1f4]", xmm, control, s)
+    return case
+
+
+@needs_host
+@pytest.mark.parametrize(("mnemonic", "form"), SSE3_FLOAT_FORMS)
+def test_sse3_float_arithmetic_and_mxcsr_flags_match_the_host(rng, mnemonic, form):
+    width = 32 if mnemonic.endswith("ps") else 64
+    for _ in range(4 * CASES):
+        s = setup(rng)
+        a, b = float_vector(rng, width), float_vector(rng, width)
+        src = "xmm1" if form == "xmm" else s.mem(0x40, 128, b)
+        check_host(host_float_case(rng, f"{mnemonic} xmm0, {src}", {0: a, 1: b}, s))
 
 
 SSE3_MOVES = ("movddup xmm0, xmm1", "movddup xmm0, qword ptr [rsi + 0x48]", "movddup xmm12, qword ptr [rsi + 0x43]",
