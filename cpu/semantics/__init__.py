@@ -59,8 +59,10 @@ def call(fn: Callable[..., int | None]) -> Callable[..., int | None]:
 def load_all() -> dict[str, Semantic]:
     """Import every family module (they register themselves) and return the table."""
     from cpu.semantics import (  # noqa: F401
+        aes,
         binary,
         bit,
+        clmul,
         control,
         crc32,
         datamov,
@@ -69,6 +71,7 @@ def load_all() -> dict[str, Semantic]:
         muldiv,
         pcmpstr,
         privileged,
+        sha,
         shift,
         sse,
         sse3,
