@@ -46,6 +46,13 @@ def test_ssse3_lane_instructions_match_unicorn(rng, mnemonic, form):
         check(case)
 
 
+@needs_host
+@pytest.mark.parametrize(("mnemonic", "form"), FORMS)
+def test_ssse3_lane_instructions_match_the_host(rng, mnemonic, form):
+    for case in ssse3_cases(mnemonic, form, rng, CASES // 2):
+        check_host(case)
+
+
 def palignr_cases(form: str, rng: random.Random):
     for count in (*range(0, 34, 3), 15, 16, 17, 31, 32, 33, 0x80, 0xFF):
         s = setup(rng)
