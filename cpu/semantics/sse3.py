@@ -15,6 +15,9 @@ CPU does not advertise them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from cpu.semantics import helper, semantics
 from cpu.semantics import xmm as X
 from cpu.semantics.sse_float import F32, F64, Fmt, arith
@@ -43,37 +46,26 @@ def _horizontal(op: str, f: Fmt, a: int, b: int, mxcsr: int) -> int:
     return _pairs(f, [(op, both[i], both[i + 1]) for i in range(0, len(both), 2)], mxcsr)
 
 
-@helper
-def addsubps(a: int, b: int, mxcsr: int) -> int:
-    return _alternate(F32, a, b, mxcsr)
+ARITH: dict[str, Callable[[int, int, int], int]] = {
+    "addsubps": partial(_alternate, F32), "addsubpd": partial(_alternate, F64),
+    "haddps": partial(_horizontal, "add", F32), "haddpd": partial(_horizontal, "add", F64),
+    "hsubps": partial(_horizontal, "sub", F32), "hsubpd": partial(_horizontal, "sub", F64),
+}
 
 
-@helper
-def addsubpd(a: int, b: int, mxcsr: int) -> int:
-    return _alternate(F64, a, b, mxcsr)
+def _arith_helper(name: str, compute: Callable[[int, int, int], int]) -> None:
+    def h(a: int, b: int, mxcsr: int) -> int:
+        return compute(a, b, mxcsr)
+    h.__name__ = name
+    h.__doc__ = f"{name.upper()}: the new 128-bit value of (a, b) under MXCSR, its flags above bit 128."
+    helper(h)
 
 
-@helper
-def haddps(a: int, b: int, mxcsr: int) -> int:
-    return _horizontal("add", F32, a, b, mxcsr)
+for _name, _compute in ARITH.items():
+    _arith_helper(_name, _compute)
 
 
-@helper
-def haddpd(a: int, b: int, mxcsr: int) -> int:
-    return _horizontal("add", F64, a, b, mxcsr)
-
-
-@helper
-def hsubps(a: int, b: int, mxcsr: int) -> int:
-    return _horizontal("sub", F32, a, b, mxcsr)
-
-
-@helper
-def hsubpd(a: int, b: int, mxcsr: int) -> int:
-    return _horizontal("sub", F64, a, b, mxcsr)
-
-
-@semantics("addsubps", "addsubpd", "haddps", "haddpd", "hsubps", "hsubpd", feature="sse3")
+@semantics(*ARITH, feature="sse3")
 def arithmetic(ops, insn, dst, src):
     """HADDPS xmm1, xmm2/m128 and the others: dst = helper(dst, src, MXCSR); flags to MXCSR."""
     a, b = ops.read(dst), X.read(ops, insn, src)
