@@ -12,7 +12,7 @@ generic intrinsics), so every host gets native code.
 What the helper's Python definition says is the specification; the
 differential tests (``tests/semantics/test_sse.py``, ``test_ssse3.py``,
 ``test_sse4.py``) hold each lowering to it and to unicorn.  Helpers not listed
-here (``pmaddwd``, ``psadbw``, ``pshufb``, the horizontal and string
+here (``pmaddwd``, ``psadbw``, the horizontal and string
 operations, crypto, the float helpers) still call Python.
 """
 
@@ -228,6 +228,18 @@ class VectorLanes:
             return self.scalar(self.shuffle(self.vec(b, 8), self.vec(a, 8), 8, [imm + i for i in range(16)]), 8)
         order = [imm - 16 + i if imm - 16 + i < 16 else 16 for i in range(16)]
         return self.scalar(self.shuffle(self.vec(a, 8), "zeroinitializer", 8, order), 8)
+
+    def _pshufb(self, a: V, b: V) -> V:
+        """Byte i: byte (b[i] & 15) of a, or 0 when b[i] is negative; one extract/insert per byte."""
+        t = "<16 x i8>"
+        x, order = self.vec(a, 8), self.vec(b, 8)
+        index = self.op(f"and {t} {order}, {self.splat('15', 8)}")
+        out = "zeroinitializer"
+        for i in range(16):
+            k = self.op(f"extractelement {t} {index}, i64 {i}")
+            out = self.op(f"insertelement {t} {out}, i8 {self.op(f'extractelement {t} {x}, i8 {k}')}, i64 {i}")
+        negative = self.op(f"icmp slt {t} {order}, zeroinitializer")
+        return self.scalar(self.op(f"select <16 x i1> {negative}, {t} zeroinitializer, {t} {out}"), 8)
 
     def _unpack(self, a: V, b: V, width: V, high: bool) -> V | None:
         if not isinstance(width, int):
