@@ -113,7 +113,7 @@ def bsr(ops, insn, dst, src):
     _scan(ops, dst, src, "bit_scan_reverse")
 
 
-@semantics("popcnt")
+@semantics("popcnt", feature="popcnt")
 def popcnt(ops, insn, dst, src):
     value = ops.read(src)
     ops.write(dst, ops.helper("popcount", value))
