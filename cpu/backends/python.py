@@ -124,12 +124,12 @@ def propagate_copies(body: list[str], starts: list[int], snapshots: list[Snapsho
             if isinstance(v, str) and v in copies:
                 mentions.setdefault(v, []).append(bounds[i + 1] - 1)
     rename: dict[str, str] = {}
-    for name, (line, register) in copies.items():
+    for name, (at, register) in copies.items():
         used = mentions.get(name)
         if not used:
             continue
         writes = assigned.get(register, ())
-        after = bisect.bisect_right(writes, line)
+        after = bisect.bisect_right(writes, at)
         if after == len(writes) or writes[after] > max(used):
             rename[name] = register
     if not rename:
