@@ -1,8 +1,12 @@
 """What the CPU says it is: CPUID leaves (Intel SDM Vol. 2A, CPUID; AMD64 APM Vol. 3, appendix E).
 
 Only what the semantics implement is advertised: the x86-64 baseline
-(``x86-64-v1`` without MMX: FPU, TSC, CX8, CMOV, SSE/SSE2, FXSR,
-SYSCALL, NX, LM), plus CX16 and POPCNT which are implemented.  No APIC
+(``x86-64-v1``: FPU, TSC, CX8, CMOV, SSE/SSE2, FXSR, SYSCALL, NX, LM),
+plus CX16 and POPCNT which are implemented.  The exception is MMX: its
+instructions are not implemented (they raise #UD with a log line), but the
+bit is set because a dynamically linked glibc refuses to start on a CPU
+below the x86-64 baseline ("CPU ISA level is lower than required"), and
+glibc itself never executes an MMX instruction.  No APIC
 (Linux then runs in PIC mode), no XSAVE, no AVX, no BMI: ``tzcnt`` then runs
 as ``bsf``, as it does on such hardware.
 
@@ -16,11 +20,18 @@ controls, and a hypervisor.
 from __future__ import annotations
 
 VENDOR = b"GenuineEmu64"[:12]
+USER_VENDOR = b"GenuineIntel"
+"""The vendor user mode reports: glibc reads leaf 1, and so finds the x86-64 baseline that a dynamically linked
+libc requires, only for vendors it knows (sysdeps/x86/cpu-features.c: Intel, AMD, Zhaoxin), as qemu-user's CPU
+models are.  The full-system machine keeps :data:`VENDOR`, so the kernel runs no vendor-specific code."""
+vendor = VENDOR
+"""What leaf 0 returns; ``emu.user`` sets it to :data:`USER_VENDOR`."""
 
 # Leaf 1 EDX (SDM Vol. 2A, table 3-11).
-FPU, PSE, TSC, MSR, PAE, CX8, PGE, CMOV, PAT, CLFSH, FXSR, SSE, SSE2 = (
-    1 << 0, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 8, 1 << 13, 1 << 15, 1 << 16, 1 << 19, 1 << 24, 1 << 25, 1 << 26)
-LEAF1_EDX = FPU | PSE | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | CLFSH | FXSR | SSE | SSE2
+FPU, PSE, TSC, MSR, PAE, CX8, PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2 = (
+    1 << 0, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 8, 1 << 13, 1 << 15, 1 << 16, 1 << 19, 1 << 23, 1 << 24, 1 << 25,
+    1 << 26)
+LEAF1_EDX = FPU | PSE | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | CLFSH | MMX | FXSR | SSE | SSE2
 # Leaf 1 ECX (table 3-10): SSE3 off, CX16 on, POPCNT on.
 CX16, POPCNT = 1 << 13, 1 << 23
 LEAF1_ECX = CX16 | POPCNT
@@ -40,10 +51,9 @@ def _regs(text: bytes) -> tuple[int, int, int, int]:
 
 def cpuid(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
     """EAX, EBX, ECX, EDX for a leaf; unknown leaves read as zero (as Intel's beyond-max rule is not modelled)."""
-    vendor = int.from_bytes(VENDOR[0:4], "little"), int.from_bytes(VENDOR[4:8], "little"), \
-        int.from_bytes(VENDOR[8:12], "little")
     if leaf == 0:
-        return 0xD, vendor[0], vendor[2], vendor[1]
+        words = [int.from_bytes(vendor[i:i + 4], "little") for i in (0, 4, 8)]
+        return 0xD, words[0], words[2], words[1]
     if leaf == 1:
         family_model = (6 << 8) | (0xF << 4)          # family 6, model 15
         return family_model, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX   # CLFLUSH line 64 bytes, 1 logical CPU

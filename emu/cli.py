@@ -1,6 +1,6 @@
 """The ``emu`` command line: one argparse subcommand per job.
 
-    emu run PROGRAM [ARGS...]     run a static x86-64 Linux program (user mode, like qemu-x86_64)
+    emu run PROGRAM [ARGS...]     run an x86-64 Linux program (user mode, like qemu-x86_64)
     emu explain 'INSTRUCTION'     show an instruction's semantics as micro-ops
     emu debug PROGRAM [ARGS...]   run a program under the gdb-like debugger (emu.debug.repl)
     emu debug --boot [OPTIONS]    the same debugger on the full-system machine, from the kernel's entry
@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if jit is None:
         return 2
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
-                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit)
+                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit, sysroot=args.sysroot)
 
 
 def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
@@ -339,16 +339,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    run = sub.add_parser("run", help="run a static x86-64 Linux program in user mode",
+    run = sub.add_parser("run", help="run an x86-64 Linux program in user mode",
                          description="Run a static x86-64 Linux ELF program on this host, like qemu-x86_64. "
                                      "Its stdout, stderr and exit status are the program's own.")
-    run.add_argument("program", help="path of a static x86-64 ELF executable")
+    run.add_argument("program", help="path of an x86-64 ELF executable, static or dynamically linked")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     run.add_argument("-E", "--env", action="append", default=[], metavar="NAME=VALUE",
                      help="set an environment variable for the program (repeatable)")
     run.add_argument("-U", "--unset-env", action="append", default=[], metavar="NAME",
                      help="remove an environment variable (repeatable)")
     run.add_argument("--clear-env", action="store_true", help="start the program with an empty environment")
+    run.add_argument("-L", dest="sysroot", metavar="DIR",
+                     help="look up the dynamic linker and absolute paths under DIR first, as qemu -L "
+                          "(default: EMU_LD_PREFIX, else /)")
     _program_options(run)
     run.add_argument("--stats", action="store_true",
                      help="print instructions retired, time and MIPS to stderr at exit")

@@ -58,19 +58,16 @@ def same_as_native():
     return _check_same_as_native
 
 
-@pytest.fixture(scope="session")
-def build_static(tmp_path_factory):
-    """build(source, opt) -> path of `gcc -static -{opt}` applied to the C file source, built once per session."""
+def _builder(out_dir: Path, link: list[str]):
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.fail("gcc is not installed; the program tests need it: apt-get install -y gcc libc6-dev")
-    out_dir = tmp_path_factory.mktemp("programs")
     built: dict[tuple[Path, str], Path] = {}
 
     def build(source: Path, opt: str) -> Path:
         if (source, opt) not in built:
             binary = out_dir / f"{source.stem}-{opt}"
-            command = [gcc, "-static", f"-{opt}", "-o", str(binary), str(source), "-lm"]
+            command = [gcc, *link, f"-{opt}", "-o", str(binary), str(source), "-lm"]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 pytest.fail(f"{' '.join(command)} failed:\n{result.stderr}")
@@ -78,3 +75,16 @@ def build_static(tmp_path_factory):
         return built[source, opt]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def build_static(tmp_path_factory):
+    """build(source, opt) -> path of `gcc -static -{opt}` applied to the C file source, built once per session."""
+    return _builder(tmp_path_factory.mktemp("programs"), ["-static"])
+
+
+@pytest.fixture(scope="session")
+def build_dynamic(tmp_path_factory):
+    """build(source, opt) -> path of `gcc -{opt}` (dynamically linked, position-independent as gcc's default)
+    applied to the C file source, built once per session."""
+    return _builder(tmp_path_factory.mktemp("dynamic"), [])

@@ -2,15 +2,16 @@
 
 Follows the System V ABI generic ELF specification (gABI, ch. 4 "Object Files"
 and ch. 5 "Program Loading") and the AMD64 psABI supplement (EM_X86_64,
-ELFCLASS64, ELFDATA2LSB).  Accepts a static ``ET_EXEC`` executable or a
-static-pie ``ET_DYN`` one (loaded at :data:`PIE_BASE`, where Linux puts it
-with address randomisation off).
+ELFCLASS64, ELFDATA2LSB).  Accepts an ``ET_EXEC`` or ``ET_DYN``
+executable, static or naming a dynamic linker in ``PT_INTERP`` (gABI 5,
+"Program Interpreter"); an ``ET_DYN`` one is loaded at :data:`PIE_BASE`,
+ELF_ET_DYN_BASE, where Linux puts position-independent executables with
+address randomisation off (the loader may move it).
 
 Every way a file can be unfit is an :class:`ElfError` whose one-line message
 says what is wrong and, where there is one, what to do about it.
 
-Not handled: dynamically linked programs (``PT_INTERP``), section headers
-(a loader never needs them), ELF notes.
+Not handled: section headers (a loader never needs them), ELF notes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from emu.user.address_space import USER_TOP
 PIE_BASE = 0x5555_5555_4000
 """Load bias of an ET_DYN executable: Linux's ELF_ET_DYN_BASE with randomisation off."""
 
+MAX_INTERP = 4096
+"""A PT_INTERP path longer than PATH_MAX is refused, as Linux does (ENOEXEC)."""
 MAX_SEGMENT = 1 << 40
 """A PT_LOAD bigger than 1 TiB is a corrupt header, not a program."""
 
@@ -32,7 +35,22 @@ _ELF_MAGIC = b"\x7fELF"
 
 
 class ElfError(Exception):
-    """The file is not an executable emu can run; the message says why."""
+    """The file is not an executable emu can run; the message says why.
+
+    ``status`` is the exit status of ``emu run`` for it, qemu-x86_64's where
+    qemu has one: 255 for an ELF of another architecture or a dynamic linker
+    that cannot be opened, 1 for a truncated file; 2 (emu's usage error) else.
+    """
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+ARCH_STATUS = 255
+"""qemu-x86_64's exit status for an ELF of another architecture, or a dynamic linker it cannot open."""
+TRUNCATED_STATUS = 1
+"""qemu-x86_64's exit status for a file it could not load."""
 
 
 class ElfClass(IntEnum):   # e_ident[EI_CLASS]
@@ -129,7 +147,10 @@ class ElfImage:
     header: ElfHeader
     phdrs: list[ProgramHeader]
     bias: int
-    """Added to every p_vaddr and to e_entry: 0 for ET_EXEC, :data:`PIE_BASE` for ET_DYN."""
+    """Added to every p_vaddr and to e_entry: 0 for ET_EXEC, :data:`PIE_BASE` for ET_DYN until the loader
+    places it."""
+    interpreter: bytes | None = None
+    """The dynamic linker PT_INTERP names, or None for a static executable."""
 
     @property
     def entry(self) -> int:
@@ -170,28 +191,29 @@ def parse_elf(path: str, data: bytes) -> ElfImage:
         raise ElfError(f"{path} is not an ELF file (it starts with {data[:4].hex(' ') or 'nothing'}, "
                        f"not 7f 45 4c 46)")
     if len(data) < 6:
-        raise ElfError(f"{path} is truncated: {len(data)} bytes, an ELF header needs 64")
+        raise ElfError(f"{path} is truncated: {len(data)} bytes, an ELF header needs 64", TRUNCATED_STATUS)
     if data[4] == ElfClass.ELFCLASS32:
-        raise ElfError(f"{path} is a 32-bit ELF; emu runs x86-64 programs only")
+        raise ElfError(f"{path} is a 32-bit ELF; emu runs x86-64 programs only", ARCH_STATUS)
     if data[4] != ElfClass.ELFCLASS64:
         raise ElfError(f"{path} has an invalid ELF class {data[4]} (expected 2, 64-bit)")
     if data[5] == ElfData.ELFDATA2MSB:
-        raise ElfError(f"{path} is a big-endian ELF; emu runs little-endian x86-64 programs only")
+        raise ElfError(f"{path} is a big-endian ELF; emu runs little-endian x86-64 programs only", ARCH_STATUS)
     if data[5] != ElfData.ELFDATA2LSB:
         raise ElfError(f"{path} has an invalid ELF data encoding {data[5]} (expected 1, little-endian)")
     if len(data) < ctypes.sizeof(ElfHeader):
-        raise ElfError(f"{path} is truncated: {len(data)} bytes, an ELF header needs 64")
+        raise ElfError(f"{path} is truncated: {len(data)} bytes, an ELF header needs 64", TRUNCATED_STATUS)
     eh = ElfHeader.from_buffer_copy(data)
     if eh.e_machine != EM_X86_64:
         name = _MACHINE_NAMES.get(eh.e_machine, "another architecture")
-        raise ElfError(f"{path} is an ELF for {name} (e_machine {eh.e_machine}); emu runs x86-64 programs only")
+        raise ElfError(f"{path} is an ELF for {name} (e_machine {eh.e_machine}); emu runs x86-64 programs only",
+                       ARCH_STATUS)
     if eh.e_type not in (ElfType.ET_EXEC, ElfType.ET_DYN):
         kind = _TYPE_NAMES.get(eh.e_type, "of an unknown type")
         raise ElfError(f"{path} is {kind} (e_type {eh.e_type}), not an executable; link it into a program first")
     phdrs = _program_headers(path, data, eh)
     bias = PIE_BASE if eh.e_type == ElfType.ET_DYN else 0
     _check_segments(path, len(data), phdrs, bias)
-    image = ElfImage(path, data, eh, phdrs, bias)
+    image = ElfImage(path, data, eh, phdrs, bias, _interpreter(path, data, phdrs))
     _check_entry(path, image)
     return image
 
@@ -205,12 +227,28 @@ def _program_headers(path: str, data: bytes, eh: ElfHeader) -> list[ProgramHeade
     end = eh.e_phoff + eh.e_phnum * size
     if end > len(data):
         raise ElfError(f"{path} is truncated: its {eh.e_phnum} program headers end at byte {end} "
-                       f"but the file has {len(data)}")
-    phdrs = [ProgramHeader.from_buffer_copy(data, eh.e_phoff + i * size) for i in range(eh.e_phnum)]
-    if any(p.p_type == SegmentType.PT_INTERP for p in phdrs):
-        raise ElfError(f"{path} is dynamically linked; emu run supports static executables only "
-                       f"(build with -static)")
-    return phdrs
+                       f"but the file has {len(data)}", TRUNCATED_STATUS)
+    return [ProgramHeader.from_buffer_copy(data, eh.e_phoff + i * size) for i in range(eh.e_phnum)]
+
+
+def _interpreter(path: str, data: bytes, phdrs: list[ProgramHeader]) -> bytes | None:
+    """The path PT_INTERP names: NUL-terminated bytes inside the file (Linux refuses anything else)."""
+    interps = [p for p in phdrs if p.p_type == SegmentType.PT_INTERP]
+    if not interps:
+        return None
+    if len(interps) > 1:
+        raise ElfError(f"{path} has {len(interps)} PT_INTERP program headers; an executable has at most one")
+    p = interps[0]
+    if not 2 <= p.p_filesz <= MAX_INTERP:
+        raise ElfError(f"{path} has a PT_INTERP of {p.p_filesz} bytes, not a path")
+    if p.p_offset + p.p_filesz > len(data):
+        raise ElfError(f"{path} is truncated: its PT_INTERP lies at bytes "
+                       f"{p.p_offset:#x}..{p.p_offset + p.p_filesz:#x} "
+                       f"but the file has {len(data):#x}", TRUNCATED_STATUS)
+    name = data[p.p_offset: p.p_offset + p.p_filesz]
+    if name[-1] != 0 or 0 in name[:-1]:
+        raise ElfError(f"{path} has a PT_INTERP that is not one NUL-terminated path")
+    return name[:-1]
 
 
 def _check_segments(path: str, file_size: int, phdrs: list[ProgramHeader], bias: int) -> None:
@@ -221,7 +259,8 @@ def _check_segments(path: str, file_size: int, phdrs: list[ProgramHeader], bias:
         what = f"{path}: PT_LOAD segment {i}"
         if p.p_filesz and p.p_offset + p.p_filesz > file_size:
             raise ElfError(f"{what} has file bytes {p.p_offset:#x}..{p.p_offset + p.p_filesz:#x} "
-                           f"past the end of the file ({file_size:#x} bytes); the file is truncated")
+                           f"past the end of the file ({file_size:#x} bytes); the file is truncated",
+                           TRUNCATED_STATUS)
         if p.p_filesz > p.p_memsz:
             raise ElfError(f"{what} has p_filesz {p.p_filesz:#x} larger than p_memsz {p.p_memsz:#x}")
         if p.p_memsz > MAX_SEGMENT:

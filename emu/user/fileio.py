@@ -151,6 +151,15 @@ def fdatasync(k: Kernel, fd: int) -> int:
     return 0
 
 
+@syscall("fadvise64")
+def fadvise64(k: Kernel, fd: int, offset: int, length: int, advice: int) -> int:
+    """Advice only: checked, then ignored (posix_fadvise(2))."""
+    k.fds.get(fd)
+    if advice > 5:
+        raise SyscallError(Errno.EINVAL)
+    return 0
+
+
 @syscall("ftruncate")
 def ftruncate(k: Kernel, fd: int, length: int) -> int:
     os.ftruncate(k.fds.host(fd), s64(length))

@@ -2,24 +2,28 @@
 
 Follows open(2), stat(2), statx(2), getdents64(2), readlink(2), access(2),
 getcwd(2), chdir(2), mkdir(2), unlink(2), rename(2), symlink(2), link(2),
-chmod(2), umask(2) and utimensat(2).  Paths are host paths, as in qemu-user;
+chmod(2), umask(2), utimensat(2), statfs(2) and getxattr(2).  Paths are host paths, as in qemu-user;
 a relative one is resolved against the guest's own working directory, which
 the kernel keeps as a host directory descriptor (``Kernel.cwd_fd``), so the
 emulator's working directory never changes.  ``/proc/self/exe`` names the
 program, not the emulator.  getdents64 lists a directory sorted by name (after
 ``.`` and ``..``), so listings do not depend on the host file system's order.
 
+``/proc/self/maps`` and ``/proc/self/auxv`` are the guest's (``emu.user.procfs``).
 Not modelled: the rest of ``/proc/self`` (it shows the emulator), ownership
-changes, extended attributes, RENAME_EXCHANGE and RENAME_WHITEOUT.
+changes, setting or listing extended attributes (getxattr(2) reads the host's),
+RENAME_EXCHANGE and RENAME_WHITEOUT.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import stat
 import struct
 import time
 
+from emu.user import procfs
 from emu.user.fdtable import DirEntry
 from emu.user.kernel import Kernel
 from emu.user.linux import (
@@ -50,9 +54,10 @@ _DIRENT64 = struct.Struct("<QqHB")   # linux_dirent64: d_ino, d_off, d_reclen, d
 
 
 def _host_path(k: Kernel, address: int) -> bytes:
-    """The guest path at ``address`` as the host should see it."""
+    """The guest path at ``address`` as the host should see it: ``/proc/self/exe`` is the program, and an
+    absolute path that exists under the sysroot is taken from there."""
     path = k.path(address)
-    return k.exe if path == PROC_SELF_EXE else path
+    return k.exe if path == PROC_SELF_EXE else k.sysroot.map(path)
 
 
 def _follow(flags: int) -> bool:
@@ -62,8 +67,12 @@ def _follow(flags: int) -> bool:
 # -- opening ------------------------------------------------------------------------
 @syscall("openat")
 def openat(k: Kernel, dirfd: int, path: int, flags: int, mode: int) -> int:
-    host = os.open(_host_path(k, path), host_open_flags(flags) | os.O_CLOEXEC, mode & 0o7777,
-                   dir_fd=k.dir_fd(dirfd))
+    name = k.path(path)
+    if name in procfs.FILES:
+        host = procfs.open_file(k, name)
+    else:
+        host = os.open(_host_path(k, path), host_open_flags(flags) | os.O_CLOEXEC, mode & 0o7777,
+                       dir_fd=k.dir_fd(dirfd))
     return k.fds.add(host, cloexec=bool(flags & O_CLOEXEC))
 
 
@@ -333,3 +342,59 @@ def fchmod(k: Kernel, fd: int, mode: int) -> int:
 @syscall("umask")
 def umask(k: Kernel, mask: int) -> int:
     return os.umask(mask & 0o777)
+
+
+# -- extended attributes --------------------------------------------------------------
+def _getxattr(k: Kernel, target: bytes | int, name: int, value: int, size: int, follow: bool) -> int:
+    data = os.getxattr(target, k.mem.read_cstring(name, 256), follow_symlinks=follow)
+    if size:
+        if len(data) > size:
+            raise SyscallError(Errno.ERANGE)
+        k.mem.write(value, data)
+    return len(data)
+
+
+@syscall("getxattr")
+def getxattr(k: Kernel, path: int, name: int, value: int, size: int) -> int:
+    return _getxattr(k, _host_path(k, path), name, value, size, True)
+
+
+@syscall("lgetxattr")
+def lgetxattr(k: Kernel, path: int, name: int, value: int, size: int) -> int:
+    return _getxattr(k, _host_path(k, path), name, value, size, False)
+
+
+@syscall("fgetxattr")
+def fgetxattr(k: Kernel, fd: int, name: int, value: int, size: int) -> int:
+    return _getxattr(k, k.fds.host(fd), name, value, size, True)
+
+
+# -- file systems ---------------------------------------------------------------------
+_STATFS_SIZE = 120
+"""struct statfs on every 64-bit Linux (asm-generic/statfs.h): eleven longs, f_fsid, four spare longs."""
+
+
+def _host_statfs(target: bytes | int) -> bytes:
+    """The host kernel's struct statfs for a path or a descriptor (os.statvfs lacks f_type)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    result = libc.fstatfs(target, buf) if isinstance(target, int) else libc.statfs(target, buf)
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return buf.raw
+
+
+@syscall("statfs")
+def statfs(k: Kernel, path: int, buf: int) -> int:
+    name = _host_path(k, path)
+    if not name.startswith(b"/"):
+        name = os.readlink(b"/proc/self/fd/%d" % k.cwd_fd) + b"/" + name
+    k.mem.write(buf, _host_statfs(name))
+    return 0
+
+
+@syscall("fstatfs")
+def fstatfs(k: Kernel, fd: int, buf: int) -> int:
+    k.mem.write(buf, _host_statfs(k.fds.host(fd)))
+    return 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from emu.user.linux import (
     signal_name,
 )
 from emu.user.sysent import HANDLERS, NAMES
+from emu.user.sysroot import Sysroot
 
 PATH_MAX = 4096
 
@@ -65,15 +67,19 @@ class Kernel:
     def __init__(self, state: CpuState, memory: AddressSpace, *, exe: str, fds: FdTable | None = None,
                  clock: Callable[[], int] | None = None, epoch_ns: int | None = None,
                  random_seed: int | None = None, hostname: str | None = None,
-                 log: TextIO | None = None, trace: TextIO | None = None) -> None:
+                 log: TextIO | None = None, trace: TextIO | None = None, sysroot: Sysroot | None = None,
+                 auxv: dict[int, int] | None = None) -> None:
         """``clock`` returns nanoseconds since the program started (default: host monotonic time);
         ``epoch_ns`` is the wall-clock time at the start (default: the host's).  ``random_seed``
         makes getrandom(2) deterministic.  ``log`` receives emu's own messages (default stderr);
-        ``trace``, when given, one line per system call, as strace prints it.
+        ``trace``, when given, one line per system call, as strace prints it.  ``sysroot`` maps
+        absolute paths (``-L``); ``auxv`` is what ``/proc/self/auxv`` shows.
         """
         self.state = state
         self.mem = memory
         self.exe = os.fsencode(os.path.abspath(exe))
+        self.sysroot = sysroot if sysroot is not None else Sysroot()
+        self.auxv = dict(auxv or {})
         self.fds = fds if fds is not None else FdTable()
         self.cwd_fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if clock is None:
@@ -182,6 +188,11 @@ class Kernel:
         return self.epoch_ns + self.monotonic_ns()
 
     # -- signals ------------------------------------------------------------
+    def wait_for_signal(self) -> None:
+        """Sleep until a signal arrives; the call is then interrupted (EINTR)."""
+        signal.pause()
+        raise SyscallError(Errno.EINTR)
+
     def signal_self(self, sig: int) -> None:
         """Act on a signal the process sent itself: its default action or nothing.
 

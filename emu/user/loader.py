@@ -3,8 +3,15 @@
 Follows the ELF gABI ch. 5 ("Program Loading") for the segments and the
 System V AMD64 psABI, 3.4.1 ("Initial Stack and Register State") and 3.4.3
 ("Auxiliary Vector") for the stack, doing what Linux's ``load_elf_binary``
-does with address randomisation off:
+does:
 
+* a position-independent (``ET_DYN``) program goes to ELF_ET_DYN_BASE
+  (:data:`~emu.user.elf.PIE_BASE`); with randomisation on, that base, the
+  program break and the mmap area move down by a random number of pages, as
+  Linux's ``arch_mmap_rnd`` and ``arch_randomize_brk`` do;
+* a program with ``PT_INTERP`` gets its dynamic linker mapped as a whole in
+  the mmap area (top-down, like any mapping without a hint); the linker's
+  entry is where the process starts, and AT_BASE says where it is;
 * each PT_LOAD is mapped from its page-aligned start with its own permissions;
   the bytes from the page start up to p_vaddr come from the file too, the
   bytes past p_filesz are zero (.bss);
@@ -14,8 +21,8 @@ does with address randomisation off:
   the platform string, 16 random bytes, then (rsp, 16-byte aligned) argc,
   the argv pointers, NULL, the envp pointers, NULL and the auxiliary vector.
 
-Not done: an interpreter (ld.so) or vDSO (so no AT_SYSINFO_EHDR), stack
-randomisation, the stack guard gap.
+Not done: a vDSO (so no AT_SYSINFO_EHDR: the C library makes real system
+calls for the time instead), stack randomisation, the stack guard gap.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from cpu.cpuid import LEAF1_EDX
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from cpu.state import CpuState
 from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, USER_TOP, AddressSpace, page_round_up
-from emu.user.elf import ElfImage, ProgramHeader, SegmentFlags
+from emu.user.elf import PIE_BASE, ElfImage, ElfType, ProgramHeader, SegmentFlags
 
 STACK_SIZE = 8 << 20
 """The default RLIMIT_STACK: 8 MiB."""
@@ -43,6 +50,10 @@ a subset of a baseline x86-64's 0x078bfbff."""
 
 MINSIGSTKSZ = 2048
 """AT_MINSIGSTKSZ: enough for a signal frame with legacy FXSAVE state (no AVX)."""
+MMAP_RANDOM_PAGES = 1 << 28
+"""mmap_rnd_bits: how many pages the PIE base and the mmap area may move down by."""
+BRK_RANDOM = 32 << 20
+"""arch_randomize_brk: the program break starts up to 32 MiB above the end of the program."""
 CLOCK_TICKS = 100
 """AT_CLKTCK: the USER_HZ of times(2)."""
 PLATFORM = b"x86_64"
@@ -70,6 +81,7 @@ class Auxv(IntEnum):
     AT_RANDOM = 25
     AT_HWCAP2 = 26
     AT_EXECFN = 31
+    AT_SYSINFO_EHDR = 33
     AT_MINSIGSTKSZ = 51
 
 
@@ -81,20 +93,36 @@ class LoadedProgram:
     stack_pointer: int
     brk: int
     auxv: dict[Auxv, int]
+    interpreter_base: int = 0
+    """Where the dynamic linker was mapped (AT_BASE), 0 without one."""
 
 
 def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Sequence[str | bytes],
                  env: Sequence[str | bytes], *, seed: int | None = 0, hwcap: int = HWCAP_DEFAULT,
-                 execfn: str | bytes | None = None) -> LoadedProgram:
-    """Map ``image`` into ``space`` and set ``state`` to its entry, as execve(2) would.
+                 execfn: str | bytes | None = None, interpreter: ElfImage | None = None,
+                 aslr: random.Random | None = None) -> LoadedProgram:
+    """Map ``image`` (and its dynamic linker ``interpreter``) into ``space`` and set ``state`` to the entry,
+    as execve(2) would.
 
     ``env`` holds ``NAME=value`` strings.  AT_RANDOM's 16 bytes come from
     ``seed`` (``None``: from the host's random source).  ``execfn`` is the
     file name the program was started as (default: ``image.path``).
+    ``aslr``, when given, draws the random placement of a PIE, the break and
+    the mmap area; without it they are where Linux puts them with
+    randomisation off.
     """
+    if aslr is not None:
+        space.mmap_next -= aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT
+    if image.header.e_type == ElfType.ET_DYN:
+        image.bias = PIE_BASE - (aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT if aslr is not None else 0)
     top = _map_segments(space, image)
-    space.brk_start = space.brk = top
+    space.brk_start = space.brk = top + (aslr.randrange(BRK_RANDOM >> PAGE_SHIFT) << PAGE_SHIFT if aslr else 0)
     space.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE)
+    base, entry = 0, image.entry
+    if interpreter is not None:
+        base = _place(space, interpreter)
+        _map_segments(space, interpreter)
+        entry = interpreter.entry
     random_bytes = os.urandom(16) if seed is None else random.Random(seed).randbytes(16)
     auxv = {
         Auxv.AT_MINSIGSTKSZ: MINSIGSTKSZ,
@@ -104,7 +132,7 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
         Auxv.AT_PHDR: image.phdr_address,
         Auxv.AT_PHENT: image.header.e_phentsize,
         Auxv.AT_PHNUM: image.header.e_phnum,
-        Auxv.AT_BASE: 0,
+        Auxv.AT_BASE: base,
         Auxv.AT_FLAGS: 0,
         Auxv.AT_ENTRY: image.entry,
         Auxv.AT_UID: os.getuid(),
@@ -120,9 +148,24 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
     sp = _build_stack(space, [os.fsencode(a) for a in argv], [os.fsencode(e) for e in env],
                       os.fsencode(image.path if execfn is None else execfn), random_bytes, auxv)
     state.reset_user()
-    state.rip = image.entry
+    state.rip = entry
     state.rsp = sp
-    return LoadedProgram(image.entry, sp, top, auxv)
+    return LoadedProgram(entry, sp, space.brk, auxv, base)
+
+
+def _place(space: AddressSpace, interpreter: ElfImage) -> int:
+    """Choose the dynamic linker's bias: the whole image in one free range of the mmap area (an ET_EXEC
+    linker stays where it was linked); return its load address, AT_BASE."""
+    if interpreter.header.e_type != ElfType.ET_DYN:
+        interpreter.bias = 0
+        return 0
+    low = min(p.p_vaddr for p in interpreter.loads) & ~PAGE_MASK
+    high = max(p.p_vaddr + p.p_memsz for p in interpreter.loads)
+    start = space.find_free(high - low)
+    if start is None:
+        raise MemoryError("no room for the dynamic linker")
+    interpreter.bias = start - low
+    return start
 
 
 def _prot(p: ProgramHeader) -> int:

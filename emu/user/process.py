@@ -1,4 +1,4 @@
-"""One emulated Linux process: load a static x86-64 program, run it, return its exit status.
+"""One emulated Linux process: load an x86-64 program (and its dynamic linker), run it, return its exit status.
 
 The run loop hands the CPU to the interpreter until the guest needs the host:
 a SYSCALL goes to the kernel (``emu.user.syscalls``); a CPU exception ends the
@@ -16,19 +16,22 @@ Not modelled: signal handlers, threads, fork and exec, core dumps.
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from cpu import cpuid
 from cpu.exceptions import GuestFault, Vector
 from cpu.state import CpuState
 from emu.user.address_space import AddressSpace
-from emu.user.elf import ElfError, read_elf
+from emu.user.elf import ARCH_STATUS, ElfError, ElfImage, read_elf
 from emu.user.fdtable import FdTable
 from emu.user.linux import ProcessExit, Signal, signal_name
 from emu.user.loader import HWCAP_DEFAULT, load_program
 from emu.user.syscalls import Kernel
+from emu.user.sysroot import Sysroot
 
 if TYPE_CHECKING:
     from cpu.interp import Exit, Interpreter
@@ -50,26 +53,48 @@ class Process:
     def __init__(self, path: str, argv: Sequence[str], env: Mapping[str, str], *, seed: int = 0,
                  deterministic: bool = False, stdin: int = 0, stdout: int = 1, stderr: int = 2,
                  hwcap: int = HWCAP_DEFAULT, trace: TextIO | None = None, log: TextIO | None = None,
-                 code_cache: bool = True, jit: str = "off") -> None:
+                 code_cache: bool = True, jit: str = "off", sysroot: Sysroot | None = None,
+                 randomize: bool = False, fds: FdTable | None = None) -> None:
         """Load ``path`` (raises :class:`ElfError` when it cannot run); ``argv[0]`` is the program's name
-        for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2.
-        ``code_cache``: reuse blocks translated by earlier runs (``cpu.codecache``; also off with
-        ``EMU_CODE_CACHE=0``).  ``jit``: "off", "on" or "eager" (``cpu.jit``).
+        for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2, unless
+        ``fds`` gives the whole table.  ``code_cache``: reuse blocks translated by earlier runs
+        (``cpu.codecache``; also off with ``EMU_CODE_CACHE=0``).  ``jit``: "off", "on" or "eager"
+        (``cpu.jit``).  ``sysroot`` is where the dynamic linker and other absolute paths are looked up
+        first; ``randomize`` places a PIE, the break and the mmap area at random, as Linux does.
         """
         self.code_cache = code_cache
         self.jit = jit
+        cpuid.vendor = cpuid.USER_VENDOR
+        self.sysroot = sysroot if sysroot is not None else Sysroot()
         self.image = read_elf(path)
+        interpreter = self._interpreter(self.image) if self.image.interpreter is not None else None
         self.memory = AddressSpace()
         self.state = CpuState()
         self.program = load_program(self.memory, self.state, self.image, argv,
-                                    [f"{name}={value}" for name, value in env.items()], seed=seed, hwcap=hwcap)
+                                    [f"{name}={value}" for name, value in env.items()], seed=seed, hwcap=hwcap,
+                                    interpreter=interpreter, aslr=random.Random() if randomize else None)
         self.interp: Interpreter | None = None
         self.kernel = Kernel(
-            self.state, self.memory, exe=path, fds=FdTable(stdin, stdout, stderr),
+            self.state, self.memory, exe=path, fds=fds if fds is not None else FdTable(stdin, stdout, stderr),
+            sysroot=self.sysroot, auxv=self.program.auxv,
             clock=self._virtual_ns if deterministic else None,
             epoch_ns=DETERMINISTIC_EPOCH_NS if deterministic else None,
             random_seed=seed if deterministic else None, hostname="emu" if deterministic else None,
             log=log, trace=trace)
+
+    def _interpreter(self, image: ElfImage) -> ElfImage:
+        """The dynamic linker ``image`` names, from the sysroot when it is there."""
+        assert image.interpreter is not None
+        name = self.sysroot.map(image.interpreter)
+        try:
+            linker = read_elf(os.fsdecode(name))
+        except ElfError as e:
+            raise ElfError(f"{image.path} needs the dynamic linker {os.fsdecode(image.interpreter)}: {e}",
+                           ARCH_STATUS) from None
+        if linker.interpreter is not None:
+            raise ElfError(f"{image.path} needs the dynamic linker {os.fsdecode(image.interpreter)}, "
+                           f"which names a dynamic linker of its own", ARCH_STATUS)
+        return linker
 
     def _virtual_ns(self) -> int:
         """Deterministic time: one nanosecond per instruction retired (counted in the CPU state by every backend)."""
@@ -142,22 +167,31 @@ class Process:
 def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, seed: int = 0,
                 deterministic: bool = False, trace: TextIO | None = None,
                 max_instructions: int | None = None, stats: bool = False, code_cache: bool = True,
-                jit: str = "off") -> int:
-    """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or 2 when it cannot run.
+                jit: str = "off", sysroot: str | None = None) -> int:
+    """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or when it cannot run
+    the status :class:`ElfError` gives.
 
     ``env`` defaults to the emulator's environment; ``stats`` prints the
     instructions retired, the time taken and the rate on stderr at exit, and
-    how many blocks were translated or came from the code cache.
+    how many blocks were translated or came from the code cache.  ``sysroot``
+    (default ``EMU_LD_PREFIX``, else ``/``) is the directory of ``-L``.  A
+    position-independent program is placed at random unless ``deterministic``.
     """
     if not argv:
         print("emu: error: no program given", file=sys.stderr)
         return 2
+    root = Sysroot(sysroot if sysroot is not None else os.environ.get("EMU_LD_PREFIX"))
+    if not root.usable():
+        print(f"emu: warning: the sysroot {os.fsdecode(root.prefix)} is not a readable directory; "
+              f"using the host's paths", file=sys.stderr)
+        root = Sysroot()
     try:
         process = Process(argv[0], argv, os.environ if env is None else env, seed=seed,
-                          deterministic=deterministic, trace=trace, code_cache=code_cache, jit=jit)
+                          deterministic=deterministic, trace=trace, code_cache=code_cache, jit=jit,
+                          sysroot=root, randomize=not deterministic)
     except ElfError as e:
         print(f"emu: error: {e}", file=sys.stderr)
-        return 2
+        return e.status
     start = time.perf_counter()
     status = process.run(max_instructions)
     if stats:

@@ -165,6 +165,36 @@ def set_robust_list(k: Kernel, head: int, length: int) -> int:
     return 0
 
 
+class FutexOp(IntEnum):
+    """futex(2) operations (linux/futex.h), without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME."""
+
+    FUTEX_WAIT = 0
+    FUTEX_WAKE = 1
+    FUTEX_WAIT_BITSET = 9
+    FUTEX_WAKE_BITSET = 10
+
+
+FUTEX_CMD_MASK = 0x7F
+
+
+@syscall("futex")
+def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int) -> int:
+    """One thread: a wake finds no waiter; a wait returns EAGAIN when the word changed, and otherwise sleeps
+    until its timeout or a signal, since no other thread can wake it."""
+    word = int.from_bytes(k.mem.read(uaddr, 4), "little")
+    match op & FUTEX_CMD_MASK:
+        case FutexOp.FUTEX_WAKE | FutexOp.FUTEX_WAKE_BITSET:
+            return 0
+        case FutexOp.FUTEX_WAIT | FutexOp.FUTEX_WAIT_BITSET:
+            if word != val & 0xFFFF_FFFF:
+                raise SyscallError(Errno.EAGAIN)
+            if timeout:
+                _read_duration(k, timeout)
+                raise SyscallError(Errno.ETIMEDOUT)
+            k.wait_for_signal()
+    raise SyscallError(Errno.ENOSYS)
+
+
 @syscall("rseq")
 def rseq(k: Kernel) -> int:
     """Restartable sequences are an optimisation; glibc runs without them when this fails."""

@@ -17,7 +17,7 @@ from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")   # Elf64_Ehdr, 64 bytes
 PHDR = struct.Struct("<IIQQQQQQ")           # Elf64_Phdr, 56 bytes
 BASE = 0x40_0000
-PT_LOAD, PT_NOTE = 1, 4
+PT_LOAD, PT_INTERP, PT_NOTE = 1, 3, 4
 PF_X, PF_W, PF_R = 1, 2, 4
 ET_EXEC, ET_DYN, ET_REL = 2, 3, 1
 

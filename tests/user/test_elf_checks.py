@@ -1,4 +1,5 @@
-"""Every way a file can be unfit to run is refused with one actionable line and exit status 2."""
+"""Every way a file can be unfit to run is refused with one actionable line and an exit status: qemu-x86_64's
+(255 for another architecture or a missing dynamic linker, 1 for a truncated file), else 2."""
 
 from __future__ import annotations
 
@@ -10,14 +11,27 @@ import pytest
 
 from emu.user.elf import PIE_BASE, read_elf
 from emu.user.process import run_program
-from tests.user.elfs import BASE, EHDR, ET_DYN, ET_REL, PF_R, PF_W, PT_NOTE, Segment, build, code_offset, write
+from tests.user.elfs import (
+    BASE,
+    EHDR,
+    ET_DYN,
+    ET_REL,
+    PF_R,
+    PF_W,
+    PT_INTERP,
+    PT_NOTE,
+    Segment,
+    build,
+    code_offset,
+    write,
+)
 
 EXIT_0 = bytes.fromhex("b83c00000031ff0f05")   # mov eax, 60; xor edi, edi; syscall
 
 
-def refused(path: str, capsys: pytest.CaptureFixture[str]) -> str:
-    """Run ``path``; assert it is refused, and return the error line's message."""
-    assert run_program([path]) == 2
+def refused(path: str, capsys: pytest.CaptureFixture[str], status: int = 2) -> str:
+    """Run ``path``; assert it is refused with ``status``, and return the error line's message."""
+    assert run_program([path]) == status
     err = capsys.readouterr().err
     assert err.startswith("emu: error: ") and err.count("\n") == 1, err
     return err.removeprefix("emu: error: ").rstrip("\n")
@@ -57,23 +71,24 @@ def test_an_empty_file_is_not_an_elf(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_a_32_bit_elf_is_refused_as_not_x86_64(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, build(EXIT_0, elf_class=1))
-    assert refused(path, capsys) == f"{path} is a 32-bit ELF; emu runs x86-64 programs only"
+    assert refused(path, capsys, 255) == f"{path} is a 32-bit ELF; emu runs x86-64 programs only"
 
 
 def test_a_big_endian_elf_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, build(EXIT_0, data=2))
-    assert refused(path, capsys) == f"{path} is a big-endian ELF; emu runs little-endian x86-64 programs only"
+    assert refused(path, capsys, 255) == f"{path} is a big-endian ELF; emu runs little-endian x86-64 programs only"
 
 
 def test_an_elf_for_another_machine_names_that_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     true = Path(shutil.which("true") or "/bin/true").read_bytes()
     path = write(tmp_path, true[:18] + struct.pack("<H", 183) + true[20:])    # e_machine = EM_AARCH64
-    assert refused(path, capsys) == f"{path} is an ELF for AArch64 (e_machine 183); emu runs x86-64 programs only"
+    assert refused(path, capsys, 255) == (f"{path} is an ELF for AArch64 (e_machine 183); "
+                                          f"emu runs x86-64 programs only")
 
 
 def test_a_truncated_header_is_reported_with_its_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, build(EXIT_0)[:40])
-    assert refused(path, capsys) == f"{path} is truncated: 40 bytes, an ELF header needs 64"
+    assert refused(path, capsys, 1) == f"{path} is truncated: 40 bytes, an ELF header needs 64"
 
 
 def test_an_object_file_is_not_an_executable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,7 +100,7 @@ def test_an_object_file_is_not_an_executable(tmp_path: Path, capsys: pytest.Capt
 def test_program_headers_past_the_end_of_the_file_are_reported(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, build(EXIT_0, phoff=4096))
-    assert refused(path, capsys) == (f"{path} is truncated: its 1 program headers end at byte 4152 "
+    assert refused(path, capsys, 1) == (f"{path} is truncated: its 1 program headers end at byte 4152 "
                                      f"but the file has {code_offset() + len(EXIT_0)}")
 
 
@@ -98,7 +113,7 @@ def test_a_segment_with_file_bytes_past_the_end_is_a_truncated_file(tmp_path: Pa
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, build(EXIT_0, segments=[Segment(filesz=0x2000)]))
     size = code_offset() + len(EXIT_0)
-    assert refused(path, capsys) == (f"{path}: PT_LOAD segment 0 has file bytes 0x0..0x2000 past the end of the "
+    assert refused(path, capsys, 1) == (f"{path}: PT_LOAD segment 0 has file bytes 0x0..0x2000 past the end of the "
                                      f"file ({size:#x} bytes); the file is truncated")
 
 
@@ -153,10 +168,26 @@ def test_an_entry_point_past_the_segment_is_refused(tmp_path: Path, capsys: pyte
     assert "has its entry point 0x405000 outside every executable segment" in refused(path, capsys)
 
 
-def test_a_dynamically_linked_program_asks_for_a_static_build(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dynamically_linked_program_names_its_dynamic_linker() -> None:
     true = shutil.which("true") or "/bin/true"
-    assert refused(true, capsys) == (f"{true} is dynamically linked; emu run supports static executables only "
-                                     f"(build with -static)")
+    assert read_elf(true).interpreter == b"/lib64/ld-linux-x86-64.so.2"
+
+
+def test_a_pt_interp_without_its_nul_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = b"/lib/ld.so"
+    at = code_offset(2) + len(EXIT_0)
+    path = write(tmp_path, build(EXIT_0 + name, segments=[Segment(), Segment(type=PT_INTERP, offset=at,
+                                                                             filesz=len(name))]))
+    assert refused(path, capsys) == f"{path} has a PT_INTERP that is not one NUL-terminated path"
+
+
+def test_a_missing_dynamic_linker_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = b"/nonexistent/ld.so\0"
+    at = code_offset(2) + len(EXIT_0)
+    path = write(tmp_path, build(EXIT_0 + name, segments=[Segment(), Segment(type=PT_INTERP, offset=at,
+                                                                             filesz=len(name))]))
+    assert refused(path, capsys, 255) == (f"{path} needs the dynamic linker /nonexistent/ld.so: cannot read "
+                                          f"/nonexistent/ld.so: No such file or directory")
 
 
 def test_no_program_at_all_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
