@@ -56,8 +56,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     jit = _jit_mode(args, "on")
     if jit is None:
         return 2
+    signal_state = None
+    if args.signal_state is not None:
+        ignored, _, blocked = args.signal_state.partition(":")
+        signal_state = int(ignored, 16), int(blocked or "0", 16)
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
-                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit, sysroot=args.sysroot)
+                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit, sysroot=args.sysroot,
+                       argv0=args.argv0, signal_state=signal_state, die_by_signal=True, aslr=args.aslr,
+                       inherit_fds=True)
 
 
 def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
@@ -349,6 +355,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-U", "--unset-env", action="append", default=[], metavar="NAME",
                      help="remove an environment variable (repeatable)")
     run.add_argument("--clear-env", action="store_true", help="start the program with an empty environment")
+    run.add_argument("-0", "--argv0", metavar="NAME", help="the program's argv[0] (default: PROGRAM), as qemu -0")
+    run.add_argument("--aslr", action="store_true",
+                     help="place a position-independent program, the heap and mappings at random, as Linux does "
+                          "(off by default, as in qemu-x86_64, so that the code cache finds its blocks again; "
+                          "ignored with --deterministic)")
+    run.add_argument("--signal-state", help=argparse.SUPPRESS)     # IGNORED:BLOCKED in hex, passed on by execve
     run.add_argument("-L", dest="sysroot", metavar="DIR",
                      help="look up the dynamic linker and absolute paths under DIR first, as qemu -L "
                           "(default: EMU_LD_PREFIX, else /)")

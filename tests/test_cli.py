@@ -48,7 +48,7 @@ def test_a_null_dereference_dies_with_sigsegv_like_natively(tmp_path: Path) -> N
     native = subprocess.run([str(exe)], capture_output=True)
     proc = emu("run", str(exe))
     assert native.returncode == -11
-    assert proc.returncode == 128 + 11
+    assert proc.returncode == -11           # the emulator dies of the guest's signal, as qemu-x86_64 does
     assert "SIGSEGV" in proc.stderr and "#PF" in proc.stderr and "at address 0x0" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -56,7 +56,7 @@ def test_a_null_dereference_dies_with_sigsegv_like_natively(tmp_path: Path) -> N
 def test_an_unimplemented_instruction_dies_with_sigill_naming_mnemonic_and_bytes(tmp_path: Path) -> None:
     exe = compile_c(tmp_path, "avx", 'int main(void) { __asm__ volatile("vpxor %xmm0, %xmm0, %xmm0"); return 0; }\n')
     proc = emu("run", str(exe))
-    assert proc.returncode == 128 + 4
+    assert proc.returncode == -4
     assert "SIGILL" in proc.stderr and "#UD" in proc.stderr
     assert "vpxor xmm0, xmm0, xmm0" in proc.stderr and "c5 f9 ef c0" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -65,7 +65,7 @@ def test_an_unimplemented_instruction_dies_with_sigill_naming_mnemonic_and_bytes
 def test_divide_by_zero_dies_with_sigfpe(tmp_path: Path) -> None:
     exe = compile_c(tmp_path, "div0", "int main(int c, char **v) { return 7 / (c - 1); }\n")
     proc = emu("run", str(exe))
-    assert proc.returncode == 128 + 8
+    assert proc.returncode == -8
     assert "SIGFPE" in proc.stderr and "#DE" in proc.stderr
 
 

@@ -62,6 +62,7 @@ from cpu.memory import PAGE_SHIFT, WRITE, Memory
 from cpu.state import CpuState
 from emu.user.linux import ProcessExit, Signal, signal_name
 from emu.user.process import Process
+from emu.user.signals import deliver
 
 SLICE = 20_000
 """Instructions run between checks for an interrupt request."""
@@ -421,6 +422,7 @@ class ProcessBackend:
             case ExitKind.SYSCALL:
                 try:
                     self.process.kernel.handle()
+                    deliver(self.process.kernel)       # what the call made pending: a handler or the end
                 except ProcessExit as e:
                     return self.end(e.status, e.signal)
             case ExitKind.FAULT | ExitKind.HALT | ExitKind.EVENT:

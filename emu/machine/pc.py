@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from cpu import exceptions
+from cpu import cpuid, exceptions
 from cpu.codecache import CodeCache
 from cpu.exceptions import GuestFault, TripleFault
 from cpu.flags import Flag
@@ -131,6 +131,7 @@ class Machine:
 
         # The CPU, its physical memory and the two buses.
         self.state = CpuState()
+        cpuid.vendor = cpuid.VENDOR        # user mode (emu.user) reports another vendor; the PC reports emu's
         self.mmio = Bus("mmio", log=self.log)
         self.ports = Bus("ports")
         self.phys = PhysicalMemory(config.memory, self.mmio)

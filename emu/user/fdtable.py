@@ -7,12 +7,15 @@ and 2 start as the emulator's own stdin, stdout and stderr (or the ones the
 caller passes); those are *borrowed*: closing them in the guest forgets them
 but leaves the emulator's descriptors open.
 
-FD_CLOEXEC is remembered per guest descriptor (emu never execs, so it has no
-effect); every host descriptor emu opens is close-on-exec.
+FD_CLOEXEC is remembered per guest descriptor; every host descriptor emu
+opens is close-on-exec.  For an execve, :meth:`FdTable.for_exec` makes each
+guest descriptor without FD_CLOEXEC the host descriptor of the same number, and
+:meth:`FdTable.inherited` adopts them again in the emulator that starts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass, field
 
@@ -44,6 +47,41 @@ class FdTable:
         """RLIMIT_NOFILE: descriptors are numbered below it."""
         self.files: dict[int, OpenFile] = {
             fd: OpenFile(host, owned=False) for fd, host in enumerate((stdin, stdout, stderr))}
+
+    @classmethod
+    def inherited(cls) -> FdTable:
+        """The descriptors this process was started with, as the guest's: 0-2 borrowed, the others owned.
+        Descriptors with FD_CLOEXEC (the emulator's own) are not the guest's."""
+        table = cls()
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            try:
+                if fd > 2 and not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                    os.set_inheritable(fd, False)
+                    table.files[fd] = OpenFile(fd)
+            except OSError:
+                continue            # the directory listing's own descriptor, closed by now
+        for fd in range(3):
+            try:
+                os.fstat(fd)
+            except OSError:
+                del table.files[fd]
+        return table
+
+    def for_exec(self) -> None:
+        """Before an execve: every guest descriptor without FD_CLOEXEC becomes the inheritable host
+        descriptor of its own number; host 0-2 that the guest does not have are closed."""
+        keep = {fd: file.host for fd, file in self.files.items() if not file.cloexec}
+        base = max([2, *keep, *keep.values()]) + 1
+        copies = {fd: fcntl.fcntl(host, fcntl.F_DUPFD_CLOEXEC, base) for fd, host in keep.items()}
+        for fd, copy in copies.items():
+            os.dup2(copy, fd, inheritable=True)
+        for fd in range(3):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def get(self, fd: int) -> OpenFile:
         """The open file behind guest ``fd`` (an unsigned int, as the kernel reads it)."""

@@ -7,8 +7,10 @@ these calls forward to the host and copy between host buffers and guest memory.
 
 Terminal ioctls are forwarded only for descriptors that are host terminals;
 others get ENOTTY, as a kernel would.  A write to a pipe with no reader
-raises SIGPIPE in the guest (its default action ends the process).  Not
-modelled: signal masks in ppoll/pselect6, record locks beyond forwarding them.
+raises SIGPIPE in the guest (its default action ends the process).  Reads and
+writes that would block wait in ``emu.user.signals.wait_until``, so that a
+signal interrupts them as it would on Linux.  Not modelled: signal masks in
+ppoll/pselect6, record locks beyond forwarding them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from emu.user.linux import (
     s32,
     s64,
 )
+from emu.user.signals import SI_USER, ready_for, siginfo, wait_until
 from emu.user.sysent import syscall
 
 MAX_IO = 1 << 24
@@ -46,11 +49,20 @@ POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10,
 
 
 # -- data -----------------------------------------------------------------------
+def _wait(k: Kernel, host: int, events: int) -> None:
+    """Sleep until ``host`` is ready, as a blocking descriptor does; a signal interrupts the wait (EINTR or
+    restart, ``emu.user.signals``) before any data moves.  Non-blocking descriptors do not wait."""
+    if os.get_blocking(host):
+        wait_until(k, ready_for(host, events | POLLERR | POLLHUP), [(host, events)])
+
+
 def _write_host(k: Kernel, host: int, data: bytes, offset: int | None = None) -> int:
     try:
+        if offset is None:
+            _wait(k, host, POLLOUT)
         return os.write(host, data) if offset is None else os.pwrite(host, data, offset)
     except BrokenPipeError:
-        k.signal_self(Signal.SIGPIPE)
+        k.signals.post(Signal.SIGPIPE, siginfo(Signal.SIGPIPE, SI_USER, k.pid, os.getuid()))
         raise SyscallError(Errno.EPIPE) from None
 
 
@@ -62,7 +74,9 @@ def _iovecs(k: Kernel, iov: int, iovcnt: int) -> list[tuple[int, int]]:
 
 @syscall("read")
 def read(k: Kernel, fd: int, buf: int, count: int) -> int:
-    data = os.read(k.fds.host(fd), min(count, MAX_IO))
+    host = k.fds.host(fd)
+    _wait(k, host, POLLIN)
+    data = os.read(host, min(count, MAX_IO))
     k.mem.write(buf, data)
     return len(data)
 
@@ -90,6 +104,7 @@ def pwrite64(k: Kernel, fd: int, buf: int, count: int, offset: int) -> int:
 def readv(k: Kernel, fd: int, iov: int, iovcnt: int) -> int:
     host = k.fds.host(fd)
     vectors = _iovecs(k, iov, iovcnt)
+    _wait(k, host, POLLIN)
     data = os.read(host, min(sum(n for _, n in vectors), MAX_IO))
     done = 0
     for base, n in vectors:

@@ -13,13 +13,15 @@ names a handler module.  Handlers live by topic in ``fileio`` (descriptors
 and data), ``fs`` (paths and metadata), ``mm`` (the address space) and
 ``task`` (identity, time, signals, limits, exit); ``emu.user.syscalls``
 imports them all, so a :class:`Kernel` taken from there has the whole table.
-Paths are host paths, as in qemu-user; only ``/proc/self/exe`` is rewritten
-to the program.
+Paths are host paths, as in qemu-user, looked up in the sysroot first
+(``emu.user.sysroot``); ``/proc/self/exe``, ``/proc/self/maps`` and
+``/proc/self/auxv`` show the guest (``emu.user.procfs``).
 
 A guest pointer into unmapped memory makes the call fail with EFAULT; a host
 error becomes the Linux errno of the same name; a call without a handler
-returns ENOSYS and is reported once.  Not modelled: threads, fork/exec,
-signal delivery, sockets.
+returns ENOSYS and is reported once.  A blocking call that a signal interrupts
+(``emu.user.signals``) returns EINTR, or is restarted after the handler when
+it allows that.  Not modelled: threads, sockets.
 """
 
 from __future__ import annotations
@@ -27,11 +29,10 @@ from __future__ import annotations
 import ctypes
 import os
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO, TypeVar
+from typing import Protocol, TextIO, TypeVar
 
 from cpu.exceptions import GuestFault
 from cpu.state import CpuState
@@ -39,26 +40,30 @@ from emu.user.address_space import AddressSpace
 from emu.user.fdtable import FdTable
 from emu.user.linux import (
     AT_FDCWD,
-    DEFAULT_IGNORED,
     MASK64,
-    SIG_DFL,
-    SIG_IGN,
     Errno,
-    KernelSigaction,
     ProcessExit,
-    StackT,
     SyscallError,
     errno_name,
     linux_errno,
     s32,
-    signal_name,
 )
+from emu.user.sigstate import Interrupted, SignalState
 from emu.user.sysent import HANDLERS, NAMES
 from emu.user.sysroot import Sysroot
 
 PATH_MAX = 4096
 
 Layout = TypeVar("Layout", bound=ctypes.Structure)
+
+
+class Host(Protocol):
+    """What the emulator process around the guest does for fork(2) and execve(2) (``emu.user.process.Process``;
+    the system calls are in ``emu.user.forkexec``)."""
+
+    def before_fork(self) -> None: ...
+    def after_fork_child(self) -> None: ...
+    def exec(self, program: bytes, argv: list[bytes], env: list[bytes]) -> None: ...
 
 
 class Kernel:
@@ -68,12 +73,13 @@ class Kernel:
                  clock: Callable[[], int] | None = None, epoch_ns: int | None = None,
                  random_seed: int | None = None, hostname: str | None = None,
                  log: TextIO | None = None, trace: TextIO | None = None, sysroot: Sysroot | None = None,
-                 auxv: dict[int, int] | None = None) -> None:
+                 auxv: dict[int, int] | None = None, signals: SignalState | None = None) -> None:
         """``clock`` returns nanoseconds since the program started (default: host monotonic time);
         ``epoch_ns`` is the wall-clock time at the start (default: the host's).  ``random_seed``
         makes getrandom(2) deterministic.  ``log`` receives emu's own messages (default stderr);
         ``trace``, when given, one line per system call, as strace prints it.  ``sysroot`` maps
-        absolute paths (``-L``); ``auxv`` is what ``/proc/self/auxv`` shows.
+        absolute paths (``-L``); ``auxv`` is what ``/proc/self/auxv`` shows; ``signals`` the dispositions
+        and mask the process starts with (``emu.user.signals``).
         """
         self.state = state
         self.mem = memory
@@ -96,9 +102,9 @@ class Kernel:
         self.pid = os.getpid()
         self.comm = os.path.basename(self.exe)[:15]
         """The thread name (prctl PR_SET_NAME), at most 15 bytes."""
-        self.sigactions: dict[int, KernelSigaction] = {}
-        self.sigmask = 0
-        self.altstack: StackT | None = None
+        self.signals = signals if signals is not None else SignalState()
+        self.host: Host | None = None
+        """The emulator process around the guest, for fork and execve (set when it runs)."""
         self.rlimits: dict[int, tuple[int, int]] = {}
         self.clear_child_tid = 0
         self.robust_list = 0
@@ -124,6 +130,9 @@ class Kernel:
             except ProcessExit:
                 self._trace(name, args, "?")
                 raise
+            except Interrupted:
+                self.signals.restart = nr      # a signal came during a blocking wait: EINTR, or restart
+                result = -Errno.EINTR
         self._trace(name, args, (result < 0 and errno_name(-result)) or hex(result))
         st.rax = result & MASK64
 
@@ -187,23 +196,3 @@ class Kernel:
     def realtime_ns(self) -> int:
         return self.epoch_ns + self.monotonic_ns()
 
-    # -- signals ------------------------------------------------------------
-    def wait_for_signal(self) -> None:
-        """Sleep until a signal arrives; the call is then interrupted (EINTR)."""
-        signal.pause()
-        raise SyscallError(Errno.EINTR)
-
-    def signal_self(self, sig: int) -> None:
-        """Act on a signal the process sent itself: its default action or nothing.
-
-        A signal with a handler is not delivered (emu does not run signal
-        handlers yet); that is reported once per signal.
-        """
-        if sig == 0:
-            return
-        handler = self.sigactions.get(sig, KernelSigaction()).sa_handler
-        if handler == SIG_IGN or (handler == SIG_DFL and sig in DEFAULT_IGNORED):
-            return
-        if handler == SIG_DFL:
-            raise ProcessExit(signal=sig)
-        self.say_once(f"{signal_name(sig)} has a handler, but emu does not deliver signals yet; ignoring it")

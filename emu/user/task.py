@@ -4,15 +4,13 @@ signal bookkeeping, resource limits and usage.
 Follows exit_group(2), getpid(2), getuid(2), getgroups(2), getpgrp(2), prctl(2), arch_prctl(2),
 set_tid_address(2), set_robust_list(2), uname(2), clock_gettime(2),
 gettimeofday(2), time(2), nanosleep(2), clock_nanosleep(2), getrandom(2),
-getrlimit(2), rt_sigaction(2), sigprocmask(2), sigaltstack(2), kill(2),
-tgkill(2), sched_getaffinity(2), getrusage(2), sysinfo(2) and times(2).
+getrlimit(2), sched_getaffinity(2), getrusage(2), sysinfo(2) and times(2).
 
-Identity is the host's (the guest shares the emulator's pid and uids), but the
-process group and session are never changed.  Time comes from the kernel's
+Identity is the host's (the guest shares the emulator's pid and uids, process
+group and session, and setpgid(2) and setsid(2) change the emulator's).  Time comes from the kernel's
 clock (``Kernel.monotonic_ns``), which may be virtual; sleeping returns at
-once and moves that clock forward instead.  Signals are recorded, and a
-signal the process sends itself takes its default action; handlers are never
-run (no signal delivery yet).  The process has one thread on one CPU.
+once and moves that clock forward instead (signals: ``emu.user.signals``).
+The process has one thread on one CPU.
 """
 
 from __future__ import annotations
@@ -24,14 +22,10 @@ from emu.user.address_space import USER_TOP
 from emu.user.kernel import Kernel
 from emu.user.linux import (
     MASK64,
-    SS_DISABLE,
     Errno,
-    KernelSigaction,
     ProcessExit,
     Rlimit,
     Rusage,
-    Signal,
-    StackT,
     SyscallError,
     Sysinfo,
     Timespec,
@@ -40,15 +34,14 @@ from emu.user.linux import (
     Utsname,
     s32,
 )
-from emu.user.loader import CLOCK_TICKS, MINSIGSTKSZ, STACK_SIZE
+from emu.user.loader import CLOCK_TICKS, STACK_SIZE
+from emu.user.signals import Interrupted, wait_until
 from emu.user.sysent import syscall
 
 RELEASE = b"6.1.0-emu"
 """uname -r: a kernel new enough for glibc's and busybox's feature checks."""
 VERSION = b"#1 SMP PREEMPT_DYNAMIC emu"
 NSEC = 1_000_000_000
-NSIG = 64
-SIGSET_SIZE = 8
 
 
 # -- exit, identity ----------------------------------------------------------------
@@ -100,21 +93,24 @@ def _self(k: Kernel, pid: int) -> None:
 
 @syscall("getpgid")
 def getpgid(k: Kernel, pid: int) -> int:
-    _self(k, pid)
-    return os.getpgrp()
+    return os.getpgid(s32(pid))
 
 
 @syscall("getsid")
 def getsid(k: Kernel, pid: int) -> int:
-    _self(k, pid)
-    return os.getsid(0)
+    return os.getsid(s32(pid))
 
 
 @syscall("setpgid")
 def setpgid(k: Kernel, pid: int, pgid: int) -> int:
-    """Succeeds without moving the emulator, which shares the guest's process, to another group."""
-    _self(k, pid)
+    """The guest's process is the emulator's, so its group is the host's: the host's setpgid(2) decides."""
+    os.setpgid(s32(pid), s32(pgid))
     return 0
+
+
+@syscall("setsid")
+def setsid(k: Kernel) -> int:
+    return os.setsid()
 
 
 @syscall("getgroups")
@@ -188,10 +184,11 @@ def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int) -> int:
         case FutexOp.FUTEX_WAIT | FutexOp.FUTEX_WAIT_BITSET:
             if word != val & 0xFFFF_FFFF:
                 raise SyscallError(Errno.EAGAIN)
-            if timeout:
-                _read_duration(k, timeout)
-                raise SyscallError(Errno.ETIMEDOUT)
-            k.wait_for_signal()
+            try:
+                wait_until(k, lambda: None, timeout_ms=_read_duration(k, timeout) // 1_000_000 if timeout else None)
+            except Interrupted:
+                raise SyscallError(Errno.EINTR) from None
+            raise SyscallError(Errno.ETIMEDOUT)
     raise SyscallError(Errno.ENOSYS)
 
 
@@ -340,94 +337,6 @@ def getrandom(k: Kernel, buf: int, length: int, flags: int) -> int:
     n = min(length, (1 << 25) - 1)
     k.mem.write(buf, k.rng.randbytes(n) if k.rng is not None else os.urandom(n))
     return n
-
-
-# -- signals -------------------------------------------------------------------------
-def _check_sigset_size(size: int) -> None:
-    if size != SIGSET_SIZE:
-        raise SyscallError(Errno.EINVAL)
-
-
-@syscall("rt_sigaction")
-def rt_sigaction(k: Kernel, sig: int, act: int, oact: int, sigsetsize: int) -> int:
-    _check_sigset_size(sigsetsize)
-    if not 1 <= sig <= NSIG or (act and sig in (Signal.SIGKILL, Signal.SIGSTOP)):
-        raise SyscallError(Errno.EINVAL)
-    new = k.read_struct(act, KernelSigaction) if act else None
-    if oact:
-        k.write_struct(oact, k.sigactions.get(sig, KernelSigaction()))
-    if new is not None:
-        k.sigactions[sig] = new
-    return 0
-
-
-@syscall("rt_sigprocmask")
-def rt_sigprocmask(k: Kernel, how: int, nset: int, oset: int, sigsetsize: int) -> int:
-    _check_sigset_size(sigsetsize)
-    old = k.sigmask
-    if nset:
-        bits = int.from_bytes(k.mem.read(nset, SIGSET_SIZE), "little")
-        match how:
-            case 0:     # SIG_BLOCK
-                mask = old | bits
-            case 1:     # SIG_UNBLOCK
-                mask = old & ~bits
-            case 2:     # SIG_SETMASK
-                mask = bits
-            case _:
-                raise SyscallError(Errno.EINVAL)
-        k.sigmask = mask & ~(1 << (Signal.SIGKILL - 1) | 1 << (Signal.SIGSTOP - 1))
-    if oset:
-        k.write_u64(oset, old)
-    return 0
-
-
-@syscall("sigaltstack")
-def sigaltstack(k: Kernel, ss: int, old_ss: int) -> int:
-    new = k.read_struct(ss, StackT) if ss else None
-    if new is not None:
-        if new.ss_flags & ~(SS_DISABLE | 1 << 31):      # SS_AUTODISARM
-            raise SyscallError(Errno.EINVAL)
-        if not new.ss_flags & SS_DISABLE and new.ss_size < MINSIGSTKSZ:
-            raise SyscallError(Errno.ENOMEM)
-    if old_ss:
-        k.write_struct(old_ss, k.altstack if k.altstack is not None else StackT(ss_flags=SS_DISABLE))
-    if new is not None:
-        k.altstack = None if new.ss_flags & SS_DISABLE else new
-    return 0
-
-
-def _check_signal(sig: int) -> int:
-    sig = s32(sig)
-    if not 0 <= sig <= NSIG:
-        raise SyscallError(Errno.EINVAL)
-    return sig
-
-
-@syscall("kill")
-def kill(k: Kernel, pid: int, sig: int) -> int:
-    """Only the process itself (or its group) can be signalled; other host processes are out of reach."""
-    sig, pid = _check_signal(sig), s32(pid)
-    if pid == -1:       # every process the caller may signal, except itself: none that emu can see
-        return 0
-    if pid not in (0, k.pid, -os.getpgrp()):
-        raise SyscallError(Errno.ESRCH)
-    k.signal_self(sig)
-    return 0
-
-
-@syscall("tgkill")
-def tgkill(k: Kernel, tgid: int, tid: int, sig: int) -> int:
-    sig = _check_signal(sig)
-    if s32(tgid) != k.pid or s32(tid) != k.pid:
-        raise SyscallError(Errno.ESRCH)
-    k.signal_self(sig)
-    return 0
-
-
-@syscall("tkill")
-def tkill(k: Kernel, tid: int, sig: int) -> int:
-    return tgkill(k, k.pid, tid, sig)
 
 
 # -- limits and usage ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The host's own Debian binaries (coreutils, the dynamic linker, glibc) and a C program built without
 -static: same stdout, stderr and exit status.  Then the placement Linux's load_elf_binary gives a
-position-independent executable (ELF_ET_DYN_BASE, randomised unless --deterministic), the sysroot of
+position-independent executable (ELF_ET_DYN_BASE, randomised with --aslr), the sysroot of
 -L/EMU_LD_PREFIX (QEMU's -L), and the files that cannot run, with qemu-x86_64's exit statuses (compared
 with qemu-x86_64 itself when it is installed).
 """
@@ -90,14 +90,15 @@ def print_main(build_dynamic, tmp_path_factory) -> Path:
     return build_dynamic(source, "O0")
 
 
-def test_a_pie_is_at_elf_et_dyn_base_under_deterministic(print_main: Path) -> None:
-    first = _main_address(print_main, "--deterministic")
-    assert first == _main_address(print_main, "--deterministic")
+def test_a_pie_is_at_elf_et_dyn_base_by_default_and_under_deterministic(print_main: Path) -> None:
+    first = _main_address(print_main)
+    assert first == _main_address(print_main, "--deterministic") == _main_address(print_main, "--aslr",
+                                                                                  "--deterministic")
     assert PIE_BASE <= first < PIE_BASE + 0x10_0000
 
 
-def test_a_pie_moves_from_run_to_run_otherwise(print_main: Path) -> None:
-    addresses = {_main_address(print_main) for _ in range(3)}
+def test_a_pie_moves_from_run_to_run_with_aslr(print_main: Path) -> None:
+    addresses = {_main_address(print_main, "--aslr") for _ in range(3)}
     assert len(addresses) > 1
     assert all(address < PIE_BASE + 0x10_0000 and address & 0xFFF == min(addresses) & 0xFFF
                for address in addresses)

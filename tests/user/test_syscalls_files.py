@@ -11,6 +11,7 @@ import pytest
 
 from emu.user.fdtable import FdTable
 from emu.user.linux import AT_FDCWD, Errno, ProcessExit, Stat, Statx
+from emu.user.signals import deliver
 from emu.user.syscalls import Kernel
 from tests.user.guest import SCRATCH, call, make_kernel, put_string
 
@@ -117,8 +118,9 @@ def test_writing_to_a_pipe_without_reader_kills_with_sigpipe(kernel: Kernel) -> 
     call(kernel, "pipe", STAT)
     rfd, wfd = struct.unpack("<ii", kernel.mem.read(STAT, 8))
     call(kernel, "close", rfd)
+    assert call(kernel, "write", wfd, BUF, 1) == -Errno.EPIPE
     with pytest.raises(ProcessExit) as ended:
-        call(kernel, "write", wfd, BUF, 1)
+        deliver(kernel)
     assert ended.value.signal == 13 and ended.value.exit_code == 141
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from emu.user.linux import Errno, ProcessExit, Rlimit, Timespec, Utsname
+from emu.user.signals import deliver
 from emu.user.syscalls import Kernel
 from tests.user.guest import SCRATCH, call, make_kernel
 
@@ -89,8 +90,9 @@ def test_exit_group_ends_the_process_with_the_low_byte_of_the_status(kernel: Ker
 def test_abort_by_tgkill_sigabrt_ends_the_process_with_134(kernel: Kernel) -> None:
     pid = call(kernel, "getpid")
     assert pid == os.getpid() == call(kernel, "gettid")
+    assert call(kernel, "tgkill", pid, pid, 6) == 0
     with pytest.raises(ProcessExit) as ended:
-        call(kernel, "tgkill", pid, pid, 6)
+        deliver(kernel)                     # before the guest runs again
     assert ended.value.signal == 6 and ended.value.exit_code == 134
 
 
@@ -98,8 +100,10 @@ def test_an_ignored_or_harmless_signal_sent_to_itself_does_nothing(kernel: Kerne
     kernel.mem.write(BUF, struct.pack("<QQQQ", 1, 0, 0, 0))            # sa_handler = SIG_IGN
     assert call(kernel, "rt_sigaction", 10, BUF, 0, 8) == 0            # SIGUSR1
     assert call(kernel, "kill", kernel.pid, 10) == 0
-    assert call(kernel, "kill", 0, 17) == 0                            # SIGCHLD: ignored by default
-    assert call(kernel, "kill", 1, 9) == -Errno.ESRCH                   # no reaching other host processes
+    assert call(kernel, "kill", kernel.pid, 17) == 0                    # SIGCHLD: ignored by default
+    assert kernel.signals.pending == {}
+    deliver(kernel)
+    assert call(kernel, "kill", 0x3FFF_FFFF, 9) == -Errno.ESRCH         # beyond pid_max: no such process
 
 
 def test_rt_sigaction_returns_the_previous_action(kernel: Kernel) -> None:

@@ -1,0 +1,214 @@
+"""System calls that make and replace processes: fork, vfork, clone, execve, wait4, waitid.
+
+Follows fork(2), vfork(2), clone(2), execve(2), wait4(2) and waitid(2).  The guest's process is the
+emulator's host process, so a fork is the host's: the emulator forks with its guest (``os.fork``) and
+the child's guest sees 0 in rax, the parent the child's pid.  An execve of an x86-64 ELF replaces the
+emulator with a fresh one that runs the new program with the same options (``Process.exec``): the host
+descriptors are rearranged so that each guest descriptor without FD_CLOEXEC is the host descriptor of
+the same number, ignored signals stay ignored and the mask stays, as execve(2) says.  Before that the
+file is checked as Linux's ``bprm_execve`` would: ENOENT, EACCES (not a regular executable file),
+``#!`` scripts resolved to their interpreter with at most one argument (ELOOP past 4 levels), ENOEXEC
+for anything that is neither (an ELF of another architecture included), ENOENT for an ELF whose dynamic
+linker is missing.  wait4 and waitid are the host's, waiting the way a blocking call does so that
+signals interrupt them.
+
+Not modelled: threads (clone with CLONE_VM and without CLONE_VFORK, or CLONE_THREAD, fails with ENOSYS;
+clone3 is ENOSYS, so the C library falls back to clone); vfork and clone(CLONE_VM | CLONE_VFORK), as
+posix_spawn uses it, are a fork: the parent does not wait for the child's execve, and what the child
+writes to memory stays in the child; CLONE_PARENT, CLONE_NEWNS and the other namespaces.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+import struct
+from typing import TYPE_CHECKING
+
+from emu.user.elf import ElfError, parse_elf
+from emu.user.fs import PROC_SELF_EXE
+from emu.user.linux import Errno, Rusage, SyscallError, Timeval, s32
+from emu.user.signals import wait_until
+from emu.user.sysent import syscall
+
+if TYPE_CHECKING:
+    from emu.user.kernel import Kernel
+
+CSIGNAL = 0xFF
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x4000, 0x8000, 0x1_0000
+CLONE_SETTLS, CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID = 0x8_0000, 0x10_0000, 0x20_0000
+CLONE_CHILD_SETTID = 0x100_0000
+_SHARED = CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_PARENT
+"""Sharing between parent and child that a fork of the emulator cannot give."""
+WNOHANG = 1
+_WAIT_OPTIONS = 0x1 | 0x2 | 0x4 | 0x8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000
+"""WNOHANG, WUNTRACED/WSTOPPED, WEXITED, WCONTINUED, WNOWAIT, __WNOTHREAD, __WALL, __WCLONE."""
+SCRIPT_DEPTH = 4
+"""Nested #! interpreters Linux follows before ELOOP (fs/exec.c)."""
+BINPRM_BUF_SIZE = 256
+"""Bytes of the file's start Linux reads to recognise it, so the longest #! line."""
+
+
+# -- fork ---------------------------------------------------------------------------------
+def _fork(k: Kernel, flags: int, newsp: int, parent_tid: int, child_tid: int, tls: int) -> int:
+    if k.host is None:
+        raise SyscallError(Errno.ENOSYS)
+    k.host.before_fork()
+    pid = os.fork()
+    if pid == 0:
+        k.pid = os.getpid()
+        k.signals.pending.clear()           # pending signals are not inherited (fork(2))
+        k.host.after_fork_child()
+        st = k.state
+        if newsp:
+            st.rsp = newsp
+        if flags & CLONE_SETTLS:
+            st.fs_base = tls
+        if flags & CLONE_CHILD_SETTID:
+            k.mem.write(child_tid, struct.pack("<i", k.pid))
+        if flags & CLONE_CHILD_CLEARTID:
+            k.clear_child_tid = child_tid
+        if flags & CLONE_PARENT_SETTID:
+            k.mem.write(parent_tid, struct.pack("<i", k.pid))
+        return 0
+    if flags & CLONE_PARENT_SETTID:
+        k.mem.write(parent_tid, struct.pack("<i", pid))
+    return pid
+
+
+@syscall("fork")
+def fork(k: Kernel) -> int:
+    return _fork(k, 0, 0, 0, 0, 0)
+
+
+@syscall("vfork")
+def vfork(k: Kernel) -> int:
+    return _fork(k, 0, 0, 0, 0, 0)
+
+
+@syscall("clone")
+def clone(k: Kernel, flags: int, newsp: int, parent_tid: int, child_tid: int, tls: int) -> int:
+    """A new process (the x86-64 argument order: flags, stack, parent_tid, child_tid, tls)."""
+    if flags & CLONE_THREAD or (flags & CLONE_VM and not flags & CLONE_VFORK):
+        k.say_once("threads (clone with CLONE_VM) are not supported; clone returns ENOSYS")
+        raise SyscallError(Errno.ENOSYS)
+    if flags & _SHARED:
+        raise SyscallError(Errno.EINVAL)
+    return _fork(k, flags, newsp, parent_tid, child_tid, tls)
+
+
+@syscall("clone3")
+def clone3(k: Kernel) -> int:
+    """The C library falls back to clone(2)."""
+    raise SyscallError(Errno.ENOSYS)
+
+
+# -- execve ---------------------------------------------------------------------------------
+def _strings(k: Kernel, address: int) -> list[bytes]:
+    """A NULL-terminated array of string pointers (argv, envp); NULL itself is an empty array."""
+    out: list[bytes] = []
+    while address:
+        pointer = int.from_bytes(k.mem.read(address + 8 * len(out), 8), "little")
+        if not pointer:
+            return out
+        if len(out) >= 0x7FFF_FFFF // 8:
+            raise SyscallError(Errno.E2BIG)
+        out.append(k.mem.read_cstring(pointer, 1 << 17))
+    return out
+
+
+def resolve(k: Kernel, name: bytes, argv: list[bytes], depth: int = 0) -> tuple[bytes, list[bytes]]:
+    """The x86-64 ELF that runs for an execve of ``name``, and its argv after any #! rewriting."""
+    if name == PROC_SELF_EXE:
+        name = k.exe            # a program that re-executes itself (busybox runs its applets so)
+    path = k.sysroot.map(name)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=k.cwd_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not os.access(path, os.X_OK, dir_fd=k.cwd_fd):
+            raise SyscallError(Errno.EACCES)
+        head = os.pread(fd, BINPRM_BUF_SIZE, 0)
+        if head.startswith(b"#!"):
+            if depth >= SCRIPT_DEPTH:
+                raise SyscallError(Errno.ELOOP)
+            line = head[2:].split(b"\n", 1)[0].strip(b" \t")
+            interpreter, _, argument = line.replace(b"\t", b" ").partition(b" ")
+            if not interpreter:
+                raise SyscallError(Errno.ENOEXEC)
+            argument = argument.strip(b" ")
+            return resolve(k, interpreter, [interpreter, *([argument] if argument else []), name, *argv[1:]],
+                           depth + 1)
+        if not head.startswith(b"\x7fELF"):
+            raise SyscallError(Errno.ENOEXEC)
+        size = os.fstat(fd).st_size
+        try:
+            image = parse_elf(os.fsdecode(name), os.pread(fd, size, 0))
+        except ElfError:
+            raise SyscallError(Errno.ENOEXEC) from None
+        if image.interpreter is not None and not os.path.exists(k.sysroot.map(image.interpreter)):
+            raise SyscallError(Errno.ENOENT)
+    finally:
+        os.close(fd)
+    return name, argv
+
+
+@syscall("execve")
+def execve(k: Kernel, filename: int, argv: int, envp: int) -> int:
+    name = k.path(filename)
+    args, env = _strings(k, argv), _strings(k, envp)
+    if k.host is None:
+        raise SyscallError(Errno.ENOSYS)
+    program, args = resolve(k, name, args)
+    k.host.exec(program, args, env)
+    raise SyscallError(Errno.ENOEXEC)       # only reached when the host could not exec the emulator
+
+
+# -- waiting ------------------------------------------------------------------------------------
+def _rusage(usage: resource.struct_rusage) -> Rusage:
+    out = Rusage()
+    for field, seconds in (("ru_utime", usage.ru_utime), ("ru_stime", usage.ru_stime)):
+        whole = int(seconds)
+        setattr(out, field, Timeval(whole, int((seconds - whole) * 1e6)))
+    out.counters[0] = usage.ru_maxrss
+    return out
+
+
+@syscall("wait4")
+def wait4(k: Kernel, pid: int, wstatus: int, options: int, rusage: int) -> int:
+    if options & ~_WAIT_OPTIONS:
+        raise SyscallError(Errno.EINVAL)
+
+    def attempt() -> tuple[int, int, resource.struct_rusage] | None:
+        found = os.wait4(s32(pid), options | WNOHANG)
+        return found if found[0] or options & WNOHANG else None
+
+    found = attempt() if options & WNOHANG else wait_until(k, attempt)
+    assert found is not None
+    child, status, usage = found
+    if child and wstatus:
+        k.mem.write(wstatus, struct.pack("<i", status))
+    if child and rusage:
+        k.write_struct(rusage, _rusage(usage))
+    return child
+
+
+@syscall("waitid")
+def waitid(k: Kernel, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
+    if options & ~_WAIT_OPTIONS or not options & (0x2 | 0x4 | 0x8):
+        raise SyscallError(Errno.EINVAL)
+
+    def attempt() -> os.waitid_result | bool | None:
+        found = os.waitid(idtype, s32(ident), options | WNOHANG)
+        return found if found is not None else (False if options & WNOHANG else None)
+
+    found = attempt() if options & WNOHANG else wait_until(k, attempt)
+    if infop:
+        info = bytes(128)
+        if isinstance(found, os.waitid_result):
+            info = struct.pack("<iii4xiIi", found.si_signo, 0, found.si_code, found.si_pid, found.si_uid,
+                               found.si_status).ljust(128, b"\0")
+        k.mem.write(infop, info)
+    if rusage:
+        k.write_struct(rusage, Rusage())
+    return 0

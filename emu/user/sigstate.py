@@ -1,0 +1,81 @@
+"""What the kernel keeps about signals for one process: dispositions, the blocked mask, pending signals, the
+alternate stack (signal(7), sigaction(2), sigprocmask(2), sigaltstack(2)).
+
+Kept apart from their delivery (``emu.user.signals``), so that the kernel that holds this state does not
+import the handlers.  Pending signals are one instance each, as Linux keeps standard signals (real-time
+signals are not queued).
+"""
+
+from __future__ import annotations
+
+from emu.user.linux import DEFAULT_IGNORED, SIG_DFL, SIG_IGN, KernelSigaction, Signal, StackT
+
+NSIG = 64
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+SYNCHRONOUS = frozenset({Signal.SIGSEGV, Signal.SIGBUS, Signal.SIGILL, Signal.SIGTRAP, Signal.SIGFPE})
+"""Delivered before any other pending signal, as Linux's SYNCHRONOUS_MASK."""
+
+
+def bit(sig: int) -> int:
+    """The bit of ``sig`` in a sigset_t."""
+    return 1 << (sig - 1)
+
+
+NEVER_BLOCKED = bit(Signal.SIGKILL) | bit(Signal.SIGSTOP)
+
+
+class Interrupted(Exception):
+    """A blocking system call was interrupted by a signal that is to be delivered (EINTR or restart)."""
+
+
+class SignalState:
+    """Dispositions, mask, pending signals and the alternate stack of one process."""
+
+    def __init__(self, ignored: int = 0, blocked: int = 0) -> None:
+        self.actions: dict[int, KernelSigaction] = {
+            sig: KernelSigaction(sa_handler=SIG_IGN) for sig in range(1, NSIG + 1) if ignored & bit(sig)}
+        self.blocked = blocked & ~NEVER_BLOCKED
+        self.pending: dict[int, bytes] = {}
+        self.altstack: StackT | None = None
+        self.saved_mask: int | None = None
+        """The mask rt_sigsuspend replaced, restored when the handler returns (or at once without one)."""
+        self.restart: int | None = None
+        """The number of the system call a signal just interrupted (to restart or fail with EINTR)."""
+        self.wake: tuple[int, int] | None = None
+        """The pipe the host signal handler writes to, so that a blocking wait ends (set by HostSignals)."""
+
+    def action(self, sig: int) -> KernelSigaction:
+        return self.actions.get(sig, KernelSigaction())
+
+    def ignored(self, sig: int) -> bool:
+        handler = self.action(sig).sa_handler
+        return handler == SIG_IGN or (handler == SIG_DFL and sig in DEFAULT_IGNORED)
+
+    def post(self, sig: int, info: bytes) -> None:
+        """Make ``sig`` pending, unless it is ignored (then it is discarded at once, as Linux does)."""
+        if sig and not self.ignored(sig):
+            self.pending.setdefault(sig, info)
+
+    def deliverable(self) -> bool:
+        return any(not self.blocked & bit(sig) for sig in self.pending)
+
+    def next(self) -> tuple[int, bytes] | None:
+        """Take the pending signal to deliver next: synchronous ones first, then by number."""
+        ready = [sig for sig in self.pending if not self.blocked & bit(sig)]
+        if not ready:
+            return None
+        sig = min(ready, key=lambda s: (s not in SYNCHRONOUS, s))
+        return sig, self.pending.pop(sig)
+
+    def on_altstack(self, sp: int) -> bool:
+        stack = self.altstack
+        return stack is not None and stack.ss_sp < sp <= stack.ss_sp + stack.ss_size
+
+    def stack_t(self, sp: int) -> StackT:
+        """The stack_t sigaltstack(2) and uc_stack report at stack pointer ``sp``."""
+        if self.altstack is None:
+            return StackT(ss_flags=SS_DISABLE)
+        return StackT(ss_sp=self.altstack.ss_sp, ss_size=self.altstack.ss_size,
+                      ss_flags=SS_ONSTACK if self.on_altstack(sp) else self.altstack.ss_flags & SS_AUTODISARM)
+
+
