@@ -346,8 +346,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser("run", help="run an x86-64 Linux program in user mode",
-                         description="Run a static x86-64 Linux ELF program on this host, like qemu-x86_64. "
-                                     "Its stdout, stderr and exit status are the program's own.")
+                         description="Run an x86-64 Linux ELF program, static or dynamically linked, on this host, "
+                                     "like qemu-x86_64. Its stdout, stderr and exit status are the program's own.")
     run.add_argument("program", help="path of an x86-64 ELF executable, static or dynamically linked")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the program")
     run.add_argument("-E", "--env", action="append", default=[], metavar="NAME=VALUE",

@@ -106,16 +106,25 @@ def clone3(k: Kernel) -> int:
 
 
 # -- execve ---------------------------------------------------------------------------------
+ARG_MAX = 2 << 20
+"""Bytes of argument and environment strings an execve takes at most (a quarter of the 8 MiB stack limit)."""
+MAX_ARG_STRLEN = 1 << 17
+"""The longest single argument or environment string (32 pages)."""
+
+
 def _strings(k: Kernel, address: int) -> list[bytes]:
     """A NULL-terminated array of string pointers (argv, envp); NULL itself is an empty array."""
     out: list[bytes] = []
+    total = 0
     while address:
         pointer = int.from_bytes(k.mem.read(address + 8 * len(out), 8), "little")
         if not pointer:
             return out
-        if len(out) >= 0x7FFF_FFFF // 8:
+        text = k.mem.read_cstring(pointer, MAX_ARG_STRLEN)
+        total += len(text) + 1 + 8
+        if len(text) >= MAX_ARG_STRLEN or total > ARG_MAX:
             raise SyscallError(Errno.E2BIG)
-        out.append(k.mem.read_cstring(pointer, 1 << 17))
+        out.append(text)
     return out
 
 
