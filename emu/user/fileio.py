@@ -9,8 +9,9 @@ Terminal ioctls are forwarded only for descriptors that are host terminals;
 others get ENOTTY, as a kernel would.  A write to a pipe with no reader
 raises SIGPIPE in the guest (its default action ends the process).  Reads and
 writes that would block wait in ``emu.user.signals.wait_until``, so that a
-signal interrupts them as it would on Linux.  Not modelled: signal masks in
-ppoll/pselect6, record locks beyond forwarding them.
+signal interrupts them as it would on Linux; poll and select end with EINTR.
+Not modelled: signal masks in ppoll/pselect6, record locks beyond forwarding
+them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from emu.user.linux import (
     s64,
 )
 from emu.user.signals import SI_USER, ready_for, siginfo, wait_until
+from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
 
 MAX_IO = 1 << 24
@@ -336,15 +338,27 @@ def ioctl(k: Kernel, fd: int, request: int, arg: int) -> int:
 
 
 # -- waiting for descriptors --------------------------------------------------------
-def _poll_hosts(wanted: list[tuple[OpenFile | None, int]], timeout_ms: int | None) -> list[int]:
-    """revents for each (file, events) pair; a missing file gets POLLNVAL."""
+def _poll_hosts(k: Kernel, wanted: list[tuple[OpenFile | None, int]], timeout_ms: int | None) -> list[int]:
+    """revents for each (file, events) pair; a missing file gets POLLNVAL.  The wait ends early with EINTR
+    when a signal is to be delivered (poll(2) is not restarted after a handler)."""
     poller = select.poll()
     for file, events in wanted:
         if file is not None:
             poller.register(file.host, events)
     if any(file is None for file, _ in wanted):
         timeout_ms = 0
-    ready = dict(poller.poll(timeout_ms))
+
+    def check() -> dict[int, int] | None:
+        return dict(poller.poll(0)) or None
+
+    if timeout_ms == 0:
+        ready = dict(poller.poll(0))
+    else:
+        try:
+            ready = wait_until(k, check, [(file.host, events) for file, events in wanted if file is not None],
+                               timeout_ms) or {}
+        except Interrupted:
+            raise SyscallError(Errno.EINTR) from None
     always = POLLERR | POLLHUP | POLLNVAL
     return [POLLNVAL if file is None else ready.get(file.host, 0) & (events | always) for file, events in wanted]
 
@@ -364,7 +378,7 @@ def _poll(k: Kernel, fds: int, nfds: int, timeout_ms: int | None) -> int:
         raise SyscallError(Errno.EINVAL)
     entries = list(_POLLFD.iter_unpack(k.mem.read(fds, _POLLFD.size * nfds)))
     wanted = [(k.fds.files.get(fd), events) for fd, events, _ in entries if fd >= 0]
-    revents = iter(_poll_hosts(wanted, timeout_ms))
+    revents = iter(_poll_hosts(k, wanted, timeout_ms))
     out = [(fd, events, next(revents) if fd >= 0 else 0) for fd, events, _ in entries]
     k.mem.write(fds, b"".join(_POLLFD.pack(*e) for e in out))
     return sum(1 for e in out if e[2])
@@ -395,7 +409,7 @@ def _select(k: Kernel, nfds: int, sets: tuple[int, int, int], timeout_ms: int | 
     wanted = [(k.fds.files.get(fd), ev) for fd, ev in events.items()]
     if any(file is None for file, _ in wanted):
         raise SyscallError(Errno.EBADF)
-    revents = dict(zip(events, _poll_hosts(wanted, timeout_ms), strict=True))
+    revents = dict(zip(events, _poll_hosts(k, wanted, timeout_ms), strict=True))
     ready_if = (POLLIN | POLLHUP | POLLERR, POLLOUT | POLLERR, POLLPRI)
     count = 0
     for kind, address in enumerate(sets):

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -108,6 +109,23 @@ static void restart(int flags) {
            n < 0 ? strerror(err) : c == 'x' ? "the handler's byte" : "?", hits);
     close(pipefd[0]);
     close(pipefd[1]);
+}
+
+static void poll_interrupted(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count;
+    sa.sa_flags = SA_RESTART;              /* poll is never restarted after a handler, even so */
+    sigaction(SIGALRM, &sa, NULL);
+    if (pipe(pipefd) != 0)
+        perror("pipe");
+    hits = 0;
+    struct itimerval t = {{0, 0}, {0, 50000}};
+    setitimer(ITIMER_REAL, &t, NULL);
+    struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+    int n = poll(&p, 1, 10000);
+    int err = errno;
+    printf("poll: %d (%s), the handler ran %d time(s)\n", n, n < 0 ? strerror(err) : "?", hits);
 }
 
 static int depth(int n) {
@@ -256,6 +274,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(what, "fpe")) fpe();
     else if (!strcmp(what, "alarm")) alarm_loop();
     else if (!strcmp(what, "restart")) { restart(SA_RESTART); restart(0); }
+    else if (!strcmp(what, "poll")) poll_interrupted();
     else if (!strcmp(what, "overflow")) overflow();
     else if (!strcmp(what, "ucontext")) ucontext();
     else if (!strcmp(what, "masks")) { masks(); reset_and_nodefer(); }
