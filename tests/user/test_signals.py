@@ -64,3 +64,11 @@ def test_a_host_sigint_reaches_the_guest_handler(signals: Path) -> None:
     emulated = _interrupted([sys.executable, "-m", "emu", "run", str(signals), "sigint"],
                             {**ENV, "PYTHONPATH": str(REPO_ROOT), "HOME": os.environ.get("HOME", "/root")})
     assert emulated == native == (0, b"ready\nSIGINT from outside: signo 2, si_code SI_USER 1\n")
+
+
+@pytest.mark.parametrize("tier", ["off", "eager"])
+@pytest.mark.parametrize("subtest", ["segv", "alarm", "restart", "ucontext"])
+def test_handlers_are_the_same_in_the_python_tier_and_native_code(subtest: str, tier: str, signals: Path,
+                                                                   same_as_native) -> None:
+    """The default tier is the JIT (hot blocks native); here the Python tier only, and every block native."""
+    same_as_native([str(signals), subtest], env={**ENV, "EMU_JIT": tier})
