@@ -8,7 +8,7 @@ failing with EINTR without it, poll interrupted (EINTR even with SA_RESTART), a 
 the alternate stack, a SIGILL handler that moves REG_RIP past ud2 and changes registers in the ucontext
 before returning, SIGTRAP from int3, blocked and pending signals, sigsuspend, sigtimedwait, SA_RESETHAND,
 a child's kill and SIGCHLD, Ctrl-C (SIGINT sent to the emulator), death by a signal's default action, and
-rt_sigreturn of a frame that cannot be read (SIGSEGV).
+rt_sigreturn of a frame that cannot be read or holds an invalid MXCSR (SIGSEGV).
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ def test_the_default_action_kills_the_emulator_with_the_signal(signals: Path, sa
     same_as_native([str(signals), "die"], returncode=-signal.SIGSEGV, env=ENV)
 
 
-def test_rt_sigreturn_with_an_unreadable_frame_is_sigsegv(signals: Path, same_as_native) -> None:
-    same_as_native([str(signals), "badframe"], returncode=-signal.SIGSEGV, env=ENV)
+@pytest.mark.parametrize("subtest", ["badframe", "badfpu"])
+def test_rt_sigreturn_of_a_bad_frame_is_sigsegv(subtest: str, signals: Path, same_as_native) -> None:
+    """An unreadable frame, or one whose FXSAVE image sets reserved MXCSR bits."""
+    same_as_native([str(signals), subtest], returncode=-signal.SIGSEGV, env=ENV)
 
 
 def _interrupted(argv: list[str], env: dict[str, str]) -> tuple[int, bytes]:

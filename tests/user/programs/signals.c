@@ -176,6 +176,18 @@ static void trap(void) {
            saw_code == SI_KERNEL, saw_addr == after);
 }
 
+static void spoil_mxcsr(int sig, siginfo_t *info, void *context) {
+    (void)sig; (void)info;
+    ucontext_t *uc = context;
+    uc->uc_mcontext.fpregs->mxcsr = 0xFFFFFFFF;       /* reserved bits: rt_sigreturn must refuse the frame */
+}
+
+static void bad_fpu(void) {
+    install(SIGUSR1, spoil_mxcsr, 0);
+    raise(SIGUSR1);
+    printf("returned from the handler\n");
+}
+
 static void bad_frame(void) {
     /* rt_sigreturn with the stack pointer on an unmapped page: the kernel cannot read a frame there */
     __asm__ volatile("mov $16, %%rsp\n\tmov $15, %%eax\n\tsyscall" ::: "memory");
@@ -282,6 +294,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(what, "sigint")) wait_for_sigint();
     else if (!strcmp(what, "trap")) trap();
     else if (!strcmp(what, "badframe")) bad_frame();
+    else if (!strcmp(what, "badfpu")) bad_fpu();
     else if (!strcmp(what, "die")) { signal(SIGSEGV, SIG_DFL); raise(SIGSEGV); }
     else return 2;
     return 0;
