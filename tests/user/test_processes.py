@@ -1,7 +1,8 @@
 """Processes under `emu run`: fork, execve, wait, pipes, descriptors, process groups, against the same programs
 run natively: tests/user/programs/forkexec.c, and shell pipelines and subshells through Debian's dash
-(/bin/sh, dynamically linked) and busybox sh (busybox-static), each command of which the emulator forks and
-re-executes (fork(2), execve(2), wait4(2), waitid(2), pipe(2), dup(2), setpgid(2), setsid(2)).
+(/bin/sh, dynamically linked), busybox sh (busybox-static) and bash (a trap, a job, a child killed by a
+signal), each command of which the emulator forks and re-executes (fork(2), execve(2), wait4(2), waitid(2),
+pipe(2), dup(2), setpgid(2), setsid(2)).
 """
 
 from __future__ import annotations
@@ -39,3 +40,9 @@ def test_a_shell_script_with_exit_status(tmp_path: Path, same_as_native) -> None
     script.write_text("#!/bin/sh\nset -e\ncd \"$1\"\nprintf 'x\\ny\\n' > out\nread first < out\necho $first\nexit 4\n")
     script.chmod(0o755)
     same_as_native(["/bin/sh", str(script), str(tmp_path)], returncode=4, env=ENV)
+
+
+def test_bash_traps_jobs_and_a_killed_child(same_as_native) -> None:
+    script = ('echo a | tr a b; trap "echo trapped" USR1; kill -USR1 $$; (exit 3) & wait $!; echo waited $?; '
+              'sh -c "kill -TERM \\$\\$"; echo killed $?')
+    same_as_native(["/bin/bash", "-c", script], env=ENV)
