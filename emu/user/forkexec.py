@@ -10,7 +10,8 @@ file is checked as Linux's ``bprm_execve`` would: ENOENT, EACCES (not a regular 
 ``#!`` scripts resolved to their interpreter with at most one argument (ELOOP past 4 levels), ENOEXEC
 for anything that is neither (an ELF of another architecture included), ENOENT for an ELF whose dynamic
 linker is missing.  wait4 and waitid are the host's, waiting the way a blocking call does so that
-signals interrupt them.
+signals interrupt them; with SIGCHLD ignored (or SA_NOCLDWAIT) wait4 reaps children as they end and
+fails with ECHILD when none is left, as if the kernel had never kept them.
 
 Not modelled: threads (clone with CLONE_VM and without CLONE_VFORK, or CLONE_THREAD, fails with ENOSYS;
 clone3 is ENOSYS, so the C library falls back to clone); vfork and clone(CLONE_VM | CLONE_VFORK), as
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from emu.user.elf import ElfError, parse_elf
 from emu.user.fs import PROC_SELF_EXE
-from emu.user.linux import Errno, Rusage, SyscallError, Timeval, s32
+from emu.user.linux import SIG_IGN, Errno, Rusage, Signal, SyscallError, Timeval, s32
 from emu.user.signals import wait_until
 from emu.user.sysent import syscall
 
@@ -43,6 +44,7 @@ CLONE_CHILD_SETTID = 0x100_0000
 _SHARED = CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_PARENT
 """Sharing between parent and child that a fork of the emulator cannot give."""
 WNOHANG = 1
+SA_NOCLDWAIT = 0x2
 _WAIT_OPTIONS = 0x1 | 0x2 | 0x4 | 0x8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000
 """WNOHANG, WUNTRACED/WSTOPPED, WEXITED, WCONTINUED, WNOWAIT, __WNOTHREAD, __WALL, __WCLONE."""
 SCRIPT_DEPTH = 4
@@ -183,6 +185,12 @@ def _rusage(usage: resource.struct_rusage) -> Rusage:
     return out
 
 
+def _reaping(k: Kernel) -> bool:
+    """SIGCHLD ignored or SA_NOCLDWAIT: children leave no zombie to wait for (sigaction(2))."""
+    act = k.signals.action(Signal.SIGCHLD)
+    return act.sa_handler == SIG_IGN or bool(act.sa_flags & SA_NOCLDWAIT)
+
+
 @syscall("wait4")
 def wait4(k: Kernel, pid: int, wstatus: int, options: int, rusage: int) -> int:
     if options & ~_WAIT_OPTIONS:
@@ -190,6 +198,8 @@ def wait4(k: Kernel, pid: int, wstatus: int, options: int, rusage: int) -> int:
 
     def attempt() -> tuple[int, int, resource.struct_rusage] | None:
         found = os.wait4(s32(pid), options | WNOHANG)
+        while found[0] and _reaping(k):     # reaped as the kernel would have: wait on until none is left (ECHILD)
+            found = os.wait4(s32(pid), options | WNOHANG)
         return found if found[0] or options & WNOHANG else None
 
     found = attempt() if options & WNOHANG else wait_until(k, attempt)

@@ -147,5 +147,10 @@ int main(int argc, char **argv) {
            info.si_status);
     pid_t none = wait(NULL);
     printf("no children left: %d %s\n", none, strerror(errno));
+    signal(SIGCHLD, SIG_IGN);
+    if (fork() == 0)
+        _exit(8);
+    none = wait(NULL);
+    printf("SIGCHLD ignored, a child that exited is not waited for: %d %s\n", none, strerror(errno));
     return 0;
 }
