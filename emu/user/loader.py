@@ -116,7 +116,8 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
     if image.header.e_type == ElfType.ET_DYN:
         image.bias = PIE_BASE - (aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT if aslr is not None else 0)
     top = _map_segments(space, image)
-    space.brk_start = space.brk = top + (aslr.randrange(BRK_RANDOM >> PAGE_SHIFT) << PAGE_SHIFT if aslr else 0)
+    brk_offset = aslr.randrange(BRK_RANDOM >> PAGE_SHIFT) << PAGE_SHIFT if aslr is not None else 0
+    space.brk_start = space.brk = top + brk_offset
     space.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE)
     base, entry = 0, image.entry
     if interpreter is not None:
