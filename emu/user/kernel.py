@@ -155,8 +155,11 @@ class Kernel:
             return -Errno.ENOMEM
 
     def say(self, message: str) -> None:
-        """One line from emu itself (not from the guest) on the log stream."""
-        print(f"emu: {message}", file=self.log if self.log is not None else sys.stderr)
+        """One line from emu itself (not from the guest) on the log stream; nowhere when the program was
+        started without a stderr (print would fall back to stdout, the program's own)."""
+        stream = self.log if self.log is not None else sys.stderr
+        if stream is not None:
+            print(f"emu: {message}", file=stream)
 
     def say_once(self, message: str) -> None:
         if message not in self.said:
