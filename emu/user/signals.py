@@ -270,9 +270,11 @@ def setup_frame(k: Kernel, sig: int, info: bytes, act: KernelSigaction, *, trapn
     sp = st.rsp - RED_ZONE
     if act.sa_flags & SA_ONSTACK and sigs.altstack is not None and not sigs.on_altstack(st.rsp):
         sp = sigs.altstack.ss_sp + sigs.altstack.ss_size
-    uc_stack = sigs.stack_t(sp)
+    uc_stack = sigs.stack_t(st.rsp)                     # as the interrupted code had it (save_altstack)
     fx = (sp - FX_SIZE) & ~63
     frame_at = ((fx - ctypes.sizeof(RtSigframe)) & ~15) - 8
+    if sigs.on_altstack(sp) and not sigs.on_altstack(frame_at):
+        raise ProcessExit(signal=Signal.SIGSEGV)        # the frame does not fit on the alternate stack
     frame = RtSigframe(pretcode=act.sa_restorer)
     frame.uc.uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS
     frame.uc.uc_stack = uc_stack

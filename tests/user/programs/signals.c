@@ -19,12 +19,12 @@ static sigjmp_buf back;
 static volatile sig_atomic_t hits;
 static volatile int saw_code, saw_signo;
 static void *volatile saw_addr;
-static volatile int on_altstack;
+static volatile int on_altstack, uc_stack_flags;
 static char *altstack;
 static int pipefd[2];
 
 static void fault_handler(int sig, siginfo_t *info, void *context) {
-    (void)context;
+    uc_stack_flags = ((ucontext_t *)context)->uc_stack.ss_flags;
     saw_signo = sig;
     saw_code = info->si_code;
     saw_addr = info->si_addr;
@@ -141,7 +141,8 @@ static void overflow(void) {
     install(SIGSEGV, fault_handler, SA_ONSTACK);
     if (sigsetjmp(back, 1) == 0)
         depth(0);
-    printf("stack overflow: SIGSEGV on the alternate stack: %d\n", saw_signo == SIGSEGV && on_altstack);
+    printf("stack overflow: SIGSEGV on the alternate stack: %d, uc_stack.ss_flags of the interrupted code: %d\n",
+           saw_signo == SIGSEGV && on_altstack, uc_stack_flags);
 }
 
 static void skip_ud2(int sig, siginfo_t *info, void *context) {
