@@ -115,6 +115,9 @@ for _i in (0, 2, 3, 4, 8):
 for _alias, _i in (("dr4", 6), ("dr5", 7), *((f"dr{_n}", _n) for _n in (0, 1, 2, 3, 6, 7))):
     _REG_TABLE[_alias] = (f"dr{_i}", 64, False)
 _REG_TABLE["rip"] = ("rip", 64, False)
+for _i in range(8):
+    _REG_TABLE[f"st({_i})"] = (f"st{_i}", 80, False)     # x87 ST(i), relative to TOP
+    _REG_TABLE[f"mm{_i}"] = (f"mm{_i}", 64, False)       # MMX: the low 64 bits of physical R_i
 
 _NAME_OF: dict[tuple[str, int, bool], str] = {v: k for k, v in _REG_TABLE.items()}
 
@@ -268,6 +271,8 @@ class Decoder:
             # and reports a wrong instruction id (cmpordss -> "cmpxchg16b"): restore both
             mnemonic = "cmp" + compare[2]
             operands.append(Operand(Kind.IMM, 8, imm=_SSE_PREDICATES.index(compare[1])))
+        elif name == "fadd" and mnemonic_text == "faddp":
+            mnemonic = "faddp"          # capstone 5 gives FADDP (DE C0+i) FADD's instruction id
         elif name in ("jmp", "call") and _is_far_indirect(ci):
             mnemonic = "l" + name       # capstone names FF /3 and FF /5 without REX.W as near (m16:32 far)
         insn = Insn(

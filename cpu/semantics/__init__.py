@@ -74,5 +74,6 @@ def load_all() -> dict[str, Semantic]:
         string,
         system,
         x87,
+        x87_arith,
     )
     return SEMANTICS

@@ -13,6 +13,9 @@ raise #UD).  MOVSD and CMPSD share their mnemonic with string instructions:
 the string module owns those mnemonics and calls :func:`movsd_xmm` and
 :func:`cmpsd_xmm` when an operand is an XMM register.
 
+The FXSAVE image holds the x87 registers as ST(0)..ST(7) (relative to TOP) and the abridged
+tag byte by physical register, as ``cpu.semantics.fpu`` keeps them.
+
 Not modelled: non-temporal hints (MOVNTDQ, MOVNTI, MOVNTPS are plain
 stores), MASKMOVDQU, the x87 instruction/data pointers and opcode in the
 FXSAVE image (written as zero), and #XM for unmasked SIMD exceptions.
@@ -28,6 +31,7 @@ from cpu.decoder import Kind
 from cpu.exceptions import GuestFault, Vector
 from cpu.semantics import call, helper, semantics
 from cpu.semantics import xmm as X
+from cpu.semantics.fpu import Fpu
 from cpu.semantics.sse_float import compare
 from cpu.semantics.xmm import MASK32, MASK64, MASK128, MXCSR_MASK, join, lanes, repeat
 
@@ -402,8 +406,9 @@ def fxsave(cpu, address: int) -> None:
     image = bytearray(cpu.mem.read(address, FX_SIZE))      # one write below: a fault leaves memory as it was
     fop = fip = fdp = 0                                      # not modelled
     struct.pack_into("<HHBxHQQII", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp, s.mxcsr, MXCSR_MASK)
-    for i in range(8):
-        image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] = bytes(s.st_raw[10 * i:10 * i + 10])
+    fpu = Fpu(cpu)
+    for i in range(8):                                       # ST(0)..ST(7), relative to TOP
+        image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] = fpu.get(i).to_bytes(10, "little")
     image[FX_XMM0:FX_XMM0 + 256] = b"".join(s.xmm(i).to_bytes(16, "little") for i in range(16))
     cpu.mem.write(address, image)
 
@@ -417,8 +422,7 @@ def fxrstor(cpu, address: int) -> None:
     if mxcsr & ~MXCSR_MASK:
         raise GuestFault(Vector.GP, 0, detail=f"fxrstor: reserved MXCSR bits in {mxcsr:#x}")
     s.fcw, s.fsw, s.ftw, s.mxcsr = fcw, fsw, ftw, mxcsr
-    for i in range(8):
-        s.st_raw[10 * i:10 * i + 10] = image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10]
+    Fpu(cpu).load_registers(b"".join(image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] for i in range(8)))
     for i in range(16):
         s.set_xmm(i, int.from_bytes(image[FX_XMM0 + 16 * i:FX_XMM0 + 16 * i + 16], "little"))
 

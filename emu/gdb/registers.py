@@ -24,7 +24,7 @@ CR4 and EFER are read-only here: changing paging under the MMU's TLBs from a
 debugger is refused (writing the value they already hold is accepted, as a
 ``G`` packet does).
 
-``st0``..``st7`` are ST(0)..ST(7), the FXSAVE slots of ``CpuState.st_raw``.
+``st0``..``st7`` are ST(0)..ST(7): physical registers R((TOP + i) mod 8) of ``CpuState.st_raw``.
 ``ftag`` is the full 16-bit tag word (two bits per physical register, 11 =
 empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
 8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpu.flags import read_rflags, write_rflags
+from cpu.semantics.fpu import full_tag_word, physical_register
 from cpu.state import CpuState
 from emu.debug.views import CONTROL_BITS
 
@@ -118,11 +119,6 @@ _X87_UNMODELLED = frozenset({"fiseg", "fioff", "foseg", "fooff", "fop"})
 _PAGING = frozenset({"cr0", "cr3", "cr4", "efer"})
 
 
-def _full_tag_word(state: CpuState) -> int:
-    """The 16-bit x87 tag word from the abridged one: 11 (empty) or 00 (valid) per physical register."""
-    return sum((0 if state.ftw >> i & 1 else 3) << (2 * i) for i in range(8))
-
-
 def _abridged_tag_word(full: int) -> int:
     return sum(1 << i for i in range(8) if (full >> (2 * i)) & 3 != 3)
 
@@ -131,7 +127,7 @@ def _read(state: CpuState, reg: Register) -> bytes:
     """A register's value as GDB expects it (little-endian, its bit size)."""
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
-        i = int(name[2:])
+        i = physical_register(state, int(name[2:]))
         return bytes(state.st_raw[10 * i: 10 * i + 10])
     if name.startswith("xmm"):
         value = state.xmm(int(name[3:]))
@@ -142,7 +138,7 @@ def _read(state: CpuState, reg: Register) -> bytes:
     elif name == "fstat":
         value = state.fsw
     elif name == "ftag":
-        value = _full_tag_word(state)
+        value = full_tag_word(state)
     elif name in _X87_UNMODELLED:
         value = 0
     else:
@@ -156,7 +152,7 @@ def _write(state: CpuState, reg: Register, data: bytes) -> None:
         raise ValueError(f"{reg.name} takes {reg.bits // 8} bytes, not {len(data)}")
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
-        i = int(name[2:])
+        i = physical_register(state, int(name[2:]))
         state.st_raw[10 * i: 10 * i + 10] = data
         return
     value = int.from_bytes(data, "little")
