@@ -44,8 +44,9 @@ NEAREST, DOWN, UP, ZERO = 0, 1, 2, 3
 PRECISION = {0: 24, 1: 64, 2: 53, 3: 64}
 """FCW.PC -> significand bits (table 8-2); the reserved 01 is read as 64."""
 
-TINY_BEFORE_ROUNDING = True
-"""The x87 unit detects tininess before rounding (SDM Vol. 1, 4.9.1.5)."""
+TINY_BEFORE_ROUNDING = False
+"""Tininess is detected after rounding (measured on the host: a largest denormal that rounds to
+the smallest normal at 24 bits does not signal UE)."""
 BIAS_ADJUST = 24576
 """The exponent adjustment of an unmasked overflow or underflow result (SDM Vol. 1, 4.9.1.4-5)."""
 
@@ -158,10 +159,14 @@ def round_pack(sign: int, m: int, e: int, prec: int = 64, rc: int = NEAREST, unm
 
 def _bias_adjusted(sign: int, m: int, e: int, prec: int, rc: int, adjust: int) -> tuple[int, int]:
     """The significand rounded with an unbounded exponent, the exponent moved by ``adjust``."""
-    kept, q, flags, _ = round_value(sign, m, e, prec, rc, -(1 << 20))
+    kept, q, flags, _ = round_value(sign, m, e, prec, rc, -(1 << 40))
     top = q + kept.bit_length() - 1 + adjust
-    return (pack(sign, (top + BIAS) & EXP_MASK, kept << (63 - (kept.bit_length() - 1))),
-            flags | (OE if adjust < 0 else UE))
+    if top > EMAX:                                  # still out of range (FSCALE): the masked response
+        return overflow(sign, prec, rc), OE | PE | (C1 if _overflows_to_infinity(sign, rc) else 0)
+    if top < EMIN:
+        r, f = round_pack(sign, m, e, prec, rc)
+        return r, f | UE
+    return pack(sign, top + BIAS, kept << (63 - (kept.bit_length() - 1))), flags | (OE if adjust < 0 else UE)
 
 
 def _overflows_to_infinity(sign: int, rc: int) -> bool:
@@ -206,7 +211,8 @@ def check_operands(*xs: int) -> tuple[int | None, int]:
 
 
 def _invalid(flags: int) -> tuple[int, int]:
-    return INDEFINITE, flags | IE
+    """An invalid operation: IE alone (a denormal operand is not reported with it)."""
+    return INDEFINITE, IE
 
 
 # -- arithmetic ----------------------------------------------------------------------------------
@@ -268,7 +274,7 @@ def div(a: int, b: int, prec: int = 64, rc: int = NEAREST, unmasked: int = 0) ->
     if cb is Class.INFINITY:
         return pack(sign, 0, 0), flags
     if cb is Class.ZERO:
-        return (_invalid(flags) if ca is Class.ZERO else (INFINITY | sign << 79, flags | ZE))
+        return (_invalid(flags) if ca is Class.ZERO else (INFINITY | sign << 79, ZE))
     _, ma, ea = exact(a)
     _, mb, eb = exact(b)
     if ma == 0:
@@ -381,7 +387,7 @@ def to_float(a: int, width: int, rc: int = NEAREST) -> tuple[int, int]:
         return top_bit | emax_biased << fbits, 0
     if c is Class.ZERO:
         return top_bit, 0
-    flags = DE if c is Class.DENORMAL else 0
+    flags = 0                                       # a denormal source signals no DE here
     _, m, e = exact(a)
     emin = 1 - bias
     kept, q, f, tiny = round_value(sign, m, e, fbits + 1, rc, emin)
@@ -416,7 +422,7 @@ def to_int(a: int, width: int, rc: int = NEAREST) -> tuple[int, int]:
     n = -kept if s else kept
     if not -(1 << (width - 1)) <= n < 1 << (width - 1):
         return indefinite, IE
-    flags = (DE if c is Class.DENORMAL else 0) | (PE if inexact else 0) | (C1 if up else 0)
+    flags = (PE if inexact else 0) | (C1 if up else 0)       # a denormal source signals no DE here
     return n & ((1 << width) - 1), flags
 
 
@@ -447,5 +453,90 @@ def to_bcd(a: int, rc: int = NEAREST) -> tuple[int, int]:
     digits = 0
     for i, d in enumerate(reversed(str(kept))):
         digits |= int(d) << (4 * i)
-    flags = (DE if c is Class.DENORMAL else 0) | (PE if inexact else 0) | (C1 if up else 0)
+    flags = (PE if inexact else 0) | (C1 if up else 0)       # a denormal source signals no DE here
     return s << 79 | digits, flags
+
+
+# -- scaling, exponent extraction, partial remainder -------------------------------------------------
+def _exponent(m: int, e: int) -> int:
+    """The unbiased exponent of m * 2**e as a normal number: floor(log2)."""
+    return e + m.bit_length() - 1
+
+
+def scale(a: int, b: int, rc: int = NEAREST, unmasked: int = 0) -> tuple[int, int]:
+    """FSCALE: a * 2**trunc(b) (SDM Vol. 2A, FSCALE table 3-38)."""
+    done, flags = check_operands(a, b)
+    if done is not None:
+        return done, flags
+    ca, cb = classify(a), classify(b)
+    if cb is Class.INFINITY:
+        if (b & SIGN and ca is Class.INFINITY) or (not b & SIGN and ca is Class.ZERO):
+            return _invalid(flags)
+        if ca in (Class.ZERO, Class.INFINITY):
+            return a, flags
+        return (pack(a >> 79, 0, 0) if b & SIGN else INFINITY | (a & SIGN)), flags
+    if ca in (Class.ZERO, Class.INFINITY):
+        return a, flags
+    sb, mb, eb = exact(b)
+    n = mb >> -eb if eb < 0 else mb << eb
+    n = min(n, 1 << 30)
+    s, m, e = exact(a)
+    r, f = round_pack(s, m, e + (-n if sb else n), 64, rc, unmasked)
+    return r, flags | f
+
+
+def extract(a: int) -> tuple[int, int, int]:
+    """FXTRACT: (exponent, significand, flags); a zero gives -inf and ZE."""
+    done, flags = check_operands(a)
+    if done is not None:
+        return done, done, flags
+    c = classify(a)
+    if c is Class.ZERO:
+        return INFINITY | SIGN, a, ZE
+    if c is Class.INFINITY:
+        return INFINITY, a, flags
+    s, m, e = exact(a)
+    top = _exponent(m, e)
+    significand, _ = round_pack(s, m, e - top)
+    return from_int(top), significand, flags
+
+
+def remainder(a: int, b: int, nearest: bool) -> tuple[int, int, int]:
+    """FPREM (quotient truncated) and FPREM1 (``nearest``: rounded to even):
+    (partial remainder, flags, condition bits C0 C3 C1 C2 as FSW bits)."""
+    done, flags = check_operands(a, b)
+    if done is not None:
+        return done, flags, 0
+    ca, cb = classify(a), classify(b)
+    if ca is Class.INFINITY or cb is Class.ZERO:
+        return _invalid(flags) + (0,)
+    if cb is Class.INFINITY or ca is Class.ZERO:
+        return a, flags, 0
+    sa, ma, ea = exact(a)
+    _, mb, eb = exact(b)
+    d = _exponent(ma, ea) - _exponent(mb, eb)
+    if d >= 64:                                       # a partial remainder: reduce by 2**(d - n)
+        k = d - (PARTIAL_BITS + (d - 64) % PARTIAL_BITS)
+        e = min(ea, eb + k)
+        x, y = ma << (ea - e), mb << (eb + k - e)      # a and b * 2**k as integers times 2**e
+        rest = x - (x // y) * y
+        r, f = round_pack(sa, rest, e)
+        return (r if rest else pack(sa, 0, 0)), flags | f, 0x400
+    e = min(ea, eb)
+    x, y = ma << (ea - e), mb << (eb - e)
+    q, rest = divmod(x, y)
+    if nearest and (2 * rest > y or (2 * rest == y and q & 1)):
+        q += 1
+        rest -= y
+    sign = sa ^ (rest < 0)
+    r, f = round_pack(sign, abs(rest), e)
+    if rest == 0:
+        r = pack(sa, 0, 0)
+    codes = (0x100 if q & 4 else 0) | (0x4000 if q & 2 else 0) | (0x200 if q & 1 else 0)
+    return r, flags | (f & ~C1), codes
+
+
+PARTIAL_BITS = 32
+"""FPREM's reduction when the exponents differ by d >= 64 (SDM Vol. 2A, FPREM: by 2**(d - N), N 'an
+implementation-dependent number between 32 and 63'): measured on the host, N = 32 + (d - 64) mod 32,
+so the exponent difference left is a multiple of 32."""

@@ -96,10 +96,13 @@ class Fpu:
         True when the instruction may deliver its result: no unmasked IE, DE or ZE
         (SDM Vol. 1, 8.6: those leave the operands and the destination untouched)."""
         s = self.state
+        blocked = flags & (IE | DE | ZE) & self.unmasked
+        if blocked and not flags & SF:
+            flags &= IE | DE | ZE                # the operation was not performed: no result flags
         s.fsw = (s.fsw & ~C1) | (flags & (C1 | EXCEPTIONS | SF))
         if flags & EXCEPTIONS & self.unmasked:
             s.fsw |= ES | B
-        return not flags & (IE | DE | ZE) & self.unmasked
+        return not blocked
 
     def wait(self) -> None:
         """What a waiting x87 instruction does first: #MF for a pending unmasked exception (SDM 8.6)."""
@@ -154,8 +157,8 @@ class Fpu:
             if self.signal(IE | SF | C1):
                 self.push(X.INDEFINITE)
             return
-        if self.signal(flags):
-            self.push(value)
+        if self.signal(flags) or not flags & (IE | ZE) & self.unmasked:
+            self.push(value)                    # a load delivers its value even when DE is unmasked
 
     # -- the tag word and environment images ---------------------------------------------------------
     def tag_word(self) -> int:

@@ -230,8 +230,8 @@ def fpu_store(cpu, kind: int, address: int, i: int, pop: int, truncate: int) -> 
         result, flags = _INDEFINITE_STORE[kind], X.IE | 0x40
     else:
         result, flags = store_value(kind, fpu.get(0), X.ZERO if truncate else fpu.rounding)
-    if flags & fpu.unmasked & ~X.PE:
-        fpu.signal(flags)                       # an unmasked exception: memory and stack untouched
+    if flags & fpu.unmasked & (X.IE | X.OE | X.UE):
+        fpu.signal(flags & (X.IE | X.OE | X.UE | 0x40))   # memory and stack untouched
         return
     fpu.mem.write(address, result.to_bytes(_BYTES[kind], "little"))
     fpu.signal(flags)
@@ -278,7 +278,7 @@ def fpu_cmove(cpu, condition: int, i: int) -> None:
     fpu = Fpu(cpu)
     fpu.wait()
     if fpu.underflow(0, i):
-        if not fpu.unmasked & X.IE and condition:
+        if not fpu.unmasked & X.IE:             # whether or not the condition holds
             fpu.set(0, X.INDEFINITE)
         return
     fpu.signal(0)

@@ -80,11 +80,19 @@ def fpu_arith(cpu, op: int, kind: int, address: int, dst: int, src: int, pop: in
         else:
             a, b = fpu.get(dst), fpu.get(src)
         result, f = compute(fpu, op, a, b)
-        flags |= f
+        flags = _with_load_flags(flags, f, a, b)
     if fpu.signal(flags):
         fpu.set(dst, result)
         if pop:
             fpu.pop()
+
+
+def _with_load_flags(loaded: int, computed: int, a: int, b: int) -> int:
+    """The operation's flags with a memory operand's: its DE (a denormal float) is not reported
+    when the other operand is a NaN or unsupported."""
+    if any(X.is_nan(X.classify(x)) or X.classify(x) is X.Class.UNSUPPORTED for x in (a, b)):
+        loaded &= ~X.DE
+    return loaded | computed
 
 
 def _signaling(quieted: int) -> int:
@@ -136,16 +144,15 @@ def fpu_compare(cpu, mode: int, kind: int, address: int, i: int, pops: int) -> N
         if kind == ST:
             b = 0 if i < 0 else fpu.get(i)
         relation, f = X.compare(fpu.get(0), b, signaling=mode in (FCOM, FCOMI))
-        flags = (flags & ~X.IE) | f
-    if not fpu.signal(flags):
-        return
+        flags = _with_load_flags(flags & ~X.IE, f, fpu.get(0), b)
     if mode in (FCOMI, FUCOMI):
         rflags = read_rflags(fpu.state) & ~(Flag.ZF | Flag.PF | Flag.CF | Flag.OF | Flag.SF | Flag.AF)
         write_rflags(fpu.state, rflags | _EFLAGS[relation])
     else:
         fpu.set_condition(_CODES[relation])
-    for _ in range(pops):
-        fpu.pop()
+    if fpu.signal(flags):                       # the relation is reported even when an exception is unmasked
+        for _ in range(pops):
+            fpu.pop()
 
 
 @semantics("fxam")
@@ -198,3 +205,68 @@ def fpu_unary(cpu, index: int) -> None:
         result, flags = _UNARY[_UNARY_NAMES[index]](fpu.get(0), fpu.rounding)
     if fpu.signal(flags):
         fpu.set(0, result)
+
+
+# -- FSCALE, FXTRACT, FPREM, FPREM1 -------------------------------------------------------------------------------
+@semantics("fscale")
+def fscale(ops, insn):
+    """FSCALE: ST(0) = ST(0) * 2**trunc(ST(1))."""
+    ops.call("fpu_scale")
+
+
+@call
+def fpu_scale(cpu) -> None:
+    fpu = Fpu(cpu)
+    fpu.wait()
+    if fpu.underflow(0, 1):
+        result, flags = X.INDEFINITE, X.IE | SF
+    else:
+        result, flags = X.scale(fpu.get(0), fpu.get(1), fpu.rounding, fpu.unmasked)
+    if fpu.signal(flags):
+        fpu.set(0, result)
+
+
+@semantics("fxtract")
+def fxtract(ops, insn):
+    """FXTRACT: ST(0) = its exponent, then push its significand."""
+    ops.call("fpu_extract")
+
+
+@call
+def fpu_extract(cpu) -> None:
+    fpu = Fpu(cpu)
+    fpu.wait()
+    if fpu.underflow(0):
+        if not fpu.unmasked & X.IE:
+            fpu.set(0, X.INDEFINITE)
+            fpu.push(X.INDEFINITE)
+        return
+    if not fpu.empty(7):
+        if fpu.signal(X.IE | SF | C1):
+            fpu.set(0, X.INDEFINITE)
+            fpu.push(X.INDEFINITE)
+        return
+    exponent, significand, flags = X.extract(fpu.get(0))
+    if fpu.signal(flags):
+        fpu.set(0, exponent)
+        fpu.push(significand)
+
+
+@semantics("fprem", "fprem1")
+def fprem(ops, insn):
+    """FPREM/FPREM1: ST(0) = partial remainder of ST(0) / ST(1); C2 = 1 while incomplete,
+    else C0 C3 C1 = the quotient's bits 2, 1, 0."""
+    ops.call("fpu_remainder", int(insn.mnemonic == "fprem1"))
+
+
+@call
+def fpu_remainder(cpu, nearest: int) -> None:
+    fpu = Fpu(cpu)
+    fpu.wait()
+    if fpu.underflow(0, 1):
+        result, flags, codes = X.INDEFINITE, X.IE | SF, 0
+    else:
+        result, flags, codes = X.remainder(fpu.get(0), fpu.get(1), bool(nearest))
+    if fpu.signal(flags):
+        fpu.set(0, result)
+        fpu.set_condition(codes)
