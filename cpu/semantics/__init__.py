@@ -73,6 +73,7 @@ def load_all() -> dict[str, Semantic]:
         stack,
         string,
         system,
+        transcendental,
         x87,
         x87_arith,
     )

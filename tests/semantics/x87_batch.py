@@ -19,6 +19,8 @@ SLOT = 176
 A, B, M, CW, FLAGS, SAVE = 0, 16, 32, 48, 56, 64
 SAVE_SIZE = 108
 POINTERS = slice(12, 28)
+MASK64 = (1 << 64) - 1
+C1 = 0x200
 PER_CASE = 40
 
 CLEAR = "\n".join(["fninit"] + ["fldz"] * 8 + ["fninit"])
@@ -79,8 +81,23 @@ def describe(blob: bytes) -> str:
             f"m={m:032x} rflags={flags & 0x8d5:#x}")
 
 
-def run_slots(slots: list[Slot], modes: tuple[tuple[bool, str], ...] = ((False, "off"), (True, "eager"))) -> list[str]:
-    """Differences between the host and emu (stepped, and through the JIT), one line per slot."""
+def _near(x: bytes, y: bytes) -> bool:
+    """The images agree but for registers one unit in the last place apart (and C1, their rounding direction)."""
+    if x[:SAVE + 28] != y[:SAVE + 28]:
+        fsw_x, fsw_y = (struct.unpack_from("<H", b, SAVE + 4)[0] for b in (x, y))
+        if fsw_x ^ fsw_y != C1 or x[:SAVE + 4] != y[:SAVE + 4] or x[SAVE + 6:SAVE + 28] != y[SAVE + 6:SAVE + 28]:
+            return False
+    for k in range(8):
+        a, b = (int.from_bytes(blob[SAVE + 28 + 10 * k:SAVE + 38 + 10 * k], "little") for blob in (x, y))
+        if a != b and (a >> 64 != b >> 64 or abs((a & MASK64) - (b & MASK64)) > 1):
+            return False
+    return True
+
+
+def run_slots(slots: list[Slot], modes: tuple[tuple[bool, str], ...] = ((False, "off"), (True, "eager")),
+              within_ulp: bool = False) -> list[str]:
+    """Differences between the host and emu (stepped, and through the JIT), one line per slot;
+    ``within_ulp``: register results one unit in the last place apart (same exponent) agree."""
     problems = []
     for start in range(0, len(slots), PER_CASE):
         chunk = slots[start:start + PER_CASE]
@@ -94,7 +111,7 @@ def run_slots(slots: list[Slot], modes: tuple[tuple[bool, str], ...] = ((False, 
             assert not emu.faulted, f"emu faulted ({blocks=}, {jit=})"
             ours = _masked(emu.data, len(chunk))
             for i, (x, y) in enumerate(zip(ours, theirs, strict=True)):
-                if x != y:
+                if x != y and not (within_ulp and _near(x, y)):
                     s = chunk[i]
                     problems.append(f"[{'block' if blocks else 'step'}/{jit}] `{s.body}` cw={s.cw:04x} "
                                     f"a={s.a:020x} b={s.b:020x} m={s.m:x}\n    emu:  {describe(x)}\n"
