@@ -395,7 +395,7 @@ def _yl2x(y: int, x: int, rc: int, unmasked: int) -> tuple[int, int]:
     if cx is X.Class.ZERO:
         if cy is X.Class.ZERO:
             return X.INDEFINITE, X.IE
-        return X.INFINITY | (sy ^ 1) << 79, flags | (X.ZE if cy is not X.Class.INFINITY else 0)
+        return X.INFINITY | (sy ^ 1) << 79, (X.ZE if cy is not X.Class.INFINITY else flags)  # ZE hides DE
     if cx is X.Class.INFINITY:
         return (X.INDEFINITE, X.IE) if cy is X.Class.ZERO else (X.INFINITY | y & X.SIGN, flags)
     if cy is X.Class.INFINITY:

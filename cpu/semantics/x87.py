@@ -198,8 +198,9 @@ _INDEFINITE_STORE = {F32: 0xFFC0_0000, F64: 0xFFF8 << 48, F80: X.INDEFINITE,
 
 
 @semantics("fst", "fstp", "fist", "fistp", "fisttp", "fbstp", "fstpnce")
-def fst(ops, insn, dst):
-    """FST/FSTP m32fp/m64fp/m80fp/ST(i), FIST/FISTP m16/m32/m64int, FISTTP (truncating), FBSTP m80dec."""
+def fst(ops, insn, dst, *_st0):
+    """FST/FSTP m32fp/m64fp/m80fp/ST(i), FIST/FISTP m16/m32/m64int, FISTTP (truncating), FBSTP m80dec;
+    FSTPNCE ST(i), ST(0) (D9 D8+i, an alias of FSTP ST(i))."""
     pop = int(insn.mnemonic.endswith("p") or insn.mnemonic == "fstpnce")
     truncate = int(insn.mnemonic == "fisttp")
     if dst.kind is Kind.REG:

@@ -104,6 +104,8 @@ def _signaling(quieted: int) -> int:
 _CODES = {X.LESS: C0, X.EQUAL: C3, X.GREATER: 0, X.UNORDERED: C0 | C2 | C3}
 _EFLAGS = {X.LESS: Flag.CF, X.EQUAL: Flag.ZF, X.GREATER: 0, X.UNORDERED: Flag.ZF | Flag.PF | Flag.CF}
 FCOM, FUCOM, FCOMI, FUCOMI = range(4)
+AGAINST_ZERO = 8
+"""fpu_compare's register argument for FTST (call arguments are unsigned 64-bit values)."""
 _COMPARE = {"fcom": (FCOM, 0), "fcomp": (FCOM, 1), "fcompp": (FCOM, 2), "fucom": (FUCOM, 0),
             "fucomp": (FUCOM, 1), "fucompp": (FUCOM, 2), "fcomi": (FCOMI, 0), "fcompi": (FCOMI, 1),
             "fucomi": (FUCOMI, 0), "fucompi": (FUCOMI, 1), "ficom": (FCOM, 0), "ficomp": (FCOM, 1)}
@@ -114,7 +116,7 @@ def fcom(ops, insn, *operands):
     """FCOM m32fp/m64fp/ST(i), FCOMP, FCOMPP, FUCOM*, FICOM m16/m32int, FCOMI/FCOMIP/FUCOMI/FUCOMIP ST(i),
     FTST (against +0.0): C3 C2 C0 (or ZF PF CF) = 000 >, 001 <, 100 =, 111 unordered."""
     if insn.mnemonic == "ftst":
-        ops.call("fpu_compare", FCOM, ST, 0, -1, 0)
+        ops.call("fpu_compare", FCOM, ST, 0, AGAINST_ZERO, 0)
         return
     mode, pops = _COMPARE[insn.mnemonic]
     if operands and operands[0].kind is Kind.MEM:
@@ -127,7 +129,7 @@ def fcom(ops, insn, *operands):
 
 @call
 def fpu_compare(cpu, mode: int, kind: int, address: int, i: int, pops: int) -> None:
-    """``i`` = -1: against +0.0 (FTST)."""
+    """``i`` = AGAINST_ZERO: ST(0) against +0.0 (FTST)."""
     fpu = Fpu(cpu)
     fpu.wait()
     flags = 0
@@ -137,12 +139,12 @@ def fpu_compare(cpu, mode: int, kind: int, address: int, i: int, pops: int) -> N
             b = _signaling(b)
         regs: tuple[int, ...] = (0,)
     else:
-        regs = (0,) if i < 0 else (0, i)
+        regs = (0,) if i == AGAINST_ZERO else (0, i)
     if fpu.underflow(*regs):
         relation, flags = X.UNORDERED, X.IE | SF
     else:
         if kind == ST:
-            b = 0 if i < 0 else fpu.get(i)
+            b = 0 if i == AGAINST_ZERO else fpu.get(i)
         relation, f = X.compare(fpu.get(0), b, signaling=mode in (FCOM, FCOMI))
         flags = _with_load_flags(flags & ~X.IE, f, fpu.get(0), b)
     if mode in (FCOMI, FUCOMI):
