@@ -33,6 +33,7 @@ PROGRAMS = {
     "floats": Case(),
     "heap": Case(),
     "intmath": Case(),
+    "longdouble": Case(),
     "longjmp": Case(),
     "recursion": Case(),
     "rdtsc": Case(),
