@@ -17,8 +17,11 @@ never acted on), the MSRs ``cpu.msr`` implements, and ``shadow_until``: the
 retired-instruction count before which maskable interrupts are inhibited
 after STI or MOV SS (SDM Vol. 3A, 6.8.3).
 
-Not modelled here: AVX state, the x87 stack contents beyond what FXSAVE needs
-(kept as raw 80-bit slots), segment descriptor caches beyond the FS/GS bases.
+The x87 registers are the physical R0-R7 (SDM Vol. 1, 8.1.2), each as ``mm<i>`` (the 64-bit
+significand, which is also MMX register MMi, 9.5) and ``fpr<i>_exp`` (sign and biased
+exponent); ``fsw`` holds TOP, ``ftw`` the abridged tag byte (``cpu.semantics.fpu``).
+
+Not modelled here: AVX state, segment descriptor caches beyond the FS/GS bases.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class CpuState(ctypes.Structure):
         + [("fs_base", _U64), ("gs_base", _U64), ("kernel_gs_base", _U64)]
         + [(f"xmm{i}_{half}", _U64) for i in range(16) for half in ("lo", "hi")]
         + [("mxcsr", _U32), ("fcw", _U16), ("fsw", _U16), ("ftw", _U16)]
-        + [("st_raw", ctypes.c_uint8 * 80)]
+        + [field for i in range(8) for field in ((f"mm{i}", _U64), (f"fpr{i}_exp", _U16))]
         + [("cr0", _U64), ("cr2", _U64), ("cr3", _U64), ("cr4", _U64),
            ("cr8", _U64), ("efer", _U64), ("dr7", _U64), ("cpl", _U32)]
         + [("gdtr_base", _U64), ("gdtr_limit", _U32),

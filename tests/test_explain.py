@@ -36,6 +36,9 @@ BYTES = {
     "fbld": "df 26", "fbstp": "df 37", "ffree": "dd c3", "ffreep": "df c1", "fstpnce": "d9 d9",
     "fcmovb": "da c1", "fcmove": "da c9", "fcmovbe": "da d1", "fcmovu": "da d9",
     "fcmovnb": "db c1", "fcmovne": "db c9", "fcmovnbe": "db d1", "fcmovnu": "db d9",
+    "cvtpd2pi": "66 0f 2d c1", "cvtps2pi": "0f 2d c1", "cvttpd2pi": "66 0f 2c c1", "cvttps2pi": "0f 2c c1",
+    "maskmovq": "0f f7 c1", "movdq2q": "f2 0f d6 c1", "movq2dq": "f3 0f d6 c1", "movntq": "0f e7 00",
+    "pshufw": "0f 70 c1 03",
 }
 """Encodings keystone does not produce (or spells differently)."""
 

@@ -65,6 +65,7 @@ def load_all() -> dict[str, Semantic]:
         datamov,
         flagops,
         logical,
+        mmx,
         muldiv,
         privileged,
         shift,

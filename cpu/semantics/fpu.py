@@ -7,8 +7,8 @@ overflow and underflow (8.5.1.1); the exception summary ES and B set whenever an
 exception is pending (8.1.3.3, 8.6); and the environment and state images of FNSTENV/FLDENV
 and FNSAVE/FRSTOR (8.1.10, figures 8-9 to 8-12).
 
-Representation: ``CpuState.st_raw`` holds R0-R7 (10 bytes each, physical order, so the MMX
-registers alias their low 64 bits), ``ftw`` the *abridged* tag byte of the FXSAVE image
+Representation: ``CpuState`` holds R0-R7 in physical order as ``mm<i>`` (the significand, so
+MMX register MMi is R_i's low 64 bits) and ``fpr<i>_exp``, ``ftw`` the *abridged* tag byte of the FXSAVE image
 (bit i set: Ri is not empty).  The full two-bit tags (valid, zero, special, empty) are
 computed from the contents when an image is written, as the processor does.
 
@@ -44,6 +44,16 @@ def physical_register(state, i: int) -> int:  # noqa: ANN001 - CpuState
     return (state.fsw >> TOP_SHIFT) + i & 7
 
 
+def read_register(state, r: int) -> int:  # noqa: ANN001 - CpuState
+    """Physical register R``r`` as an 80-bit integer."""
+    return getattr(state, f"mm{r}") | getattr(state, f"fpr{r}_exp") << 64
+
+
+def write_register(state, r: int, value: int) -> None:  # noqa: ANN001 - CpuState
+    setattr(state, f"mm{r}", value & X.SIG_MASK)
+    setattr(state, f"fpr{r}_exp", value >> 64 & 0xFFFF)
+
+
 def full_tag_word(state) -> int:  # noqa: ANN001 - CpuState
     """The full tag word: 00 valid, 01 zero, 10 special (NaN, infinity, denormal, unsupported), 11 empty."""
     word = 0
@@ -51,7 +61,7 @@ def full_tag_word(state) -> int:  # noqa: ANN001 - CpuState
         if not state.ftw >> r & 1:
             tag = 3
         else:
-            c = X.classify(int.from_bytes(bytes(state.st_raw[10 * r:10 * r + 10]), "little"))
+            c = X.classify(read_register(state, r))
             tag = 0 if c is X.Class.NORMAL else 1 if c is X.Class.ZERO else 2
         word |= tag << (2 * r)
     return word
@@ -118,17 +128,12 @@ class Fpu:
 
     def get(self, i: int) -> int:
         """ST(i) as an 80-bit integer (whatever its tag says)."""
-        p = 10 * self.physical(i)
-        return int.from_bytes(bytes(self.state.st_raw[p:p + 10]), "little")
-
-    def raw(self, r: int) -> int:
-        """Physical register R``r``."""
-        return int.from_bytes(bytes(self.state.st_raw[10 * r:10 * r + 10]), "little")
+        return read_register(self.state, self.physical(i))
 
     def set(self, i: int, value: int) -> None:
         """ST(i) = value, tagged valid."""
         r = self.physical(i)
-        self.state.st_raw[10 * r:10 * r + 10] = value.to_bytes(10, "little")
+        write_register(self.state, r, value)
         self.state.ftw |= 1 << r
 
     def free(self, i: int) -> None:
@@ -189,8 +194,7 @@ class Fpu:
     def load_registers(self, image: bytes) -> None:
         tags = self.state.ftw
         for i in range(8):
-            r = self.physical(i)
-            self.state.st_raw[10 * r:10 * r + 10] = image[10 * i:10 * i + 10]
+            write_register(self.state, self.physical(i), int.from_bytes(image[10 * i:10 * i + 10], "little"))
         self.state.ftw = tags
 
     def reset(self) -> None:

@@ -24,7 +24,7 @@ CR4 and EFER are read-only here: changing paging under the MMU's TLBs from a
 debugger is refused (writing the value they already hold is accepted, as a
 ``G`` packet does).
 
-``st0``..``st7`` are ST(0)..ST(7): physical registers R((TOP + i) mod 8) of ``CpuState.st_raw``.
+``st0``..``st7`` are ST(0)..ST(7): physical registers R((TOP + i) mod 8) (``cpu.semantics.fpu``).
 ``ftag`` is the full 16-bit tag word (two bits per physical register, 11 =
 empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
 8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpu.flags import read_rflags, write_rflags
-from cpu.semantics.fpu import full_tag_word, physical_register
+from cpu.semantics.fpu import full_tag_word, physical_register, read_register, write_register
 from cpu.state import CpuState
 from emu.debug.views import CONTROL_BITS
 
@@ -127,8 +127,7 @@ def _read(state: CpuState, reg: Register) -> bytes:
     """A register's value as GDB expects it (little-endian, its bit size)."""
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
-        i = physical_register(state, int(name[2:]))
-        return bytes(state.st_raw[10 * i: 10 * i + 10])
+        return read_register(state, physical_register(state, int(name[2:]))).to_bytes(10, "little")
     if name.startswith("xmm"):
         value = state.xmm(int(name[3:]))
     elif name == "eflags":
@@ -152,8 +151,7 @@ def _write(state: CpuState, reg: Register, data: bytes) -> None:
         raise ValueError(f"{reg.name} takes {reg.bits // 8} bytes, not {len(data)}")
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
-        i = physical_register(state, int(name[2:]))
-        state.st_raw[10 * i: 10 * i + 10] = data
+        write_register(state, physical_register(state, int(name[2:])), int.from_bytes(data, "little"))
         return
     value = int.from_bytes(data, "little")
     if name in _PAGING and value != getattr(state, name):
