@@ -35,6 +35,7 @@ PROGRAMS = {
     "intmath": Case(),
     "longdouble": Case(),
     "longjmp": Case(),
+    "mmx": Case(),
     "recursion": Case(),
     "rdtsc": Case(),
     "return3": Case(returncode=3),

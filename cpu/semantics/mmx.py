@@ -11,8 +11,8 @@ writing MMi sets R_i's sign and exponent to all ones.  EMMS (in ``x87``) tags th
 Most MMX instructions are the SSE2 integer instructions with 64-bit operands, so they share
 the semantics in ``sse``: :func:`mmx_form` runs those with MM operands through a view of
 ``ops`` that writes MM registers as MMX does, then applies the x87 side effects.  The forms
-whose 64-bit behaviour is not the low half of the 128-bit one (packs, high unpacks, PEXTRW,
-PINSRW index) and the instructions only MMX has are defined here.
+whose 64-bit behaviour is not the low half of the 128-bit one (packs, high unpacks) and the
+instructions only MMX has are defined here.
 
 Not modelled: the SSSE3 forms on MMX registers (PSHUFB mm, ...), non-temporal hints (MOVNTQ
 is a plain store), CR0.EM and CR0.TS (#UD, #NM), and the x87 exceptions an MMX instruction
@@ -103,19 +103,6 @@ def unpack_high(ops, insn, dst, src):
     """PUNPCKHBW mm, mm/m64: interleave the high 32 bits of each."""
     a, b = ops.read(dst), X.read(ops, insn, src)
     ops.write(dst, ops.helper("unpack_low", ops.shr(a, 32), ops.shr(b, 32), _HIGH_UNPACKS[insn.mnemonic]))
-
-
-@_own("pextrw")
-def pextrw(ops, insn, dst, src, index):
-    """PEXTRW r32, mm, imm8: word imm8 & 3, zero-extended."""
-    ops.write(dst, ops.and_(ops.shr(ops.read(src), 16 * (index.imm & 3)), 0xFFFF))
-
-
-@_own("pinsrw")
-def pinsrw(ops, insn, dst, src, index):
-    shift = 16 * (index.imm & 3)
-    a, word = ops.read(dst), ops.trunc(ops.read(src), 16)
-    ops.write(dst, ops.or_(ops.and_(a, MASK64 ^ (0xFFFF << shift)), ops.shl(word, shift, 64)))
 
 
 SHARED = (*S.LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw", "pand", "pandn", "por", "pxor",

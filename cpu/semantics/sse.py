@@ -7,9 +7,8 @@ arithmetic is done by small pure helpers (``cpu.semantics.HELPERS``) named
 after their instruction, so ``paddb`` lowers to one call ``paddb(a, b)``.
 
 Floating-point arithmetic, comparisons and conversions are in
-``sse_float``; the MMX forms (``mm0``-``mm7`` operands) are not implemented
-(capstone's register names for them are rejected by the decoder, so they
-raise #UD).  MOVSD and CMPSD share their mnemonic with string instructions:
+``sse_float``; the MMX-register forms of the integer instructions run these
+semantics through ``mmx``.  MOVSD and CMPSD share their mnemonic with string instructions:
 the string module owns those mnemonics and calls :func:`movsd_xmm` and
 :func:`cmpsd_xmm` when an operand is an XMM register.
 
@@ -299,14 +298,15 @@ def move_mask(ops, insn, dst, src):
 
 @semantics("pextrw")
 def pextrw(ops, insn, dst, src, index):
-    ops.write(dst, ops.and_(ops.shr(ops.read(src), 16 * (index.imm & 7)), 0xFFFF))
+    """PEXTRW r32, xmm/mm, imm8: the word imm8 modulo the register's word count."""
+    ops.write(dst, ops.and_(ops.shr(ops.read(src), 16 * (index.imm & (src.size // 16 - 1))), 0xFFFF))
 
 
 @semantics("pinsrw")
 def pinsrw(ops, insn, dst, src, index):
-    shift = 16 * (index.imm & 7)
+    shift = 16 * (index.imm & (dst.size // 16 - 1))
     a, word = ops.read(dst), ops.trunc(ops.read(src), 16)
-    ops.write(dst, ops.or_(ops.and_(a, MASK128 ^ (0xFFFF << shift)), ops.shl(word, shift, 128)))
+    ops.write(dst, ops.or_(ops.and_(a, ((1 << dst.size) - 1) ^ (0xFFFF << shift)), ops.shl(word, shift, dst.size)))
 
 
 # -- moves -------------------------------------------------------------------------------------
