@@ -197,7 +197,8 @@ _INDEFINITE_STORE = {F32: 0xFFC0_0000, F64: 0xFFF8 << 48, F80: X.INDEFINITE,
                      I16: 1 << 15, I32: 1 << 31, I64: 1 << 63, BCD: X.BCD_INDEFINITE}
 
 
-@semantics("fst", "fstp", "fist", "fistp", "fisttp", "fbstp", "fstpnce")
+@semantics("fst", "fstp", "fist", "fistp", "fbstp", "fstpnce")
+@semantics("fisttp", feature="sse3")
 def fst(ops, insn, dst, *_st0):
     """FST/FSTP m32fp/m64fp/m80fp/ST(i), FIST/FISTP m16/m32/m64int, FISTTP (truncating), FBSTP m80dec;
     FSTPNCE ST(i), ST(0) (D9 D8+i, an alias of FSTP ST(i))."""

@@ -94,9 +94,13 @@ def _near(x: bytes, y: bytes) -> bool:
     return True
 
 
-def run_slots(slots: list[Slot], modes: tuple[tuple[bool, str], ...] = ((False, "off"), (True, "eager")),
+MODES = ((False, "off"), (True, "off"), (True, "eager"))
+"""Stepped, as translated blocks, and through the LLVM JIT."""
+
+
+def run_slots(slots: list[Slot], modes: tuple[tuple[bool, str], ...] = MODES,
               within_ulp: bool = False) -> list[str]:
-    """Differences between the host and emu (stepped, and through the JIT), one line per slot;
+    """Differences between the host and emu (in each of ``modes``), one line per slot;
     ``within_ulp``: register results one unit in the last place apart (same exponent) agree."""
     problems = []
     for start in range(0, len(slots), PER_CASE):
@@ -113,7 +117,7 @@ def run_slots(slots: list[Slot], modes: tuple[tuple[bool, str], ...] = ((False, 
             for i, (x, y) in enumerate(zip(ours, theirs, strict=True)):
                 if x != y and not (within_ulp and _near(x, y)):
                     s = chunk[i]
-                    problems.append(f"[{'block' if blocks else 'step'}/{jit}] `{s.body}` cw={s.cw:04x} "
+                    problems.append(f"[{'block' if blocks else 'step'}/jit {jit}] `{s.body}` cw={s.cw:04x} "
                                     f"a={s.a:020x} b={s.b:020x} m={s.m:x}\n    emu:  {describe(x)}\n"
                                     f"    host: {describe(y)}")
     return problems

@@ -52,6 +52,14 @@ def test_a_division_by_zero_is_a_sigfpe(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().err.startswith("emu: program terminated by SIGFPE: #DE")
 
 
+def test_an_unmasked_x87_exception_is_a_sigfpe_at_the_next_waiting_instruction(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """FLDCW unmasks ZE (FCW 0x37B); FDIVP by zero leaves it pending; FWAIT (at CODE + 14) raises #MF."""
+    unmask = "push 0x37b; fldcw word ptr [rsp]; fld1; fldz; fdivp st(1), st(0); fwait"
+    assert run(tmp_path, unmask) == 128 + 8
+    assert capsys.readouterr().err == f"emu: program terminated by SIGFPE: #MF at rip {CODE + 14:#x}\n"
+
+
 def test_int3_is_a_sigtrap_reported_after_the_instruction(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert run(tmp_path, "nop; int3") == 128 + 5
