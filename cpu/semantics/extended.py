@@ -510,8 +510,10 @@ def remainder(a: int, b: int, nearest: bool) -> tuple[int, int, int]:
     ca, cb = classify(a), classify(b)
     if ca is Class.INFINITY or cb is Class.ZERO:
         return _invalid(flags) + (0,)
-    if cb is Class.INFINITY or ca is Class.ZERO:
+    if ca is Class.ZERO:
         return a, flags, 0
+    if cb is Class.INFINITY:                          # a itself; a pseudo-denormal comes back normalised
+        return round_pack(*exact(a))[0], flags, 0
     sa, ma, ea = exact(a)
     _, mb, eb = exact(b)
     d = _exponent(ma, ea) - _exponent(mb, eb)

@@ -19,6 +19,7 @@ real-mode and virtual-8086 layouts of the images.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from cpu.exceptions import GuestFault, Vector
 from cpu.semantics import extended as X
@@ -155,6 +156,30 @@ class Fpu:
             return True
         return False
 
+    def replace_st0(self, compute: Callable[[], tuple[int, int]], *regs: int) -> None:
+        """ST(0) = the result of ``compute()`` (result, flags) as an arithmetic instruction does: the
+        QNaN indefinite when one of ST(regs) is empty (masked underflow), nothing when an IE, DE or
+        ZE is unmasked."""
+        self.wait()
+        result, flags = (X.INDEFINITE, IE | SF) if self.underflow(*regs) else compute()
+        if self.signal(flags):
+            self.set(0, result)
+
+    def may_replace_and_push(self) -> bool:
+        """For an instruction that replaces ST(0) and pushes (FXTRACT, FSINCOS, FPTAN): False, after the
+        masked response (the QNaN indefinite in both), when ST(0) is empty or ST(7) in use."""
+        self.wait()
+        if self.empty(0):
+            flags = IE | SF
+        elif not self.empty(7):
+            flags = IE | SF | C1
+        else:
+            return True
+        if self.signal(flags):
+            self.set(0, X.INDEFINITE)
+            self.push(X.INDEFINITE)
+        return False
+
     def push_checked(self, value: int, flags: int = 0) -> None:
         """Push ``value`` with its flags; overflow when ST(7) is in use: IE, SF, C1 = 1, and the
         masked response pushes the QNaN indefinite."""
@@ -198,5 +223,5 @@ class Fpu:
         self.state.ftw = tags
 
     def reset(self) -> None:
-        """FNINIT's state (SDM Vol. 1, table 8-2... FINIT): FCW 0x37F, FSW 0, all tags empty."""
+        """FNINIT's state (SDM Vol. 2A, FINIT/FNINIT): FCW 0x37F, FSW 0, every tag empty."""
         self.state.fcw, self.state.fsw, self.state.ftw = 0x037F, 0, 0

@@ -25,7 +25,7 @@ from functools import cache
 
 from cpu.semantics import call, semantics
 from cpu.semantics import extended as X
-from cpu.semantics.fpu import C1, C2, SF, Fpu
+from cpu.semantics.fpu import C2, SF, Fpu
 
 GUARD = 128
 """Fraction bits carried beyond a result's magnitude."""
@@ -299,19 +299,15 @@ def trigonometric(ops, insn):
 @call
 def fpu_trigonometric(cpu, which: int) -> None:
     fpu = Fpu(cpu)
-    fpu.wait()
     pushes = which >= 2
-    if fpu.underflow(0):
-        if not fpu.unmasked & X.IE:
-            fpu.set(0, X.INDEFINITE)
-            if pushes:
-                fpu.push(X.INDEFINITE)
+    if pushes and not fpu.may_replace_and_push():
         return
-    if pushes and not fpu.empty(7):
-        if fpu.signal(X.IE | SF | C1):
-            fpu.set(0, X.INDEFINITE)
-            fpu.push(X.INDEFINITE)
-        return
+    if not pushes:
+        fpu.wait()
+        if fpu.underflow(0):
+            if not fpu.unmasked & X.IE:
+                fpu.set(0, X.INDEFINITE)
+            return
     x, rc = fpu.get(0), fpu.rounding
     c = X.classify(x)
     second = None
@@ -434,24 +430,20 @@ def f2xm1(ops, insn):
 @call
 def fpu_exp2m1(cpu) -> None:
     fpu = Fpu(cpu)
-    fpu.wait()
-    if fpu.underflow(0):
-        result, flags = X.INDEFINITE, X.IE | SF
-    else:
-        x = fpu.get(0)
-        c = X.classify(x)
-        if (special := _special(x)) is not None:
-            result, flags = special
-        elif c is X.Class.ZERO:
-            result, flags = x, 0
-        elif c is X.Class.INFINITY:
-            result, flags = (X.from_int(-1) if x & X.SIGN else x), 0
-        elif X.exact(x)[1] and abs(X.value(x)) > X.value(X.from_int(1)):
-            result, flags = x, X.PE                 # outside [-1, 1]: ST(0) kept (measured on the host)
-        elif X.value(x) in (X.value(X.from_int(1)), X.value(X.from_int(-1))):
-            result, flags = (X.from_int(1) if not x & X.SIGN else X.round_pack(1, 1, -1)[0]), X.PE
-        else:
-            result, flags = exp2m1(x, fpu.rounding, fpu.unmasked)
-            flags |= X.DE if c is X.Class.DENORMAL else 0
-    if fpu.signal(flags):
-        fpu.set(0, result)
+    fpu.replace_st0(lambda: _exp2m1(fpu.get(0), fpu.rounding, fpu.unmasked), 0)
+
+
+def _exp2m1(x: int, rc: int, unmasked: int) -> tuple[int, int]:
+    c = X.classify(x)
+    if (special := _special(x)) is not None:
+        return special
+    if c is X.Class.ZERO:
+        return x, 0
+    if c is X.Class.INFINITY:
+        return (X.from_int(-1) if x & X.SIGN else x), 0
+    if abs(X.value(x)) > X.value(X.from_int(1)):
+        return x, X.PE                              # outside [-1, 1]: ST(0) kept (measured on the host)
+    if abs(X.value(x)) == X.value(X.from_int(1)):
+        return (X.from_int(1) if not x & X.SIGN else X.round_pack(1, 1, -1)[0]), X.PE
+    result, flags = exp2m1(x, rc, unmasked)
+    return result, flags | (X.DE if c is X.Class.DENORMAL else 0)

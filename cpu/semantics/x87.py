@@ -21,7 +21,7 @@ from cpu.decoder import Kind
 from cpu.exceptions import Vector
 from cpu.semantics import call, semantics
 from cpu.semantics import extended as X
-from cpu.semantics.fpu import C1, CR0_NE, ES, EXCEPTIONS, B, Fpu
+from cpu.semantics.fpu import CR0_NE, ES, EXCEPTIONS, B, Fpu
 
 FCW_RESET = 0x037F
 """FNINIT's control word: all exceptions masked, 64-bit precision, round to nearest (SDM Vol. 1, 8.1.5)."""
@@ -123,22 +123,21 @@ def emms(ops, insn):
 
 
 # -- loads -----------------------------------------------------------------------------------------
-def _read(fpu: Fpu, kind: int, address: int) -> int:
+def read_operand(fpu: Fpu, kind: int, address: int) -> int:
+    """The raw bits of a memory operand of ``kind``."""
     return int.from_bytes(fpu.mem.read(address, _BYTES[kind]), "little")
 
 
 def load_value(kind: int, raw: int) -> tuple[int, int]:
     """A memory operand of ``kind`` as an extended value, with the flags its conversion raises."""
-    match kind:
-        case 0 | 1:
-            return X.from_float(raw, 32 if kind == F32 else 64)
-        case 2:
-            return raw, 0
-        case 3 | 4 | 5:
-            width = 16 << (kind - I16)
-            return X.from_int(raw - (raw >> (width - 1) << width)), 0
-        case _:
-            return X.from_bcd(raw), 0
+    if kind in (F32, F64):
+        return X.from_float(raw, 32 if kind == F32 else 64)
+    if kind in (I16, I32, I64):
+        width = 16 << (kind - I16)
+        return X.from_int(raw - (raw >> (width - 1) << width)), 0
+    if kind == BCD:
+        return X.from_bcd(raw), 0
+    return raw, 0
 
 
 @semantics("fld", "fild", "fbld")
@@ -160,7 +159,7 @@ def fpu_load(cpu, kind: int, address: int, i: int) -> None:
             return
         fpu.push_checked(fpu.get(i))
         return
-    value, flags = load_value(kind, _read(fpu, kind, address))
+    value, flags = load_value(kind, read_operand(fpu, kind, address))
     fpu.push_checked(value, flags)
 
 
@@ -182,15 +181,13 @@ def fpu_constant(cpu, index: int) -> None:
 # -- stores ------------------------------------------------------------------------------------------
 def store_value(kind: int, value: int, rc: int) -> tuple[int, int]:
     """ST(0) converted for a memory operand of ``kind``, with the flags of the conversion."""
-    match kind:
-        case 0 | 1:
-            return X.to_float(value, 32 if kind == F32 else 64, rc)
-        case 2:
-            return value, 0
-        case 3 | 4 | 5:
-            return X.to_int(value, 16 << (kind - I16), rc)
-        case _:
-            return X.to_bcd(value, rc)
+    if kind in (F32, F64):
+        return X.to_float(value, 32 if kind == F32 else 64, rc)
+    if kind in (I16, I32, I64):
+        return X.to_int(value, 16 << (kind - I16), rc)
+    if kind == BCD:
+        return X.to_bcd(value, rc)
+    return value, 0
 
 
 _INDEFINITE_STORE = {F32: 0xFFC0_0000, F64: 0xFFF8 << 48, F80: X.INDEFINITE,
@@ -355,5 +352,3 @@ def fpu_load_state(cpu, address: int, what: int, bits: int) -> None:
     if what == SAVE:
         fpu.load_registers(image[size:])
 
-
-__all__ = ["C1", "CONSTANTS", "Fpu"]

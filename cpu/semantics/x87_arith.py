@@ -17,7 +17,7 @@ from cpu.flags import Flag, read_rflags, write_rflags
 from cpu.semantics import call, semantics
 from cpu.semantics import extended as X
 from cpu.semantics.fpu import C0, C1, C2, C3, SF, Fpu
-from cpu.semantics.x87 import F32, F64, I16, I32, ST, _read, load_value, st_index
+from cpu.semantics.x87 import F32, F64, I16, I32, ST, load_value, read_operand, st_index
 
 # -- the four operations and their forms -------------------------------------------------------------
 _OPERATIONS = ("add", "sub", "subr", "mul", "div", "divr")
@@ -66,7 +66,7 @@ def fpu_arith(cpu, op: int, kind: int, address: int, dst: int, src: int, pop: in
     fpu.wait()
     flags = 0
     if kind != ST:
-        b, flags = load_value(kind, _read(fpu, kind, address))
+        b, flags = load_value(kind, read_operand(fpu, kind, address))
         regs: tuple[int, ...] = (0,)
     else:
         regs = (dst, src)
@@ -134,7 +134,7 @@ def fpu_compare(cpu, mode: int, kind: int, address: int, i: int, pops: int) -> N
     fpu.wait()
     flags = 0
     if kind != ST:
-        b, flags = load_value(kind, _read(fpu, kind, address))
+        b, flags = load_value(kind, read_operand(fpu, kind, address))
         if flags & X.IE:
             b = _signaling(b)
         regs: tuple[int, ...] = (0,)
@@ -198,15 +198,11 @@ def unary(ops, insn):
 @call
 def fpu_unary(cpu, index: int) -> None:
     fpu = Fpu(cpu)
-    fpu.wait()
-    if fpu.underflow(0):
-        result, flags = X.INDEFINITE, X.IE | SF
-    elif _UNARY_NAMES[index] == "fsqrt":
-        result, flags = X.sqrt(fpu.get(0), fpu.precision, fpu.rounding, fpu.unmasked)
+    name = _UNARY_NAMES[index]
+    if name == "fsqrt":
+        fpu.replace_st0(lambda: X.sqrt(fpu.get(0), fpu.precision, fpu.rounding, fpu.unmasked), 0)
     else:
-        result, flags = _UNARY[_UNARY_NAMES[index]](fpu.get(0), fpu.rounding)
-    if fpu.signal(flags):
-        fpu.set(0, result)
+        fpu.replace_st0(lambda: _UNARY[name](fpu.get(0), fpu.rounding), 0)
 
 
 # -- FSCALE, FXTRACT, FPREM, FPREM1 -------------------------------------------------------------------------------
@@ -219,13 +215,7 @@ def fscale(ops, insn):
 @call
 def fpu_scale(cpu) -> None:
     fpu = Fpu(cpu)
-    fpu.wait()
-    if fpu.underflow(0, 1):
-        result, flags = X.INDEFINITE, X.IE | SF
-    else:
-        result, flags = X.scale(fpu.get(0), fpu.get(1), fpu.rounding, fpu.unmasked)
-    if fpu.signal(flags):
-        fpu.set(0, result)
+    fpu.replace_st0(lambda: X.scale(fpu.get(0), fpu.get(1), fpu.rounding, fpu.unmasked), 0, 1)
 
 
 @semantics("fxtract")
@@ -237,16 +227,7 @@ def fxtract(ops, insn):
 @call
 def fpu_extract(cpu) -> None:
     fpu = Fpu(cpu)
-    fpu.wait()
-    if fpu.underflow(0):
-        if not fpu.unmasked & X.IE:
-            fpu.set(0, X.INDEFINITE)
-            fpu.push(X.INDEFINITE)
-        return
-    if not fpu.empty(7):
-        if fpu.signal(X.IE | SF | C1):
-            fpu.set(0, X.INDEFINITE)
-            fpu.push(X.INDEFINITE)
+    if not fpu.may_replace_and_push():
         return
     exponent, significand, flags = X.extract(fpu.get(0))
     if fpu.signal(flags):
