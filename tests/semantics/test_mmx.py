@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import random
 
-from tests.semantics.host import needs_host
-from tests.semantics.x87_batch import Slot, run_slots
+from tests.semantics.harness import DATA, Case
+from tests.semantics.host import check_host, needs_host
+from tests.semantics.x87_batch import CLEAR, Slot, run_slots
 
 pytestmark = needs_host
 
@@ -68,3 +69,12 @@ def test_mmx_and_x87_state_share_the_registers() -> None:
     agree(["movq mm0, qword ptr {A}\nemms", "movq mm0, mm0", "movq mm0, qword ptr {A}\nfld1",
            "movq mm7, qword ptr {A}\nemms\nfld qword ptr {M}", "fincstp\nmovd mm1, dword ptr {M}"],
           per_body=3, seed=4)
+
+
+def test_fxsave_and_fxrstor_carry_the_mmx_registers() -> None:
+    """The image holds MMi in R_i's slot (TOP is 0) with exponent ones and every abridged tag set."""
+    zero = "\n".join(f"mov byte ptr [rsi + {i}], 0" for i in range(6, 24))
+    asm = (f"mov rsi, {DATA}\n{CLEAR}\nmovq mm3, qword ptr [rsi + 0x300]\nmovq mm6, mm3\npaddb mm6, mm6\n"
+           f"fxsave [rsi]\n{zero}\nemms\nfxrstor [rsi]\nmovq qword ptr [rsi + 0x310], mm6\n"
+           "fnstsw word ptr [rsi + 0x318]")
+    check_host(Case(asm=asm, data=bytes(0x300) + (0x8081_7F00_FF01_0203).to_bytes(8, "little")))
