@@ -817,17 +817,19 @@ def block_ir(insns: list[Insn]) -> str:
 
     The same lowering as ``cpu.jit`` uses, without compiling: a block that cannot be lowered says why.
     """
-    from cpu.semantics import CALLS, HELPERS, load_all
+    from cpu.cpuid import level
+    from cpu.interp import unimplemented
+    from cpu.semantics import CALLS, HELPERS
 
-    table = load_all()
+    cpu = level()
     ops = LlvmOps(f"b_{insns[0].address:x}", {n: i for i, n in enumerate(sorted(HELPERS))},
                   {n: i for i, n in enumerate(sorted(CALLS))}, 0)
     try:
         for insn in insns:
             ops.begin(insn)
-            semantic = table.get(insn.mnemonic)
+            semantic, why = cpu.semantic(insn.mnemonic)
             if semantic is None:
-                ops.fault(6, detail=f"no semantics for {insn.mnemonic}")
+                ops.fault(6, detail=unimplemented(insn, why))
             else:
                 semantic(ops, insn, *insn.operands)
             ops.end()

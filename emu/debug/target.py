@@ -385,7 +385,7 @@ class ProcessBackend:
         self.process = process
         self.state = process.state
         self.memory = process.memory
-        self.interp = Interpreter(process.state, process.memory)
+        self.interp = Interpreter(process.state, process.memory, cpu=process.cpu, entropy_seed=process.entropy_seed)
         process.interp = self.interp
         self.pid: int | None = process.kernel.pid
 
