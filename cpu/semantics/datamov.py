@@ -84,8 +84,8 @@ def xlatb(ops, insn):
     asize = 32 if 0x67 in prefixes else 64
     rbx = ops.reg("rbx") if asize == 64 else ops.trunc(ops.reg("rbx"), 32)
     address = ops.add(rbx, ops.and_(ops.reg("rax"), 0xFF), asize)
-    override = next((p for p in reversed(prefixes) if p in (0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65)), None)
-    if override in (0x64, 0x65):                    # the last segment prefix wins; only FS and GS have a base
+    override = next((p for p in reversed(prefixes) if p in (0x64, 0x65)), None)
+    if override is not None:        # the last FS or GS prefix; CS, DS, ES and SS prefixes mean nothing in 64-bit mode
         address = ops.add(address, ops.reg("fs_base" if override == 0x64 else "gs_base"), 64)
     al = Operand(Kind.REG, 8, reg="rax")
     ops.write(al, ops.load(address, 8))

@@ -3,9 +3,10 @@
 64-bit mode: the stack pointer is RSP; pushes default to 64 bits, 16 bits
 with a 0x66 prefix (there is no 32-bit form).  Memory is written before RSP
 changes, so a faulting push leaves RSP as it was.  With a 0x66 prefix LEAVE
-pops BP (bits 63:16 of RBP kept) and ENTER pushes 2-byte frame pointers,
-following the SDM's pseudocode for a 64-bit stack: RBP then holds the whole
-frame address.  PUSH FS/GS pushes the selector zero-extended;
+pops BP and ENTER pushes 2-byte frame pointers and sets BP, bits 63:16 of RBP
+kept (as this host's CPU does; the SDM's pseudocode for a 64-bit stack reads as
+if all of RBP took the frame address, and unicorn does that).  The stack
+addresses themselves are always 64-bit (RSP, RBP).  PUSH FS/GS pushes the selector zero-extended;
 POP FS/GS loads a selector (``cpu.semantics.privileged``).  POPF changes IF
 only when CPL <= IOPL and IOPL only at CPL 0 (SDM Vol. 2B, POPF).
 """
@@ -118,5 +119,5 @@ def enter(ops, insn, alloc, level):
     if nesting:
         cursor = ops.sub(cursor, step, 64)
         ops.store(cursor, size, _low(ops, frame, size))
-    ops.set_reg("rbp", frame)
+    ops.write(Operand(Kind.REG, size, reg="rbp"), _low(ops, frame, size))
     ops.set_reg("rsp", ops.sub(cursor, alloc.imm & 0xFFFF, 64))

@@ -100,8 +100,8 @@ def wrfsbase(ops, insn, src):
     _fsgsbase_enabled(ops)
     base = ops.read(src)
     if src.size == 64:
-        canonical = ops.eq(ops.sext(ops.trunc(base, 48), 48, 64), base)
-        ops.fault_if(ops.eq(canonical, 0), Vector.GP, 0)
+        top = ops.shr(base, 47)                     # bits 63:47: all equal in a canonical address
+        ops.fault_if(ops.and_(ops.ne(top, 0), ops.ne(top, 0x1FFFF)), Vector.GP, 0)
     ops.set_reg(f"{insn.mnemonic[2:4]}_base", base)
 
 

@@ -123,7 +123,8 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
     sp = _build_stack(space, [os.fsencode(a) for a in argv], [os.fsencode(e) for e in env],
                       os.fsencode(image.path if execfn is None else execfn), random_bytes, auxv)
     state.reset_user()
-    state.cr4 = CR4_FSGSBASE if fsgsbase else 0
+    if not fsgsbase:
+        state.cr4 &= ~CR4_FSGSBASE
     state.rip = image.entry
     state.rsp = sp
     return LoadedProgram(image.entry, sp, top, auxv)

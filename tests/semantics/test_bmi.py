@@ -14,6 +14,7 @@ import random
 import pytest
 
 from cpu.flags import UNDEFINED
+from tests.semantics import host
 from tests.semantics.harness import DATA, Case, check, random_flags, values
 from tests.semantics.host import check_host, needs_host
 
@@ -23,8 +24,6 @@ UNICORN_WRONG = {
     "bzhi": "BZHI's CF looks at more than bits 7:0 of the index",
     "adcx": "no ADX: #UD", "adox": "no ADX: #UD",
 }
-HOST = needs_host.args[0] is False
-"""Is the host CPU available as an oracle (``tests.semantics.host.needs_host`` would not skip)?"""
 
 
 def check_all(case: Case) -> None:
@@ -32,7 +31,7 @@ def check_all(case: Case) -> None:
     mnemonic = case.asm.split()[0]
     if mnemonic not in UNICORN_WRONG:
         check(case)
-    if HOST:
+    if host.available:
         check_host(case)
     elif mnemonic in UNICORN_WRONG:
         pytest.skip(f"unicorn is wrong here ({UNICORN_WRONG[mnemonic]}) and the host oracle is unavailable")
