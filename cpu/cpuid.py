@@ -164,9 +164,10 @@ class UnknownLevel(ValueError):
 
 
 def level(name: str = DEFAULT_LEVEL) -> CpuLevel:
-    """The CPU level called ``name`` (one of :data:`LEVEL_FEATURES`)."""
+    """The CPU level called ``name`` (one of :data:`LEVEL_FEATURES`), with the semantics registry loaded."""
     features = LEVEL_FEATURES.get(name)
     if features is None:
         raise UnknownLevel(f"--cpu takes one of {', '.join(LEVEL_FEATURES)}, not {name!r}")
+    load_all()
     return CpuLevel(name, features)
 

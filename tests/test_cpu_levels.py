@@ -8,7 +8,9 @@ not written out: a feature is advertised when the level includes it and some ins
 
 from __future__ import annotations
 
+import importlib.util
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +213,16 @@ def test_the_environment_chooses_the_level_when_the_option_does_not(tmp_path, mo
     monkeypatch.setenv("EMU_CPU", "x86-64-v2")
     assert emu("run", str(exe)).returncode == 128 + 4
     assert emu("run", "--cpu", "max", str(exe)).returncode == 0
+
+
+def test_docs_isa_md_holds_what_the_opcode_map_sweep_finds():
+    """docs/isa.md's lists are scripts/isa_sweep.py's output: regenerate them with
+    ``python3 scripts/isa_sweep.py --write docs/isa.md`` when instructions are added."""
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("isa_sweep", root / "scripts" / "isa_sweep.py")
+    assert spec is not None and spec.loader is not None
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    document = (root / "docs" / "isa.md").read_text()
+    assert document == sweep.updated(document), "docs/isa.md is stale: run scripts/isa_sweep.py --write docs/isa.md"
+    assert "- **bmi2** (8): bzhi, mulx, pdep, pext, rorx, sarx, shlx, shrx" in document
