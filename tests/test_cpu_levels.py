@@ -226,3 +226,22 @@ def test_docs_isa_md_holds_what_the_opcode_map_sweep_finds():
     document = (root / "docs" / "isa.md").read_text()
     assert document == sweep.updated(document), "docs/isa.md is stale: run scripts/isa_sweep.py --write docs/isa.md"
     assert "- **bmi2** (8): bzhi, mulx, pdep, pext, rorx, sarx, shlx, shrx" in document
+
+
+RDRAND = """#include <stdio.h>
+int main(void) {
+    unsigned long value;
+    unsigned char ok;
+    __asm__ volatile("rdrand %0; setc %1" : "=r"(value), "=qm"(ok));
+    printf("%d %lx\\n", ok, value);
+    return 0;
+}
+"""
+
+
+def test_rdrand_repeats_in_deterministic_runs_and_not_otherwise(tmp_path):
+    exe = compile_c(tmp_path, "rdrand", RDRAND)
+    first, second = (emu("run", "--deterministic", str(exe)).stdout for _ in range(2))
+    assert first == second and first.startswith("1 ")
+    assert emu("run", "--deterministic", "--seed", "1", str(exe)).stdout != first
+    assert len({emu("run", str(exe)).stdout for _ in range(2)}) == 2
