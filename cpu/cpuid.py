@@ -142,7 +142,8 @@ class CpuLevel:
             regs[Reg.EAX.value] = MAX_EXTENDED_LEAF
         elif 0x8000_0002 <= leaf <= 0x8000_0004:
             part = BRAND[(leaf - 0x8000_0002) * 16:][:16]
-            return tuple(int.from_bytes(part[i:i + 4], "little") for i in range(0, 16, 4))  # type: ignore[return-value]
+            words = [int.from_bytes(part[i:i + 4], "little") for i in range(0, 16, 4)]
+            return words[0], words[1], words[2], words[3]
         elif leaf == 0x8000_0008:
             regs[Reg.EAX.value] = 0x3028                            # 40 physical, 48 linear address bits
         subleaf = subleaf if leaf in (7, 0xD) else 0

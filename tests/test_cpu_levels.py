@@ -9,6 +9,8 @@ not written out: a feature is advertised when the level includes it and some ins
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -245,3 +247,10 @@ def test_rdrand_repeats_in_deterministic_runs_and_not_otherwise(tmp_path):
     assert first == second and first.startswith("1 ")
     assert emu("run", "--deterministic", "--seed", "1", str(exe)).stdout != first
     assert len({emu("run", str(exe)).stdout for _ in range(2)}) == 2
+
+
+def test_the_debugger_runs_the_level_it_is_given(tmp_path):
+    exe = compile_c(tmp_path, "insns", INSTRUCTIONS)
+    proc = subprocess.run([sys.executable, "-m", "emu", "debug", "--cpu", "x86-64-v2", str(exe)], input="c\nquit\n",
+                          capture_output=True, text=True, timeout=300)
+    assert "Program received signal SIGILL: #UD: pdep needs bmi2, which --cpu x86-64-v2 lacks" in proc.stdout
