@@ -22,6 +22,7 @@ UNICORN_WRONG = {
     "pdep": "a 32-bit PDEP keeps bits 63:32 of the destination",
     "blsi": "BLSI's CF is inverted",
     "bzhi": "BZHI's CF looks at more than bits 7:0 of the index",
+    "bextr": "BEXTR drops or invents bits when start + length passes the operand's top bit",
     "adcx": "no ADX: #UD", "adox": "no ADX: #UD",
 }
 
@@ -177,3 +178,24 @@ def test_bit_manipulation_matches_the_host_cpu(asm, rng):
                 rng.getrandbits(64), "rdx": rng.getrandbits(64), "rsi": DATA + 8}
         check_host(Case(asm, regs, rflags=random_flags(rng), data=rng.randbytes(64),
                         undefined=UNDEFINED.get(mnemonic, 0)))
+
+
+FUZZ_FORMS = ["andn", "bextr", "blsi", "blsmsk", "blsr", "bzhi", "pdep", "pext", "shlx", "shrx", "sarx", "tzcnt",
+              "lzcnt", "adcx", "adox", "mulx", "rorx"]
+
+
+@pytest.mark.fuzz
+def test_bmi_fuzz(rng):
+    """Ten times the default run's cases: forms, sizes and operands drawn at random."""
+    for _ in range(3000):
+        mnemonic, size = rng.choice(FUZZ_FORMS), rng.choice((32, 64))
+        dst = "eax" if size == 32 else "rax"
+        a, b = operands(size, rng, 20)[-1], rng.choice(counts(size, rng) + operands(size, rng, 8))
+        regs = {"rax": rng.getrandbits(64), "rbx": a, "rcx": b, "rdx": rng.getrandbits(64)}
+        operand_text = {"blsi": "{s}", "blsmsk": "{s}", "blsr": "{s}", "tzcnt": "{s}", "lzcnt": "{s}", "adcx": "{s}",
+                        "adox": "{s}", "rorx": f"{{s}}, {rng.randrange(256)}", "mulx": "{c}, {s}"}.get(mnemonic,
+                                                                                                    "{s}, {c}")
+        asm = f"{mnemonic} {dst}, " + operand_text.format(s=REG[size][0], c=REG[size][1])
+        if mnemonic == "mulx":
+            asm = f"mulx {dst}, {'r8d' if size == 32 else 'r8'}, {REG[size][0]}"
+        check_all(Case(asm, regs, rflags=random_flags(rng), undefined=UNDEFINED.get(mnemonic, 0)))
