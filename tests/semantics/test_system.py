@@ -140,9 +140,11 @@ def test_xlatb_loads_al_from_the_table_at_rbx(asm, rng):
 
 # -- LOCK -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code", ["f0 48 01 d8", "f0 48 89 06", "f0 90", "f0 c9", "f0 48 8b 06", "f0 48 0f bc 06",
-                                  "f0 0f a2"],
-                         ids=["add to a register", "mov", "nop", "leave", "load", "bsf", "cpuid"])
+@pytest.mark.parametrize("code", ["f0 48 01 d8", "f0 48 0f c1 c3", "f0 48 0f ab c3", "f0 48 ff c0", "f0 48 f7 d0",
+                                  "f0 48 89 06", "f0 90", "f0 c9", "f0 48 8b 06", "f0 48 0f bc 06", "f0 0f a2",
+                                  "f0 48 39 06", "f0 c4 e2 e0 f2 06"],
+                         ids=["add to a register", "xadd to a register", "bts of a register", "inc of a register",
+                              "not of a register", "mov", "nop", "leave", "load", "bsf", "cpuid", "cmp", "andn (VEX)"])
 def test_lock_on_an_instruction_that_cannot_take_it_is_undefined(code, rng):
     """LOCK is for read-modify-write instructions with a memory destination (SDM Vol. 2A, LOCK): capstone
     refuses to decode the rest, so they are #UD.  unicorn (QEMU 5) runs some of them (MOV, a load, BSF, CPUID)."""
