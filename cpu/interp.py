@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import builtins
 import random
+import time
 from dataclasses import dataclass
 from enum import Enum
 from types import CodeType, FunctionType, TracebackType
@@ -169,6 +170,8 @@ class Interpreter:
         self.translated = 0
         """Instructions translated here (not counting blocks that came from the code cache)."""
         self.blocks_translated = 0
+        self.translate_seconds = 0.0
+        """Host time spent translating those blocks (decoding, lowering, ``compile()``): the cold path's cost."""
         self.blocks_cached = 0
         """Blocks taken from the code cache instead of translated."""
         self.breakpoints: frozenset[int] = frozenset()
@@ -212,7 +215,10 @@ class Interpreter:
 
     def translation_summary(self) -> str:
         """``N blocks translated, M from the code cache``, and why the cache is off when it is."""
-        text = f"{self.blocks_translated} blocks translated, {self.blocks_cached} from the code cache"
+        text = f"{self.blocks_translated} blocks translated"
+        if self.blocks_translated:
+            text += f" ({self.translate_seconds / self.blocks_translated * 1e3:.3f} ms each)"
+        text += f", {self.blocks_cached} from the code cache"
         if self.code_cache is None:
             return text + " (code cache off)"
         if self.code_cache.error is not None:
@@ -232,8 +238,10 @@ class Interpreter:
             self.blocks_cached += 1
             code, translation, end = hit
         else:
+            started = time.perf_counter()
             insns, translation, complete = self._translate(rip, max_insns)
             code = _compile_block(translation.source, rip)
+            self.translate_seconds += time.perf_counter() - started
             self.blocks_translated += 1
             self.translated += len(insns)
             end = insns[-1].next

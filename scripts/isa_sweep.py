@@ -69,7 +69,9 @@ BY_NAME = {
 }
 """Extensions of instructions capstone puts in no (or a too general) group."""
 
+GAP = "not implemented yet, though part of the baseline every level advertises: a program using them gets SIGILL"
 WHY = {
+    "baseline": GAP, "sse": GAP, "sse2": GAP,
     "system": "system instruction emu's machine does not model (virtualization, protection keys, SMAP, "
               "shadow stacks, performance counters, SYSENTER, ...), or that the interpreter handles itself",
     "x87": "x87 floating point (the x87/MMX work adds them)",
