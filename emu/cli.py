@@ -132,9 +132,12 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     if args.program is None:
         print("emu: error: emu debug needs a PROGRAM, or --boot for the full-system machine", file=sys.stderr)
         return 2
+    jit = _jit_mode(args, "off")
+    if jit is None:
+        return 2
     try:
         process = Process(args.program, [args.program, *args.args], os.environ, seed=args.seed,
-                          deterministic=args.deterministic)
+                          deterministic=args.deterministic, jit=jit)
         symbols = elf_symbols(args.program, process.image.data, process.image.bias)
         for path in args.symbols:
             symbols = symbols.merge(load_symbols(path))
@@ -429,7 +432,7 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
                              "with it, two runs print identical logs")
     parser.add_argument("--no-code-cache", action="store_true",
                         help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
-    _jit_option(parser, "on for boot, off for debug --boot")
+    _jit_option(parser, "on for boot, off for debug")
 
 
 def _jit_option(parser: argparse.ArgumentParser, default: str) -> None:
