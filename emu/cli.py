@@ -149,12 +149,13 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     if args.program is None:
         print("emu: error: emu debug needs a PROGRAM, or --boot for the full-system machine", file=sys.stderr)
         return 2
+    jit = _jit_mode(args, "off")
     cpu = _cpu_level(args)
-    if cpu is None:
+    if jit is None or cpu is None:
         return 2
     try:
         process = Process(args.program, [args.program, *args.args], os.environ, seed=args.seed,
-                          deterministic=args.deterministic, cpu=cpu)
+                          deterministic=args.deterministic, jit=jit, cpu=cpu)
         symbols = elf_symbols(args.program, process.image.data, process.image.bias)
         for path in args.symbols:
             symbols = symbols.merge(load_symbols(path))
@@ -453,7 +454,7 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
                              "with it, two runs print identical logs")
     parser.add_argument("--no-code-cache", action="store_true",
                         help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
-    _jit_option(parser, "on for boot, off for debug --boot")
+    _jit_option(parser, "on for boot, off for debug")
 
 
 def _cpu_option(parser: argparse.ArgumentParser) -> None:
