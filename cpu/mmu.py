@@ -282,11 +282,15 @@ class Mmu(Memory):
         writers: dict[int, set[int]] = {}
         for tlb in self.tlb_sets:
             for access, t in enumerate(tlb):
-                survivors = {vpn: t[vpn] for vpn in kept if vpn in t}
-                t.clear()
-                t.update(survivors)
+                if not kept:
+                    t.clear()
+                    continue
+                # Drop the others one by one rather than clear and re-insert the survivors: the kernel's
+                # global pages are most of a TLB, and each insertion re-pins its page for the JIT's mirror.
+                for vpn in [vpn for vpn in t if vpn not in kept]:
+                    del t[vpn]
                 if access == WRITE:
-                    for vpn, entry in survivors.items():
+                    for vpn, entry in t.items():
                         writers.setdefault(entry[1] >> PAGE_SHIFT, set()).add(vpn)
         self.writers = writers
 
@@ -303,7 +307,8 @@ class Mmu(Memory):
             self.global_vpns.discard(v)
             for tlb in self.tlb_sets:
                 for t in tlb:
-                    t.pop(v, None)
+                    if v in t:          # most TLBs lack the page: skip the mirror's bookkeeping then
+                        del t[v]
 
     def _physical_write(self, address: int, length: int) -> None:
         """A device or loader wrote guest RAM directly: drop code translated from those pages."""
