@@ -145,7 +145,7 @@ class Interpreter:
         self.mem = memory
         self.max_block = max_block
         self.decoder = Decoder()
-        self.semantics = load_all()
+        load_all()                      # the registry: HELPERS and CALLS are bound into generated code below
         self.blocks: dict[int, Block] = {}
         self.single: dict[int, Block] = {}
         self.variants: dict[tuple[int, int], Block] = {}
