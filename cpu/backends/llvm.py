@@ -42,6 +42,8 @@ import ctypes
 from dataclasses import dataclass, field
 
 from cpu.backends import lazyflags
+from cpu.backends.llvm_float import NATIVE as FLOAT_NATIVE
+from cpu.backends.llvm_float import FloatLanes
 from cpu.backends.llvm_ir import Builder, V, Val, literal, wide, width_of
 from cpu.backends.llvm_vector import VectorLanes
 from cpu.decoder import Insn, Kind, Operand
@@ -253,6 +255,7 @@ class LlvmOps:
         self.tlb: dict[str, str] = {}
         self.declares: set[str] = set()
         self.vector = VectorLanes(self.b, self.declares)
+        self.floats = FloatLanes(self.b, self.declares)
 
     # -- structure ----------------------------------------------------------------------
     def begin(self, insn: Insn) -> None:
@@ -651,7 +654,22 @@ class LlvmOps:
         vector = self.vector.lower(name, args)
         if vector is not None:
             return vector
+        if name in FLOAT_NATIVE:
+            return self._float_helper(name, *args)
         return self._python_helper(name, *args)
+
+    def _float_helper(self, name: str, a: V, x: V, mxcsr: V) -> V:
+        """An SSE float helper natively where that is exact (``cpu.backends.llvm_float``), else in Python."""
+        b = self.b
+        ok, fast = self.floats.arith(name, a, x, mxcsr)
+        fast_from, slow, done = b.current, b.fresh("float_slow"), b.fresh("float_done")
+        b.emit(f"br i1 {ok}, label {done}, label {slow}")
+        b.label(slow)
+        slow_value = b.at(self._python_helper(name, a, x, mxcsr), 256)
+        slow_from = b.current
+        b.emit(f"br label {done}")
+        b.label(done)
+        return b.value(f"phi i256 [ {fast.name}, {fast_from} ], [ {slow_value}, {slow_from} ]", 256)
 
     def _python_helper(self, name: str, *args: V) -> V:
         if name not in self.helper_ids:
