@@ -213,6 +213,9 @@ def test_fuzz_stack(rng):
         elif kind < 0.85:
             asm = FLAG_FORMS[rng.choice(list(FLAG_FORMS))]
             _at_rsp(s, 0, 64, _flag_image(rng))
-        else:
+        elif kind < 0.93:
             asm = f"enter {rng.choice((0, 8, 0x30))}, {rng.randrange(0, 4)}; leave"
+        else:
+            enter = ENTER_16.format(low=rng.choice((0, 6, 0x30)), high=0, level=rng.randrange(0, 4))
+            asm = f"{enter}; .byte 0x66, 0xc9"
         check(s.case(asm, _flag_image(rng)))
