@@ -75,6 +75,7 @@ class CpuState(ctypes.Structure):
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
         self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
+        self.cr4 = 1 << 16           # and CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3
         self.cr0 = 0x20              # CR0.NE as under Linux: an unmasked x87 exception raises #MF (SIGFPE)
 
     def xmm(self, i: int) -> int:
