@@ -11,10 +11,11 @@ writing MMi sets R_i's sign and exponent to all ones.  EMMS (in ``x87``) tags th
 Most MMX instructions are the SSE2 integer instructions with 64-bit operands, so they share
 the semantics in ``sse``: :func:`mmx_form` runs those with MM operands through a view of
 ``ops`` that writes MM registers as MMX does, then applies the x87 side effects.  The forms
-whose 64-bit behaviour is not the low half of the 128-bit one (packs, high unpacks) and the
+whose 64-bit behaviour is not the low half of the 128-bit one (packs, high unpacks, PSHUFB,
+PALIGNR, the SSSE3 horizontal operations) and the
 instructions only MMX has are defined here.
 
-Not modelled: the SSSE3 forms on MMX registers (PSHUFB mm, ...), non-temporal hints (MOVNTQ
+Not modelled: non-temporal hints (MOVNTQ
 is a plain store), CR0.EM and CR0.TS (#UD, #NM), and the x87 exceptions an MMX instruction
 would report first (#MF for a pending one).
 """
@@ -26,6 +27,7 @@ import functools
 from cpu.decoder import Kind, Operand
 from cpu.semantics import SEMANTICS, helper, semantics
 from cpu.semantics import sse as S
+from cpu.semantics import ssse3 as SSSE3
 from cpu.semantics import xmm as X
 from cpu.semantics.xmm import MASK64, MASK128, join, lanes
 
@@ -88,11 +90,26 @@ def _own(*mnemonics: str):  # noqa: ANN202
     return register
 
 
-@_own("packsswb", "packuswb", "packssdw")
+@_own("packsswb", "packuswb", "packssdw", *SSSE3.HORIZONTAL)
 def pack(ops, insn, dst, src):
-    """PACKSSWB mm, mm/m64: the lanes of dst then src, as the 128-bit helper packs one register."""
+    """PACKSSWB mm, mm/m64, PHADDW mm, mm/m64, ...: the lanes of dst then src, as the 128-bit helper
+    packs (or adds pairs of) one register holding both."""
     a, b = ops.read(dst), X.read(ops, insn, src)
     ops.write(dst, ops.helper(insn.mnemonic, ops.or_(a, ops.shl(b, 64, 128)), 0))
+
+
+@_own("pshufb")
+def pshufb(ops, insn, dst, src):
+    """PSHUFB mm1, mm2/m64: byte i = byte (src[i] & 7) of dst, or zero when src[i] has its top bit set."""
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    ops.write(dst, ops.helper("pshufb", a, ops.and_(b, 0x8787_8787_8787_8787)))
+
+
+@_own("palignr")
+def palignr(ops, insn, dst, src, imm):
+    """PALIGNR mm1, mm2/m64, imm8: (dst:src >> 8 * imm8)[63:0]."""
+    a, b = ops.read(dst), X.read(ops, insn, src)
+    ops.write(dst, ops.helper("palignr", 0, ops.or_(ops.shl(a, 64, 128), b), imm.imm))
 
 
 _HIGH_UNPACKS = {"punpckhbw": 8, "punpckhwd": 16, "punpckhdq": 32}
@@ -108,7 +125,9 @@ def unpack_high(ops, insn, dst, src):
 SHARED = (*S.LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw", "pand", "pandn", "por", "pxor",
           "psllw", "pslld", "psllq", "psrlw", "psrld", "psrlq", "psraw", "psrad",
           "punpcklbw", "punpcklwd", "punpckldq", *_HIGH_UNPACKS, "packsswb", "packuswb", "packssdw",
-          "pmovmskb", "pextrw", "pinsrw", "movd", "movq")
+          "pmovmskb", "pextrw", "pinsrw", "movd", "movq",
+          "pshufb", "palignr", *SSSE3.HORIZONTAL, "pmaddubsw", "pmulhrsw", "psignb", "psignw", "psignd",
+          "pabsb", "pabsw", "pabsd")
 """Mnemonics whose semantics (in ``sse``) also serve their MMX-register forms."""
 
 for _m in SHARED:

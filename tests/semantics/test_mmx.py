@@ -1,5 +1,5 @@
 """MMX against the host CPU (``cpu/semantics/mmx.py``): every MMX integer instruction with register and
-memory sources, the SSE instructions on MMX registers, and what each does to the x87 state (TOP = 0,
+memory sources, the SSE and SSSE3 instructions on MMX registers, and what each does to the x87 state (TOP = 0,
 every tag valid, the written register's exponent all ones; EMMS empties the tags), compared byte for
 byte through the FNSAVE image, the memory result and a GPR result (``tests/semantics/x87_batch.py``)."""
 
@@ -38,6 +38,17 @@ def agree(bodies: list[str], per_body: int, seed: int) -> None:
 def test_lanewise_arithmetic_logic_packs_and_unpacks() -> None:
     agree([f"movq mm0, qword ptr {{A}}\nmovq mm1, qword ptr {{B}}\n{op} mm0, mm1" for op in LANEWISE]
           + [f"movq mm2, qword ptr {{A}}\n{op} mm2, qword ptr {{M}}" for op in LANEWISE], per_body=3, seed=1)
+
+
+SSSE3 = ["pshufb", "phaddw", "phaddd", "phaddsw", "phsubw", "phsubd", "phsubsw", "pmaddubsw", "pmulhrsw",
+         "psignb", "psignw", "psignd", "pabsb", "pabsw", "pabsd"]
+
+
+def test_ssse3_on_mmx_registers() -> None:
+    agree([f"movq mm0, qword ptr {{A}}\nmovq mm1, qword ptr {{B}}\n{op} mm0, mm1" for op in SSSE3]
+          + [f"movq mm2, qword ptr {{A}}\n{op} mm2, qword ptr {{M}}" for op in SSSE3]
+          + [f"movq mm0, qword ptr {{A}}\nmovq mm1, qword ptr {{B}}\npalignr mm0, mm1, {n}" for n in (0, 3, 8, 13, 16)],
+          per_body=3, seed=5)
 
 
 def test_shifts_by_register_memory_and_immediate() -> None:
