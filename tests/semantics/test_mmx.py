@@ -69,6 +69,8 @@ def test_moves_extracts_masks_and_the_sse_forms() -> None:
            "movdqu xmm1, xmmword ptr {M}\nmovdq2q mm3, xmm1",
            "movq mm0, qword ptr {A}\nmovdqu xmm1, xmmword ptr {M}\ncvtpi2ps xmm1, mm0\nmovdqu xmmword ptr {M}, xmm1",
            "movq mm0, qword ptr {A}\ncvtpi2pd xmm1, mm0\nmovdqu xmmword ptr {M}, xmm1",
+           "movdqu xmm1, xmmword ptr {M}\ncvtpi2ps xmm1, qword ptr {A}\nmovdqu xmmword ptr {M}, xmm1",
+           "cvtpi2pd xmm1, qword ptr {A}\nmovdqu xmmword ptr {M}, xmm1",
            "movdqu xmm1, xmmword ptr {M}\ncvtps2pi mm2, xmm1", "movdqu xmm1, xmmword ptr {M}\ncvttps2pi mm2, xmm1",
            "movdqu xmm1, xmmword ptr {M}\ncvtpd2pi mm2, xmm1", "movdqu xmm1, xmmword ptr {M}\ncvttpd2pi mm2, xmm1",
            "movq mm0, qword ptr {A}\nmovq mm1, qword ptr {B}\nlea rdi, {M}\nmaskmovq mm0, mm1"],
