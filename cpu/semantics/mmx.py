@@ -15,9 +15,10 @@ whose 64-bit behaviour is not the low half of the 128-bit one (packs, high unpac
 PALIGNR, the SSSE3 horizontal operations) and the
 instructions only MMX has are defined here.
 
-Not modelled: non-temporal hints (MOVNTQ
-is a plain store), CR0.EM and CR0.TS (#UD, #NM), and the x87 exceptions an MMX instruction
-would report first (#MF for a pending one).
+An MMX instruction first raises #MF for a pending unmasked x87 exception, as a waiting x87
+instruction does.
+
+Not modelled: non-temporal hints (MOVNTQ is a plain store), CR0.EM and CR0.TS (#UD, #NM).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from __future__ import annotations
 import functools
 
 from cpu.decoder import Kind, Operand
+from cpu.exceptions import Vector
 from cpu.semantics import SEMANTICS, helper, semantics
 from cpu.semantics import sse as S
 from cpu.semantics import ssse3 as SSSE3
 from cpu.semantics import xmm as X
+from cpu.semantics.x87 import pending_x87_exception
 from cpu.semantics.xmm import MASK64, MASK128, join, lanes
 
 TOP_BITS = 0x3800
@@ -74,6 +77,7 @@ def mmx_form(fn):  # noqa: ANN001, ANN201
         if not any(is_mm(o) for o in operands):
             return fn(ops, insn, *operands)
         own = OWN_FORMS.get(insn.mnemonic, fn)
+        ops.fault_if(pending_x87_exception(ops), Vector.MF)
         own(MmxOps(ops), insn, *operands)
         enter_mmx(ops)
         return None

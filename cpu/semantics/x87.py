@@ -77,7 +77,7 @@ def fnstcw(ops, insn, dst):
     ops.write(dst, ops.reg("fcw"))
 
 
-def _pending(ops):
+def pending_x87_exception(ops):
     """Whether a waiting instruction raises #MF now: ES set and CR0.NE set (SDM Vol. 1, 8.7)."""
     return ops.and_(ops.ne(ops.and_(ops.reg("fsw"), ES), 0), ops.ne(ops.and_(ops.reg("cr0"), CR0_NE), 0))
 
@@ -86,7 +86,7 @@ def _pending(ops):
 def fldcw(ops, insn, src):
     """FLDCW m16: ES and B follow from the flags and the new masks; unmasking a set flag leaves it pending."""
     fcw = ops.read(src)
-    ops.fault_if(_pending(ops), Vector.MF)
+    ops.fault_if(pending_x87_exception(ops), Vector.MF)
     fsw = ops.and_(ops.reg("fsw"), 0xFFFF ^ (ES | B))
     unmasked_set = ops.ne(ops.and_(ops.and_(fsw, ops.not_(fcw, 16)), EXCEPTIONS), 0)
     ops.set_reg("fsw", ops.or_(fsw, ops.select(unmasked_set, ES | B, 0)))
@@ -102,7 +102,7 @@ def fnstsw(ops, insn, dst):
 @semantics("wait")
 def fwait(ops, insn):
     """FWAIT: #MF when an unmasked exception is pending and CR0.NE is set."""
-    ops.fault_if(_pending(ops), Vector.MF)
+    ops.fault_if(pending_x87_exception(ops), Vector.MF)
 
 
 @semantics("fnop", "fdisi8087_nop", "feni8087_nop", "fsetpm")
@@ -118,7 +118,8 @@ def fpu_wait(cpu) -> None:
 
 @semantics("emms", feature="mmx")
 def emms(ops, insn):
-    """Leave MMX state: every x87 register tagged empty."""
+    """Leave MMX state: every x87 register tagged empty (#MF first for a pending x87 exception)."""
+    ops.fault_if(pending_x87_exception(ops), Vector.MF)
     ops.set_reg("ftw", 0)
 
 

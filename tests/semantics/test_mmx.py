@@ -91,3 +91,9 @@ def test_fxsave_and_fxrstor_carry_the_mmx_registers() -> None:
            f"fxsave [rsi]\n{zero}\nemms\nfxrstor [rsi]\nmovq qword ptr [rsi + 0x310], mm6\n"
            "fnstsw word ptr [rsi + 0x318]")
     check_host(Case(asm=asm, data=bytes(0x300) + (0x8081_7F00_FF01_0203).to_bytes(8, "little")))
+
+
+def test_an_mmx_instruction_raises_a_pending_x87_exception() -> None:
+    pending = f"mov rsi, {DATA}\nfldcw word ptr [rsi]\nfld1\nfldz\nfdivp st(1), st(0)\n"
+    for insn in ("paddb mm0, mm1", "emms", "movd eax, mm2"):
+        check_host(Case(asm=pending + insn + "\nmov rbx, 1", data=(0x037B).to_bytes(2, "little")))
