@@ -90,7 +90,7 @@ def fpu_arith(cpu, op: int, kind: int, address: int, dst: int, src: int, pop: in
 def _with_load_flags(loaded: int, computed: int, a: int, b: int) -> int:
     """The operation's flags with a memory operand's: its DE (a denormal float) is not reported
     when the other operand is a NaN or unsupported."""
-    if any(X.is_nan(X.classify(x)) or X.classify(x) is X.Class.UNSUPPORTED for x in (a, b)):
+    if loaded & X.DE and any(X.is_nan(X.classify(x)) or X.classify(x) is X.Class.UNSUPPORTED for x in (a, b)):
         loaded &= ~X.DE
     return loaded | computed
 
