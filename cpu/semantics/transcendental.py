@@ -4,17 +4,16 @@ Intel SDM Vol. 1, 8.3.9-8.3.10 (trigonometric, logarithmic and exponential instr
 operand range of FSIN/FCOS/FSINCOS/FPTAN, |x| < 2**63, and their reduction by pi) and the
 Vol. 2 pages of each instruction with their tables of special operands.
 
-Values are computed in fixed point with Python integers: a result carries at least ``GUARD``
-bits beyond its own magnitude (series for sin, cos, atan, exp and atanh; pi from Machin's
-formula) and one sticky bit, then is rounded once to 64 bits per FCW.RC by
-``extended.round_pack``.  The argument of the trigonometric functions is reduced by multiples
-of pi/2 with pi rounded to 66 bits, the constant the SDM says the x87 unit uses (8.3.10), so
-results for large arguments agree with the processor's, not with the exact function.  Results
-are within one unit in the last place of the host processor's (which is not correctly rounded
-in every case); they are not bit-identical to it in every case.
-
-Not modelled: the exact results the processor gives outside the documented operand ranges
-(F2XM1 beyond [-1, 1], FYL2XP1 beyond 1 - sqrt(2)/2).
+Values are computed in fixed point with Python integers (series for sin, cos, atan, exp and
+atanh; pi from Machin's formula) with at least ``GUARD`` bits beyond a result's magnitude; both
+ends of the error interval are rounded to 64 bits per FCW.RC by ``extended.round_pack``, and when
+they differ the value is computed again with more bits (Ziv's strategy), so results are correctly
+rounded.  The argument of the trigonometric functions is reduced by multiples of pi/2 with pi
+rounded to 66 bits, the constant the SDM says the x87 unit uses (8.3.10), so results for large
+arguments agree with the processor's, not with the exact function.  The processor itself is not
+correctly rounded in every case: results are within one unit in the last place of its own, not
+bit-identical in every case.  Where it departs from the exact function by design (|x| < 2**-68,
+F2XM1 outside [-1, 1], FYL2XP1 with 1 + x <= 0) what it gives was measured and is named where used.
 """
 
 from __future__ import annotations
