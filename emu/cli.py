@@ -215,10 +215,12 @@ def _make_machine(args: argparse.Namespace,
     """The machine the --kernel/--initrd/--disk/... options describe (the default guest without --kernel),
     and the default guest's files when it is the one; None after printing why it cannot be made."""
     from devices.virtio_blk import DiskError
-    from emu.machine.pc import DEFAULT_APPEND, Machine, MachineConfig
+    from emu.machine.pc import DEFAULT_APPEND, Disk, Machine, MachineConfig
     from firmware.linux import BootError
+    from firmware.pci import FirmwareError
 
-    kernel, initrd, disks, snapshot, guest = args.kernel, args.initrd, list(args.disk), args.snapshot, None
+    kernel, initrd, snapshot, guest = args.kernel, args.initrd, args.snapshot, None
+    disks = [Disk.parse(text) for text in args.disk]
     if kernel is None:
         from emu.machine.guest import GuestBuildError, default_guest
 
@@ -230,16 +232,16 @@ def _make_machine(args: argparse.Namespace,
         kernel = str(guest.kernel)
         initrd = initrd or str(guest.initrd)
         if not disks:
-            disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
+            disks, snapshot = [Disk(str(guest.disk))], True     # the cached image stays pristine
     jit = _jit_mode(args, "on" if args.command == "boot" else "off")
     if jit is None:
         return None
     config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
                            rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip(),
-                           code_cache=not args.no_code_cache, jit=jit)
+                           code_cache=not args.no_code_cache, jit=jit, machine=args.machine or "microvm")
     try:
         return Machine(config, output), guest
-    except (BootError, DiskError, ValueError) as err:
+    except (BootError, DiskError, FirmwareError, ValueError) as err:
         print(f"emu: error: {err}", file=sys.stderr)
         return None
 
@@ -421,8 +423,12 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
     """The options that describe a machine, shared by `emu boot` and `emu debug --boot`."""
     parser.add_argument("--kernel", help="bzImage or ELF vmlinux (default: the built-in guest)")
     parser.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
-    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE",
-                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...)")
+    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE[,ro]",
+                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...); "
+                             "with ,ro the guest sees it read-only")
+    parser.add_argument("--machine", choices=("microvm", "pc"),
+                        help="microvm: disks on virtio-mmio, no PCI (default); pc: a PCI bus with the disks "
+                             "on virtio-pci, for kernels without virtio-mmio command-line devices (docs/machine.md)")
     parser.add_argument("--snapshot", action="store_true",
                         help="keep disk writes in memory; the images stay unchanged")
     parser.add_argument("--append", default="", help="extra kernel command-line arguments")
