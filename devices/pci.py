@@ -267,7 +267,8 @@ class PciFunction:
                 ignored |= bool(byte & ~clear)
             else:
                 mask = self.writable[at]
-                ignored |= bool((self.space[at] ^ byte) & ~mask)
+                sizing_rom = Reg.ROM_ADDRESS <= at < Reg.ROM_ADDRESS + 4     # no ROM: a hardwired-0 BAR
+                ignored |= bool((self.space[at] ^ byte) & ~mask) and not sizing_rom
                 self.space[at] = self.space[at] & ~mask | byte & mask
         for index in bars_written:
             ignored |= self._settle_bar(index)

@@ -13,7 +13,8 @@ sizing, 6.2.4 for Interrupt Line):
    ``MEMORY_WINDOW`` (above RAM and below the legacy I/O APIC/HPET/BIOS area at 0xFEC0_0000);
 3. write Interrupt Line with the PIC input the board wires the function's pin to (``devices.pci.intx_irq``)
    and make that input level sensitive in the ELCR, since PCI INTx# is a shared level-triggered signal;
-4. set I/O Space and Memory Space in the command register (Bus Master is the driver's to set).
+4. set I/O Space and Memory Space in the command register of a function with such BARs (Bus Master is the
+   driver's to set).
 
 The windows are a hole in the e820 map (RAM ends below them, ``firmware/linux.py``), which is where Linux
 looks for PCI ("[mem ...] available for PCI devices").  Not done: bridges and buses other than 0, 64-bit
@@ -112,6 +113,11 @@ def assign_resources(ports: Ports) -> list[Assignment]:
             config.config_write(slot, Reg.INTERRUPT_LINE, 1, irq)
             elcr = ELCR_PORTS[irq // 8]
             ports.write(elcr, 1, ports.read(elcr, 1) | 1 << (irq % 8))
-        command = config.config_read(slot, Reg.COMMAND, 2)
-        config.config_write(slot, Reg.COMMAND, 2, command | Command.IO_SPACE | Command.MEMORY_SPACE)
+        enable = 0
+        for p in placed:
+            if p.slot == slot:
+                enable |= Command.IO_SPACE if p.io else Command.MEMORY_SPACE
+        if enable:
+            command = config.config_read(slot, Reg.COMMAND, 2)
+            config.config_write(slot, Reg.COMMAND, 2, command | enable)
     return placed
