@@ -198,7 +198,7 @@ class PciFunction:
         """The level the function drives on its INTx# pin, before Command.INTX_DISABLE."""
         self.on_intx: Callable[[bool], None] = lambda level: None
         """Drives the board's interrupt line (the host wires it); called with the pin's effective level."""
-        self._capability_tail = Reg.CAPABILITIES
+        self._capability_tail: int = Reg.CAPABILITIES
         self._reported: set[str] = set()
 
     # -- construction -----------------------------------------------------------

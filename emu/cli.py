@@ -220,7 +220,8 @@ def _make_machine(args: argparse.Namespace,
     from firmware.linux import BootError
     from firmware.pci import FirmwareError
 
-    kernel, initrd, snapshot, guest = args.kernel, args.initrd, args.snapshot, None
+    kernel, initrd, snapshot = args.kernel, args.initrd, args.snapshot
+    guest: GuestImage | DebianImage | None = None
     disks = [Disk.parse(text) for text in args.disk]
     machine, append = args.machine or "microvm", args.append
     if kernel is None:
@@ -241,6 +242,7 @@ def _make_machine(args: argparse.Namespace,
         except GuestBuildError as err:
             print(f"emu: error: building the {args.guest} guest failed: {err}", file=sys.stderr)
             return None
+        assert guest is not None
         kernel = str(guest.kernel)
         initrd = initrd or str(guest.initrd)
         if not disks:

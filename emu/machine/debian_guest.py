@@ -39,7 +39,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emu.machine.guest import BUSYBOX, DISK_SIZE, RECIPE_DIR, GuestBuildError, _locked, _print_progress, cache_root
+from emu.machine.guest import (
+    BUSYBOX,
+    DISK_SIZE,
+    RECIPE_DIR,
+    GuestBuildError,
+    GuestImage,
+    _locked,
+    _print_progress,
+    cache_root,
+)
 
 DEBIAN_DIR = RECIPE_DIR / "debian"
 SHARED_FILES = ("init", "initramfs.list")
@@ -49,24 +58,12 @@ EXTRA_APPLETS = ("insmod", "lsmod", "rmmod")
 
 
 @dataclass(frozen=True)
-class DebianImage:
-    directory: Path
+class DebianImage(GuestImage):
+    """The built Debian guest: the same files as the tiny guest's but the kernel, and no vmlinux."""
 
     @property
     def kernel(self) -> Path:
         return self.directory / "vmlinuz"
-
-    @property
-    def system_map(self) -> Path:
-        return self.directory / "System.map"
-
-    @property
-    def initrd(self) -> Path:
-        return self.directory / "initramfs.cpio"
-
-    @property
-    def disk(self) -> Path:
-        return self.directory / "disk.img"
 
     @property
     def append(self) -> str:
