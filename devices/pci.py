@@ -17,7 +17,9 @@ the port and MMIO buses while the command register enables them.  A BAR that wou
 RAM, or the I/O space's 64 KiB limit) is not decoded: the guest's accesses there read all ones, as a master
 abort does, and the conflict is logged.  ``INTX_ROUTING`` is the board's wiring of INTA#-INTD# to PIC inputs.
 
-Not modelled: bus numbers other than 0 (no PCI-to-PCI bridges), multi-function devices, the expansion ROM BAR
+Not modelled: an ISA bridge function (a PIIX's 00:01.0 holds the PIRQ routing registers; Linux looks for such
+an interrupt router only when a ``$PIR`` table names one, and there is none), bus numbers other than 0 (no
+PCI-to-PCI bridges), multi-function devices, the expansion ROM BAR
 (reads 0), 64-bit and prefetchable BARs, MSI and MSI-X, PCI Express extended configuration space (offsets past
 0xFF read all ones), configuration mechanism #2, the PIIX's reset control register at 0xCF9 (port 0xCF8-0xCFB
 accesses narrower than a dword read all ones and are ignored), parity and SERR# reporting.
