@@ -7,6 +7,8 @@ Reports (speed is measured here, never asserted in tests):
 - interpreter on a tight register loop, and unicorn (QEMU's TCG) on the same loop;
 - a compiled C workload (tests/programs/sha256.c, gcc -static -O2, 1 MiB): emu's guest
   instructions per second and wall time, native wall time, and qemu-x86_64's when installed;
+- floating point (benchmarks/programs/fp.c): a long double kernel (x87) and an AVX2/FMA one, the same
+  three ways;
 - booting the default guest to its /init marker: emu's wall time and guest instructions, and
   qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed; for each
   emu boot, the Python tier's cost per translated block (the cold path) and the JIT's line, with its
@@ -121,6 +123,28 @@ def bench_c_workload(size: int, workdir: Path, jit: str) -> dict[str, object]:
     return result
 
 
+FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
+"""benchmarks/programs/fp.c's two kernels and how each is built (the AVX2 one vectorised to 256-bit FMA)."""
+
+
+def bench_fp(kind: str, n: int, workdir: Path) -> dict[str, object]:
+    """One floating-point kernel under emu (wall time, guest instructions), natively and under qemu-x86_64."""
+    exe = workdir / f"fp-{kind}"
+    subprocess.run(["gcc", "-static", *FP_BUILDS[kind], "-o", str(exe), str(ROOT / "benchmarks/programs/fp.c")],
+                   check=True)
+    native_s, native = _time([str(exe), kind, str(n)])
+    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", str(exe), kind, str(n)])
+    if emu.stdout != native.stdout:
+        raise SystemExit(f"emu and native disagree on fp {kind}:\n{emu.stdout}{emu.stderr[-2000:]}\n"
+                         f"vs\n{native.stdout}")
+    match = re.search(r"(\d+) instructions", emu.stderr)
+    result: dict[str, object] = {"native_s": native_s, "emu_s": emu_s, "instructions": int(match[1]) if match else 0}
+    qemu = shutil.which("qemu-x86_64")
+    if qemu:
+        result["qemu_s"], _ = _time([qemu, "-cpu", "max", str(exe), kind, str(n)])
+    return result
+
+
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
 
 
@@ -198,6 +222,13 @@ def main() -> int:
         rows.append(("sha256 1 MiB: qemu-x86_64", f"{c['qemu_s']:.3f} s", ""))
     else:
         rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
+    for kind, label, n in (("x87", "long double (x87)", 50_000 // scale), ("avx", "AVX2+FMA float", 200 // scale)):
+        with tempfile.TemporaryDirectory() as tmp:
+            fp = bench_fp(kind, n, Path(tmp))
+        ins, emu_s = fp["instructions"], fp["emu_s"]
+        versus = f", {emu_s / fp['qemu_s']:,.1f}x qemu-x86_64 ({fp['qemu_s']:.2f} s)" if "qemu_s" in fp else ""
+        rows.append((f"fp {label}, n={n:,}: emu", f"{emu_s:.2f} s",
+                     f"{ins / emu_s / 1e6:,.2f} M insn/s, native {fp['native_s']:.3f} s{versus}"))
     if not args.no_boot:
         for jit, cold in (("off", False), ("on", True), ("on", False)):
             boot = bench_boot(jit, cold)

@@ -72,6 +72,7 @@ class CpuState(ctypes.Structure):
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
         self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
+        self.cr4 = 1 << 16           # and CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3
 
     def xmm(self, i: int) -> int:
         """XMM register ``i`` as a 128-bit integer."""

@@ -62,6 +62,7 @@ def load_all() -> dict[str, Semantic]:
         aes,
         binary,
         bit,
+        bmi,
         clmul,
         control,
         crc32,
