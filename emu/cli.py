@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cpu.cpuid import CpuLevel
     from emu.debug.repl import Debugger
+    from emu.machine.debian_guest import DebianImage
     from emu.machine.guest import GuestImage
     from emu.machine.pc import Machine, MachineStop
 
@@ -229,36 +230,51 @@ def _debug_machine(args: argparse.Namespace) -> int:
 
 
 def _make_machine(args: argparse.Namespace,
-                  output: Callable[[bytes], None]) -> tuple[Machine, GuestImage | None] | None:
+                  output: Callable[[bytes], None]) -> tuple[Machine, GuestImage | DebianImage | None] | None:
     """The machine the --kernel/--initrd/--disk/... options describe (the default guest without --kernel),
     and the default guest's files when it is the one; None after printing why it cannot be made."""
     from devices.virtio_blk import DiskError
-    from emu.machine.pc import DEFAULT_APPEND, Machine, MachineConfig
+    from emu.machine.pc import DEFAULT_APPEND, Disk, Machine, MachineConfig
     from firmware.linux import BootError
+    from firmware.pci import FirmwareError
 
-    kernel, initrd, disks, snapshot, guest = args.kernel, args.initrd, list(args.disk), args.snapshot, None
+    kernel, initrd, snapshot = args.kernel, args.initrd, args.snapshot
+    guest: GuestImage | DebianImage | None = None
+    disks = [Disk.parse(text) for text in args.disk]
+    machine, append = args.machine or "microvm", args.append
     if kernel is None:
         from emu.machine.guest import GuestBuildError, default_guest
 
+        def progress(line: str) -> None:
+            print(f"emu: {line}", file=sys.stderr, flush=True)
+
         try:
-            guest = default_guest(progress=lambda line: print(f"emu: {line}", file=sys.stderr, flush=True))
+            if args.guest == "debian":
+                from emu.machine.debian_guest import debian_guest
+
+                guest = debian_guest(progress)
+                machine = args.machine or "pc"      # the stock kernel has virtio-pci, not virtio-mmio on the cmdline
+                append = f"{guest.append} {append}"
+            else:
+                guest = default_guest(progress=progress)
         except GuestBuildError as err:
-            print(f"emu: error: building the default guest failed: {err}", file=sys.stderr)
+            print(f"emu: error: building the {args.guest} guest failed: {err}", file=sys.stderr)
             return None
+        assert guest is not None
         kernel = str(guest.kernel)
         initrd = initrd or str(guest.initrd)
         if not disks:
-            disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
+            disks, snapshot = [Disk(str(guest.disk))], True     # the cached image stays pristine
     jit = _jit_mode(args, "on" if args.command == "boot" else "off")
     cpu = _cpu_level(args)
     if jit is None or cpu is None:
         return None
     config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
-                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip(),
-                           code_cache=not args.no_code_cache, jit=jit, cpu=cpu.name)
+                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {append}".strip(),
+                           code_cache=not args.no_code_cache, jit=jit, cpu=cpu.name, machine=machine)
     try:
         return Machine(config, output), guest
-    except (BootError, DiskError, ValueError) as err:
+    except (BootError, DiskError, FirmwareError, ValueError) as err:
         print(f"emu: error: {err}", file=sys.stderr)
         return None
 
@@ -442,9 +458,16 @@ def _parser() -> argparse.ArgumentParser:
 def _machine_options(parser: argparse.ArgumentParser) -> None:
     """The options that describe a machine, shared by `emu boot` and `emu debug --boot`."""
     parser.add_argument("--kernel", help="bzImage or ELF vmlinux (default: the built-in guest)")
+    parser.add_argument("--guest", choices=("tiny", "debian"), default="tiny",
+                        help="without --kernel, which built-in guest: tiny (default; built from source, microvm) "
+                             "or debian (Debian's stock cloud kernel with virtio modules, pc; guest_images/README.md)")
     parser.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
-    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE",
-                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...)")
+    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE[,ro]",
+                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...); "
+                             "with ,ro the guest sees it read-only")
+    parser.add_argument("--machine", choices=("microvm", "pc"),
+                        help="microvm: disks on virtio-mmio, no PCI (default); pc: a PCI bus with the disks "
+                             "on virtio-pci, for kernels without virtio-mmio command-line devices (docs/machine.md)")
     parser.add_argument("--snapshot", action="store_true",
                         help="keep disk writes in memory; the images stay unchanged")
     parser.add_argument("--append", default="", help="extra kernel command-line arguments")

@@ -105,3 +105,16 @@ def test_boot_refuses_a_missing_disk_image_with_one_line(tmp_path: Path) -> None
                cwd=Path(__file__).parent.parent)
     assert proc.returncode == 2
     assert "cannot open disk image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_disk_option_takes_an_image_and_an_optional_ro() -> None:
+    from emu.machine.pc import Disk
+
+    assert Disk.parse("a.img") == Disk("a.img")
+    assert Disk.parse("a.img,ro") == Disk("a.img", read_only=True)
+    assert Disk.parse("dir,with,commas/a.img") == Disk("dir,with,commas/a.img")
+
+
+def test_an_unknown_machine_is_refused_by_the_parser() -> None:
+    proc = emu("boot", "--machine", "q35", "--kernel", "x")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
