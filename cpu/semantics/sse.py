@@ -28,7 +28,6 @@ from cpu.decoder import Kind
 from cpu.exceptions import GuestFault, Vector
 from cpu.semantics import call, helper, semantics
 from cpu.semantics import xmm as X
-from cpu.semantics.sse_float import compare
 from cpu.semantics.xmm import MASK32, MASK64, MASK128, MXCSR_MASK, join, lanes, repeat
 
 # -- lane-wise integer arithmetic ----------------------------------------------------
@@ -121,11 +120,10 @@ def psadbw(a: int, b: int) -> int:
     return sum(d[:8]) | (sum(d[8:]) << 64)
 
 
-@semantics(*LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw")
-def lanewise(ops, insn, dst, src):
-    """PADDB xmm1, xmm2/m128 and the others: dst = helper(dst, src), the helper named after the mnemonic."""
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(insn.mnemonic, a, b))
+@X.lane_form(*LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw")
+def lanewise(ops, name, insn, a, b):
+    """PADDB xmm1, xmm2/m128 and the others: helper(a, b), the helper named after the mnemonic."""
+    return ops.helper(name, a, b)
 
 
 # -- logical ---------------------------------------------------------------------------
@@ -133,20 +131,18 @@ _LOGIC = {"pand": "and", "andps": "and", "andpd": "and", "pandn": "andn", "andnp
           "por": "or", "orps": "or", "orpd": "or", "pxor": "xor", "xorps": "xor", "xorpd": "xor"}
 
 
-@semantics(*_LOGIC)
-def logical(ops, insn, dst, src):
-    """Bitwise operations on all 128 bits; ANDN complements the destination first."""
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    match _LOGIC[insn.mnemonic]:
+@X.lane_form(*_LOGIC)
+def logical(ops, name, insn, a, b):
+    """Bitwise operations on all 128 bits; ANDN complements the first source."""
+    match _LOGIC[name]:
         case "and":
-            r = ops.and_(a, b)
+            return ops.and_(a, b)
         case "andn":
-            r = ops.and_(ops.not_(a, 128), b)
+            return ops.and_(ops.not_(a, 128), b)
         case "or":
-            r = ops.or_(a, b)
+            return ops.or_(a, b)
         case _:
-            r = ops.xor(a, b)
-    ops.write(dst, r)
+            return ops.xor(a, b)
 
 
 # -- shifts ------------------------------------------------------------------------------
@@ -174,20 +170,18 @@ _SHIFTS = {f"p{kind}{s}": (f"p{kind}", w) for kind in ("sll", "srl") for s, w in
 _SHIFTS.update({"psraw": ("psra", 16), "psrad": ("psra", 32)})
 
 
-@semantics(*_SHIFTS)
-def shift(ops, insn, dst, count):
+@X.lane_form(*_SHIFTS, kind=X.SHIFT)
+def shift(ops, name, insn, a, count):
     """PSLLW xmm, imm8 / xmm, xmm/m128: every lane by the same count (the source's low 64 bits)."""
-    name, width = _SHIFTS[insn.mnemonic]
-    a = ops.read(dst)
-    n = count.imm if count.kind is Kind.IMM else ops.trunc(X.read(ops, insn, count), 64)
-    ops.write(dst, ops.helper(name, a, n, width))
+    helper_name, width = _SHIFTS[name]
+    return ops.helper(helper_name, a, count, width)
 
 
-@semantics("pslldq", "psrldq")
-def shift_bytes(ops, insn, dst, count):
-    """Whole-register byte shift; counts above 15 clear the register."""
-    a, n = ops.read(dst), 8 * min(count.imm, 16)
-    ops.write(dst, ops.shl(a, n, 128) if insn.mnemonic == "pslldq" else ops.shr(a, n))
+@X.lane_form("pslldq", "psrldq", kind=X.SHIFT)
+def shift_bytes(ops, name, insn, a, count):
+    """Whole-register byte shift by an imm8; counts above 15 clear the register."""
+    n = 8 * min(count, 16)
+    return ops.shl(a, n, 128) if name == "pslldq" else ops.shr(a, n)
 
 
 # -- shuffles, unpacks, packs -------------------------------------------------------------
@@ -220,15 +214,15 @@ def shufpd(a: int, b: int, order: int) -> int:
     return ((a >> 64 * (order & 1)) & MASK64) | (((b >> 64 * ((order >> 1) & 1)) & MASK64) << 64)
 
 
-@semantics("pshufd", "pshuflw", "pshufhw")
-def shuffle(ops, insn, dst, src, order):
-    ops.write(dst, ops.helper(insn.mnemonic, X.read(ops, insn, src), order.imm))
+@X.lane_form("pshufd", "pshuflw", "pshufhw", kind=X.UNARY)
+def shuffle(ops, name, insn, a, b):
+    """PSHUFD xmm1, xmm2/m128, imm8: lanes of the source chosen by the imm8."""
+    return ops.helper(name, b, insn.operands[-1].imm)
 
 
-@semantics("shufps", "shufpd")
-def shuffle2(ops, insn, dst, src, order):
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(insn.mnemonic, a, b, order.imm))
+@X.lane_form("shufps", "shufpd")
+def shuffle2(ops, name, insn, a, b):
+    return ops.helper(name, a, b, insn.operands[-1].imm)
 
 
 @helper
@@ -251,11 +245,10 @@ _UNPACKS.update({f"unpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "lo
                  for s, w in (("ps", 32), ("pd", 64))})
 
 
-@semantics(*_UNPACKS)
-def unpack(ops, insn, dst, src):
-    name, width = _UNPACKS[insn.mnemonic]
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(name, a, b, width))
+@X.lane_form(*_UNPACKS)
+def unpack(ops, name, insn, a, b):
+    helper_name, width = _UNPACKS[name]
+    return ops.helper(helper_name, a, b, width)
 
 
 def _pack_helper(name: str, width: int, signed_result: bool) -> None:
@@ -275,10 +268,9 @@ for _name, _width, _signed in (("packsswb", 16, True), ("packuswb", 16, False), 
     _pack_helper(_name, _width, _signed)
 
 
-@semantics("packsswb", "packuswb", "packssdw")
-def pack(ops, insn, dst, src):
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(insn.mnemonic, a, b))
+@X.lane_form("packsswb", "packuswb", "packssdw")
+def pack(ops, name, insn, a, b):
+    return ops.helper(name, a, b)
 
 
 @helper
@@ -344,7 +336,7 @@ def movsd_xmm(ops, insn, dst, src):
 
 def cmpsd_xmm(ops, insn, dst, src, imm):
     """CMPSD xmm1, xmm2/m64, imm8 (the string module owns the mnemonic)."""
-    compare(ops, insn, dst, src, imm)
+    X.legacy(ops, insn, dst, src, imm)
 
 
 @semantics("movhps", "movhpd", "movlps", "movlpd")

@@ -277,27 +277,34 @@ for _op in ("add", "sub", "mul", "div", "sqrt", "min", "max"):
         ARITH.append(_op + _suffix)
 
 
-@semantics(*ARITH)
-def arithmetic(ops, insn, dst, src):
-    """ADDSD xmm1, xmm2/m64 and the rest: dst = dst op src, lane by lane (SQRT: dst = sqrt(src))."""
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, ops.reg("mxcsr")))
+@X.lane_form(*ARITH, flags=True)
+def arithmetic(ops, name, insn, a, b):
+    """ADDSD xmm1, xmm2/m64 and the rest: a op b, lane by lane (SQRT: sqrt(b)); a scalar op keeps a's upper lanes."""
+    return ops.helper(name, a, b, ops.reg("mxcsr"))
 
 
 # -- comparisons -------------------------------------------------------------------------------
-SIGNALING = frozenset({1, 2, 5, 6})       # LT, LE, NLT, NLE: a QNaN operand is invalid too
-TRUE_IF_UNORDERED = frozenset({3, 4, 5, 6})
+PREDICATES: tuple[tuple[Callable[[float, float], bool], bool, bool], ...] = (
+    # imm8 bits 3:0 (SDM Vol. 2A, CMPPD table 3-1): (ordered relation, result if unordered, QNaN signals)
+    (operator.eq, False, False), (operator.lt, False, True), (operator.le, False, True),     # EQ_OQ LT_OS LE_OS
+    (lambda x, y: False, True, False), (operator.ne, True, False),                           # UNORD_Q NEQ_UQ
+    (operator.ge, True, True), (operator.gt, True, True), (lambda x, y: True, False, False),  # NLT_US NLE_US ORD_Q
+    (operator.eq, True, False), (operator.lt, True, True), (operator.le, True, True),        # EQ_UQ NGE_US NGT_US
+    (lambda x, y: False, False, False), (operator.ne, False, False),                         # FALSE_OQ NEQ_OQ
+    (operator.ge, False, True), (operator.gt, False, True), (lambda x, y: True, True, False),  # GE_OS GT_OS TRUE_UQ
+)
+"""Predicates 16-31 (VEX only) are 0-15 with the QNaN signalling flipped; the legacy imm8 has 0-7."""
 
 
 def compare_lane(predicate: int, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[bool, int]:
-    """Predicate 0-7: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD (SDM Vol. 2A, CMPPD table 3-1)."""
+    """Predicate 0-31 (imm8 bits 4:0): whether it holds of a and b, and the exception flags."""
+    relation, unordered, signals = PREDICATES[predicate & 15]
     a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
     if is_nan(a, f) or is_nan(b, f):
-        invalid = predicate in SIGNALING or is_snan(a, f) or is_snan(b, f)
-        return predicate in TRUE_IF_UNORDERED, IE if invalid else 0
+        invalid = signals != bool(predicate & 16) or is_snan(a, f) or is_snan(b, f)
+        return unordered, IE if invalid else 0
     x, y = value(a, f), value(b, f)
-    result = (x == y, x < y, x <= y, False, x != y, not x < y, not x <= y, True)[predicate]
-    return result, DE if is_denormal(a, f) or is_denormal(b, f) else 0
+    return relation(x, y), DE if is_denormal(a, f) or is_denormal(b, f) else 0
 
 
 def _compare_helper(name: str, f: Fmt, count: int) -> None:
@@ -316,15 +323,15 @@ for _suffix, (_f, _count) in SHAPES.items():
     _compare_helper("cmp" + _suffix, _f, _count)
 
 
-@semantics("cmpss", "cmpps", "cmppd")
-def compare(ops, insn, dst, src, predicate):
-    """CMPPS xmm1, xmm2/m128, imm8: each lane all ones when the predicate (imm8 bits 2:0) holds.
+@X.lane_form("cmpss", "cmpps", "cmppd", shared=("cmpsd",), flags=True)
+def compare(ops, name, insn, a, b):
+    """CMPPS xmm1, xmm2/m128, imm8: each lane all ones when the predicate holds (imm8 bits 2:0; VEX: 4:0).
 
-    Also CMPSD's XMM form, through ``sse.cmpsd_xmm``.  The decoder turns
-    capstone's pseudo-ops (``cmpltsd``) back into mnemonic + imm8.
+    The legacy CMPSD's XMM form comes through ``sse.cmpsd_xmm`` (the string module owns the mnemonic).
+    The decoder turns capstone's pseudo-ops (``cmpltsd``, ``vcmpneq_usps``) back into mnemonic + imm8.
     """
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, predicate.imm & 7, ops.reg("mxcsr")))
+    predicate = insn.operands[-1].imm & (31 if insn.mnemonic.startswith("v") else 7)
+    return ops.helper(name, a, b, predicate, ops.reg("mxcsr"))
 
 
 _CF, _PF, _ZF = int(Flag.CF), int(Flag.PF), int(Flag.ZF)
@@ -458,11 +465,10 @@ for _name, _spec in _PACKED.items():
     _packed_helper(_name, *_spec)
 
 
-@semantics(*_PACKED)
-def convert_packed(ops, insn, dst, src):
+@X.lane_form(*_PACKED, kind=X.UNARY, flags=True)
+def convert_packed(ops, name, insn, a, b):
     """CVTDQ2PD xmm1, xmm2/m64 and the other packed conversions; results narrower than 128 bits zero the rest."""
-    b = X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, b, ops.reg("mxcsr")))
+    return ops.helper(name, b, ops.reg("mxcsr"))
 
 
 @helper
@@ -477,11 +483,10 @@ def cvtsi2ss(a: int, n: int, size: int, mxcsr: int) -> int:
     return (a & ~MASK32) | r | (flags << 128)
 
 
-@semantics("cvtsi2sd", "cvtsi2ss")
-def int_to_scalar(ops, insn, dst, src):
-    """CVTSI2SD xmm1, r/m32 or r/m64: the low lane, rounded per MXCSR.RC; upper lanes kept."""
-    a, n = ops.read(dst), ops.read(src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, n, src.size, ops.reg("mxcsr")))
+@X.lane_form("cvtsi2sd", "cvtsi2ss", flags=True)
+def int_to_scalar(ops, name, insn, a, n):
+    """CVTSI2SD xmm1, r/m32 or r/m64: the low lane, rounded per MXCSR.RC; a's upper lanes kept."""
+    return ops.helper(name, a, n, insn.operands[-1].size, ops.reg("mxcsr"))
 
 
 def _to_int_helper(name: str, f: Fmt, truncate: bool) -> None:
@@ -516,7 +521,6 @@ def cvtss2sd(a: int, b: int, mxcsr: int) -> int:
     return (a & (MASK128 ^ MASK64)) | r | (flags << 128)
 
 
-@semantics("cvtsd2ss", "cvtss2sd")
-def scalar_convert(ops, insn, dst, src):
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, ops.reg("mxcsr")))
+@X.lane_form("cvtsd2ss", "cvtss2sd", flags=True)
+def scalar_convert(ops, name, insn, a, b):
+    return ops.helper(name, a, b, ops.reg("mxcsr"))
