@@ -75,28 +75,29 @@ class Outcome:
     data: bytes
     faulted: bool
 
-    def diff(self, other: Outcome, undefined: int) -> list[str]:
+    def diff(self, other: Outcome, undefined: int, oracle: str = "unicorn") -> list[str]:
+        """What differs between emu's outcome (self) and the oracle's."""
         out = []
         if self.faulted != other.faulted:
-            return [f"fault: emu={self.faulted} unicorn={other.faulted}"]
+            return [f"fault: emu={self.faulted} {oracle}={other.faulted}"]
         for name in GPR64:
             if self.regs[name] != other.regs[name]:
-                out.append(f"{name}: emu={self.regs[name]:#x} unicorn={other.regs[name]:#x}")
+                out.append(f"{name}: emu={self.regs[name]:#x} {oracle}={other.regs[name]:#x}")
         if self.faulted:
             return out
         if self.rip != other.rip:
-            out.append(f"rip: emu={self.rip:#x} unicorn={other.rip:#x}")
+            out.append(f"rip: emu={self.rip:#x} {oracle}={other.rip:#x}")
         mask = (ARITH | Flag.DF) & ~undefined
         if (self.rflags ^ other.rflags) & mask:
-            out.append(f"rflags: emu={self.rflags & mask:#x} unicorn={other.rflags & mask:#x} "
+            out.append(f"rflags: emu={self.rflags & mask:#x} {oracle}={other.rflags & mask:#x} "
                        f"(differs in {_flag_names((self.rflags ^ other.rflags) & mask)})")
         for i in range(16):
             if self.xmm.get(i, 0) != other.xmm.get(i, 0):
-                out.append(f"xmm{i}: emu={self.xmm[i]:#034x} unicorn={other.xmm[i]:#034x}")
+                out.append(f"xmm{i}: emu={self.xmm[i]:#034x} {oracle}={other.xmm[i]:#034x}")
         if self.data != other.data:
             first = next(i for i in range(len(self.data)) if self.data[i] != other.data[i])
             out.append(f"memory differs first at {DATA + first:#x}: emu={self.data[first:first+8].hex()} "
-                       f"unicorn={other.data[first:first+8].hex()}")
+                       f"{oracle}={other.data[first:first+8].hex()}")
         return out
 
 
@@ -104,7 +105,7 @@ def _flag_names(bits: int) -> str:
     return ",".join(f.name for f in Flag if f & bits and f.name)
 
 
-def _initial(case: Case) -> tuple[dict[str, int], bytes]:
+def initial_state(case: Case) -> tuple[dict[str, int], bytes]:
     regs = {name: 0 for name in GPR64}
     regs["rsp"] = STACK + STACK_SIZE - 0x100
     regs.update(case.regs)
@@ -117,7 +118,7 @@ def run_emu(case: Case, blocks: bool = False, jit: str = "off") -> Outcome:
     or as whole translated blocks, where flags flow between instructions at translation time.
     Block mode appends a HLT after the snippet so the run stops there."""
     code = assemble(case.asm)
-    regs, data = _initial(case)
+    regs, data = initial_state(case)
     mem = AddressSpace()
     mem.map(CODE, 0x1000, 5, code + (HLT if blocks else b""))
     mem.map(DATA, DATA_SIZE, 3, data)
@@ -155,7 +156,7 @@ def run_emu(case: Case, blocks: bool = False, jit: str = "off") -> Outcome:
 
 def run_unicorn(case: Case) -> Outcome:
     code = assemble(case.asm)
-    regs, data = _initial(case)
+    regs, data = initial_state(case)
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     uc.mem_map(CODE, 0x1000, unicorn.UC_PROT_READ | unicorn.UC_PROT_EXEC)
     uc.mem_map(DATA, DATA_SIZE)
@@ -178,13 +179,20 @@ def run_unicorn(case: Case) -> Outcome:
                    bytes(uc.mem_read(DATA, DATA_SIZE)), faulted)
 
 
+MODES = (("stepped", False, "off"), ("block", True, "off"), ("llvm", True, "eager"))
+"""How emu runs each case: one instruction at a time, as a translated block, and through the LLVM JIT."""
+
+
+def compare(case: Case, theirs: Outcome, oracle: str) -> None:
+    """Assert emu, in every mode, ends ``case`` as the oracle did (``theirs``)."""
+    problems = [f"{mode}: {p}" for mode, blocks, jit in MODES
+                for p in run_emu(case, blocks, jit).diff(theirs, case.undefined, oracle)]
+    assert not problems, f"`{case.asm}` from {case.regs} flags={case.rflags:#x}:\n  " + "\n  ".join(problems)
+
+
 def check(case: Case) -> None:
     """Assert emu and unicorn agree on ``case``."""
-    theirs = run_unicorn(case)
-    problems = [f"{mode}: {p}" for mode, blocks, jit in (("stepped", False, "off"), ("block", True, "off"),
-                                                         ("llvm", True, "eager"))
-                for p in run_emu(case, blocks, jit).diff(theirs, case.undefined)]
-    assert not problems, f"`{case.asm}` from {case.regs} flags={case.rflags:#x}:\n  " + "\n  ".join(problems)
+    compare(case, run_unicorn(case), "unicorn")
 
 
 def values(size: int, rng: random.Random, count: int) -> list[int]:
@@ -199,4 +207,5 @@ def random_flags(rng: random.Random) -> int:
     return 0x202 | (rng.getrandbits(12) & ARITH)
 
 
-__all__ = ["Case", "GuestFault", "check", "run_emu", "run_unicorn", "values", "random_flags", "DATA", "FS_BASE"]
+__all__ = ["Case", "GuestFault", "check", "compare", "initial_state", "run_emu", "run_unicorn", "values",
+           "random_flags", "DATA", "FS_BASE"]
