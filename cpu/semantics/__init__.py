@@ -59,6 +59,7 @@ def call(fn: Callable[..., int | None]) -> Callable[..., int | None]:
 def load_all() -> dict[str, Semantic]:
     """Import every family module (they register themselves) and return the table."""
     from cpu.semantics import (  # noqa: F401
+        avx,
         binary,
         bit,
         control,
@@ -73,6 +74,7 @@ def load_all() -> dict[str, Semantic]:
         stack,
         string,
         system,
+        vector,
         x87,
     )
     return SEMANTICS

@@ -127,14 +127,14 @@ def lanewise(ops, name, insn, a, b):
 
 
 # -- logical ---------------------------------------------------------------------------
-_LOGIC = {"pand": "and", "andps": "and", "andpd": "and", "pandn": "andn", "andnps": "andn", "andnpd": "andn",
+LOGIC = {"pand": "and", "andps": "and", "andpd": "and", "pandn": "andn", "andnps": "andn", "andnpd": "andn",
           "por": "or", "orps": "or", "orpd": "or", "pxor": "xor", "xorps": "xor", "xorpd": "xor"}
 
 
-@X.lane_form(*_LOGIC)
+@X.lane_form(*LOGIC)
 def logical(ops, name, insn, a, b):
     """Bitwise operations on all 128 bits; ANDN complements the first source."""
-    match _LOGIC[name]:
+    match LOGIC[name]:
         case "and":
             return ops.and_(a, b)
         case "andn":
@@ -166,14 +166,14 @@ def _shift_helper(name: str, kind: str) -> None:
 for _kind in ("sll", "srl", "sra"):
     _shift_helper("p" + _kind, _kind)
 
-_SHIFTS = {f"p{kind}{s}": (f"p{kind}", w) for kind in ("sll", "srl") for s, w in (("w", 16), ("d", 32), ("q", 64))}
-_SHIFTS.update({"psraw": ("psra", 16), "psrad": ("psra", 32)})
+SHIFTS = {f"p{kind}{s}": (f"p{kind}", w) for kind in ("sll", "srl") for s, w in (("w", 16), ("d", 32), ("q", 64))}
+SHIFTS.update({"psraw": ("psra", 16), "psrad": ("psra", 32)})
 
 
-@X.lane_form(*_SHIFTS, kind=X.SHIFT)
+@X.lane_form(*SHIFTS, kind=X.SHIFT)
 def shift(ops, name, insn, a, count):
     """PSLLW xmm, imm8 / xmm, xmm/m128: every lane by the same count (the source's low 64 bits)."""
-    helper_name, width = _SHIFTS[name]
+    helper_name, width = SHIFTS[name]
     return ops.helper(helper_name, a, count, width)
 
 
@@ -239,15 +239,15 @@ def unpack_high(a: int, b: int, width: int) -> int:
     return join([v for pair in zip(x[n:], y[n:], strict=True) for v in pair], width)
 
 
-_UNPACKS = {f"punpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
+UNPACKS = {f"punpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
             for s, w in (("bw", 8), ("wd", 16), ("dq", 32), ("qdq", 64))}
-_UNPACKS.update({f"unpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
+UNPACKS.update({f"unpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
                  for s, w in (("ps", 32), ("pd", 64))})
 
 
-@X.lane_form(*_UNPACKS)
+@X.lane_form(*UNPACKS)
 def unpack(ops, name, insn, a, b):
-    helper_name, width = _UNPACKS[name]
+    helper_name, width = UNPACKS[name]
     return ops.helper(helper_name, a, b, width)
 
 

@@ -359,9 +359,11 @@ for _name, _f, _signaling in (("comiss", F32, True), ("comisd", F64, True),
 
 @semantics("comiss", "comisd", "ucomiss", "ucomisd")
 def compare_flags(ops, insn, first, second):
-    """Unordered: ZF = PF = CF = 1; less: CF; equal: ZF; greater: none.  OF, SF, AF are cleared."""
+    """Unordered: ZF = PF = CF = 1; less: CF; equal: ZF; greater: none.  OF, SF, AF are cleared.
+
+    Also the VEX forms (VCOMISS, ...: ``cpu.semantics.avx``), which have the same shape."""
     a, b = ops.read(first), X.read(ops, insn, second)
-    packed = ops.helper(insn.mnemonic, a, b, ops.reg("mxcsr"))
+    packed = ops.helper(insn.mnemonic.removeprefix("v"), a, b, ops.reg("mxcsr"))
     X.raise_flags(ops, ops.shr(packed, 128))
     ops.set_flags(CcOp.FLAGS, 64, ops.trunc(packed, 64), 0, 0)
 
@@ -504,9 +506,9 @@ for _name, _f, _truncate in (("cvtsd2si", F64, False), ("cvttsd2si", F64, True),
 
 @semantics("cvtsd2si", "cvttsd2si", "cvtss2si", "cvttss2si")
 def scalar_to_int(ops, insn, dst, src):
-    """CVTSD2SI r32/r64, xmm/m64: rounded per MXCSR.RC (CVTT: toward zero)."""
+    """CVTSD2SI r32/r64, xmm/m64: rounded per MXCSR.RC (CVTT: toward zero); also the VEX forms."""
     v = X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, v, dst.size, ops.reg("mxcsr")), dst.size)
+    X.write_float(ops, dst, ops.helper(insn.mnemonic.removeprefix("v"), v, dst.size, ops.reg("mxcsr")), dst.size)
 
 
 @helper

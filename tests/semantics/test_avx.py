@@ -1,0 +1,300 @@
+"""The VEX forms of the SSE/SSE2 instructions (``cpu/semantics/avx.py``, ``vex.py``) against the host CPU.
+
+unicorn has no AVX, so the oracle is this processor (``tests/semantics/host.py``).  Every case loads
+its YMM sources from the data page (the oracle compares XMM registers only), runs one instruction,
+stores every YMM register it may have written and MXCSR back to the data page, and is run stepped,
+as a block and through the LLVM JIT.  Forms: 256-bit register and memory (misaligned on purpose:
+VEX needs no alignment), 128-bit (whose destination's bits 255:128 must be zeroed; the destination
+starts with random upper bits), and the scalar forms, which merge src1's upper lanes.  Floating
+point runs under random MXCSR rounding modes and DAZ/FTZ over special values.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cpu.decoder import Decoder
+from cpu.exceptions import UndefinedOpcode, Vector
+from cpu.interp import ExitKind, Interpreter
+from cpu.jit import Jit
+from cpu.semantics.avx import FLOAT, INTEGER
+from cpu.semantics.sse import SHIFTS
+from cpu.state import CR4_OSXSAVE, CpuState
+from emu.user.address_space import AddressSpace
+from tests.semantics.harness import CODE, DATA, DATA_SIZE, Case, assemble
+from tests.semantics.host import check_host, needs_host
+from tests.semantics.test_sse import vector as int_vector
+from tests.semantics.test_sse_float import WIDTH, number
+
+pytestmark = needs_host
+
+CASES = 3
+SOURCES = 0x000          # ymm0..ymm3 start from the data page here (32 bytes each)
+MEMORY = 0x101           # a misaligned m256/m128 source
+RESULTS = 0x300          # ymm0..ymm3 are stored back here
+CONTROL = 0x3F0          # MXCSR loaded from here; stored at CONTROL + 4
+DEFAULT_MXCSR = 0x1F80
+
+
+def ints(rng: random.Random, bits: int = 256) -> int:
+    return sum(int_vector(rng) << (128 * i) for i in range(bits // 128))
+
+
+def floats(rng: random.Random, width: int, bits: int = 256) -> int:
+    return sum(number(rng, width) << (width * i) for i in range(bits // width))
+
+
+def mxcsr(rng: random.Random) -> int:
+    return DEFAULT_MXCSR | (rng.randrange(4) << 13) | (0x40 if rng.random() < 0.2 else 0) | \
+        (0x8000 if rng.random() < 0.2 else 0) | (0x20 if rng.random() < 0.5 else 0)
+
+
+def case(rng: random.Random, asm: str, values, control: int = DEFAULT_MXCSR, memory: int | None = None) -> Case:
+    """``asm`` with ymm0..ymm3 loaded from ``values`` (256-bit each) and the m256 at MEMORY; results stored."""
+    data = bytearray(rng.randbytes(0x400))
+    for i, v in enumerate(values):
+        data[SOURCES + 32 * i:SOURCES + 32 * i + 32] = v.to_bytes(32, "little")
+    if memory is not None:
+        data[MEMORY:MEMORY + 32] = memory.to_bytes(32, "little")
+    data[CONTROL:CONTROL + 8] = control.to_bytes(4, "little") + bytes(4)
+    load = "; ".join(f"vmovdqu ymm{i}, ymmword ptr [rsi + {SOURCES + 32 * i:#x}]" for i in range(4))
+    store = "; ".join(f"vmovdqu ymmword ptr [rsi + {RESULTS + 32 * i:#x}], ymm{i}" for i in range(4))
+    text = f"ldmxcsr dword ptr [rsi + {CONTROL:#x}]; {load}; {asm}; {store}; stmxcsr dword ptr [rsi + {CONTROL + 4:#x}]"
+    return Case(text, {"rsi": DATA, "rax": rng.getrandbits(64)}, data=bytes(data))
+
+
+SCALAR = {m for m in FLOAT if m[-2:] in ("ss", "sd") and not m.startswith("cvtsi")} | {"cvtsd2ss", "cvtss2sd"}
+IMM = {"shufps", "shufpd", "cmpps", "cmppd", "cmpss", "cmpsd", "pshufd", "pshuflw", "pshufhw"}
+UNARY = {"pshufd", "pshuflw", "pshufhw", "cvtdq2ps", "cvtps2dq", "cvttps2dq", "sqrtps", "sqrtpd"}
+PTR = {32: "dword", 64: "qword", 128: "xmmword", 256: "ymmword"}
+
+
+SOURCE_WIDTH = {"cvtdq2ps": 0, "cvtps2dq": 32, "cvttps2dq": 32, "cvtsd2ss": 64, "cvtss2sd": 32}
+
+
+def lane_width(mnemonic: str) -> int:
+    """The float format of a form's sources (0: integers)."""
+    if mnemonic in SOURCE_WIDTH:
+        return SOURCE_WIDTH[mnemonic]
+    return WIDTH[mnemonic[-2:]] if mnemonic in FLOAT else 0
+
+
+def lane_cases(mnemonic: str, form: str, rng: random.Random):
+    """vX in ``form``: "ymm", "m256", "xmm", "m128" (scalar ops: "xmm" and "mem" only)."""
+    width = lane_width(mnemonic)
+    for _ in range(CASES):
+        def source() -> int:
+            return floats(rng, width) if width else ints(rng)
+        a, b = source(), source()
+        if mnemonic in SHIFTS:
+            count = rng.choice((0, 1, 7, 15, 16, 31, 32, 63, 64, 200))
+            b = count | (rng.getrandbits(64) << 64 if rng.random() < 0.5 else 0)
+        control = mxcsr(rng) if width else DEFAULT_MXCSR
+        imm = f", {rng.getrandbits(5) if mnemonic.startswith('cmp') else rng.getrandbits(8)}" \
+            if mnemonic in IMM else ""
+        if mnemonic in ("pslldq", "psrldq"):
+            imm, b = f", {rng.choice((0, 1, 5, 15, 16, 200))}", None
+        vector = "xmm" if form in ("xmm", "m128", "mem") else "ymm"
+        bits = 128 if vector == "xmm" else 256
+        if mnemonic in SCALAR:
+            mem = f"{PTR[width]} ptr [rsi + {MEMORY:#x}]"
+        elif mnemonic in SHIFTS:
+            mem = f"xmmword ptr [rsi + {MEMORY:#x}]"
+        else:
+            mem = f"{PTR[bits]} ptr [rsi + {MEMORY:#x}]"
+        if mnemonic in SHIFTS and form in ("ymm", "xmm"):
+            second = "xmm2"
+        elif mnemonic in SHIFTS:
+            second = mem if form.startswith("m") else f"{b & 0xFF}"
+        else:
+            second = mem if form.startswith("m") or form == "mem" else f"{vector}2"
+        first = f"{vector}1"
+        if mnemonic in ("pslldq", "psrldq"):
+            operands = f"{vector}0, {first}"
+        elif mnemonic in UNARY:
+            operands = f"{vector}0, {second}"
+        else:
+            operands = f"{vector}0, {first}, {second}"
+        yield case(rng, f"v{mnemonic} {operands}{imm}", [ints(rng), a, b if b is not None else 0, ints(rng)],
+                   control, memory=b if b is not None else None)
+
+
+def forms(mnemonic: str) -> tuple[str, ...]:
+    if mnemonic in SCALAR:
+        return ("xmm", "mem")
+    if mnemonic in ("pslldq", "psrldq"):
+        return ("ymm", "xmm")
+    if mnemonic in SHIFTS:
+        return ("ymm", "m256", "xmm", "imm")
+    return ("ymm", "m256", "xmm", "m128")
+
+
+LANE_FORMS = [(m, f) for m in (*INTEGER, *(m for m in FLOAT if not m.startswith("cvtsi"))) for f in forms(m)]
+
+
+@pytest.mark.parametrize(("mnemonic", "form"), LANE_FORMS)
+def test_vex_forms_of_sse_instructions_match_the_host(rng, mnemonic, form):
+    for c in lane_cases(mnemonic, form, rng):
+        check_host(c)
+
+
+# -- forms whose shape differs from the legacy one ---------------------------------------------------------
+def checked(rng: random.Random, asm: str, control: int = DEFAULT_MXCSR, width: int = 0) -> None:
+    """``asm`` from random (or float) ymm0..ymm3 and m256, against the host."""
+    def source() -> int:
+        return floats(rng, width) if width else ints(rng)
+    for _ in range(CASES):
+        check_host(case(rng, asm, [source() for _ in range(4)], control, memory=source()))
+
+
+M = f"[rsi + {MEMORY:#x}]"
+MOVES = (
+    *(f"{m} ymm0, ymm1" for m in ("vmovdqa", "vmovdqu", "vmovaps", "vmovups", "vmovapd", "vmovupd")),
+    *(f"{m} xmm0, xmm1" for m in ("vmovdqa", "vmovdqu", "vmovaps", "vmovups", "vmovapd", "vmovupd")),
+    *(f"{m} ymm0, ymmword ptr [rsi + 0x100]" for m in ("vmovdqa", "vmovaps", "vmovapd")),
+    *(f"{m} xmm0, xmmword ptr [rsi + 0x110]" for m in ("vmovdqa", "vmovaps", "vmovapd")),
+    *(f"{m} ymm0, ymmword ptr {M}" for m in ("vmovdqu", "vmovups", "vmovupd")),
+    *(f"{m} ymmword ptr [rsi + 0x380], ymm1" for m in ("vmovdqa", "vmovaps", "vmovapd", "vmovntdq", "vmovntps",
+                                                       "vmovntpd", "vmovdqu")),
+    *(f"{m} xmmword ptr [rsi + 0x381], xmm1" for m in ("vmovdqu", "vmovups", "vmovupd")),
+    "vmovd xmm0, eax", "vmovq xmm0, rax", f"vmovd xmm0, dword ptr {M}", f"vmovq xmm0, qword ptr {M}",
+    "vmovd eax, xmm1", "vmovq rax, xmm1", "vmovq xmm0, xmm1", f"vmovd dword ptr {M}, xmm1",
+    f"vmovq qword ptr {M}, xmm1",
+    "vmovss xmm0, xmm1, xmm2", "vmovsd xmm0, xmm1, xmm2", f"vmovss xmm0, dword ptr {M}",
+    f"vmovsd xmm0, qword ptr {M}", f"vmovss dword ptr {M}, xmm1", f"vmovsd qword ptr {M}, xmm1",
+    *(f"{m} xmm0, xmm1, qword ptr {M}" for m in ("vmovhps", "vmovhpd", "vmovlps", "vmovlpd")),
+    *(f"{m} qword ptr {M}, xmm1" for m in ("vmovhps", "vmovhpd", "vmovlps", "vmovlpd")),
+    "vmovhlps xmm0, xmm1, xmm2", "vmovlhps xmm0, xmm1, xmm2",
+    "vpextrw eax, xmm1, 5", "vpextrw rax, xmm1, 0x13", "vpinsrw xmm0, xmm1, eax, 6",
+    f"vpinsrw xmm0, xmm1, word ptr {M}, 0xf1",
+    "vpmovmskb eax, ymm1", "vpmovmskb eax, xmm1", "vmovmskps eax, ymm1", "vmovmskps rax, xmm1",
+    "vmovmskpd eax, ymm1", "vmovmskpd eax, xmm1",
+)
+
+
+@pytest.mark.parametrize("asm", MOVES)
+def test_vex_moves_match_the_host(rng, asm):
+    checked(rng, asm)
+
+
+@pytest.mark.parametrize("asm", [
+    "vmovdqa ymm0, ymmword ptr [rsi + 0x110]", "vmovaps ymm0, ymmword ptr [rsi + 0x108]",
+    "vmovapd xmm0, xmmword ptr [rsi + 0x108]", "vmovntdq ymmword ptr [rsi + 0x390], ymm1",
+    "vmovdqa ymmword ptr [rsi + 0x384], ymm1",
+])
+def test_aligned_vex_moves_fault_on_misaligned_memory_like_the_host(rng, asm):
+    checked(rng, asm)
+
+
+CONVERSIONS = (
+    "vcvtdq2pd ymm0, xmm1", "vcvtdq2pd xmm0, xmm1", f"vcvtdq2pd ymm0, xmmword ptr {M}",
+    f"vcvtdq2pd xmm0, qword ptr {M}",
+    "vcvtps2pd ymm0, xmm1", "vcvtps2pd xmm0, xmm1", f"vcvtps2pd ymm0, xmmword ptr {M}",
+    "vcvtpd2ps xmm0, ymm1", "vcvtpd2ps xmm0, xmm1", f"vcvtpd2ps xmm0, ymmword ptr {M}",
+    "vcvtpd2dq xmm0, ymm1", "vcvtpd2dq xmm0, xmm1", "vcvttpd2dq xmm0, ymm1", f"vcvttpd2dq xmm0, ymmword ptr {M}",
+    "vcvtsi2sd xmm0, xmm1, eax", "vcvtsi2sd xmm0, xmm1, rax", "vcvtsi2ss xmm0, xmm1, rax",
+    f"vcvtsi2ss xmm0, xmm1, dword ptr {M}",
+    "vcvtsd2si eax, xmm1", "vcvttsd2si rax, xmm1", "vcvtss2si rax, xmm1", f"vcvttss2si eax, dword ptr {M}",
+    "vcomiss xmm1, xmm2", "vucomisd xmm1, xmm2", f"vcomisd xmm1, qword ptr {M}", f"vucomiss xmm1, dword ptr {M}",
+)
+
+
+@pytest.mark.parametrize("asm", CONVERSIONS)
+def test_vex_conversions_and_comparisons_match_the_host(rng, asm):
+    width = 64 if ("pd" in asm.split()[0] or "sd" in asm.split()[0]) and "2pd" not in asm.split()[0] else 32
+    checked(rng, asm, mxcsr(rng), width)
+
+
+@pytest.mark.parametrize("asm", ["vldmxcsr dword ptr [rsi + 0x3f0]; vstmxcsr dword ptr [rsi + 0x3e0]"])
+def test_vldmxcsr_and_vstmxcsr_match_the_host(rng, asm):
+    checked(rng, asm, mxcsr(rng))
+
+
+# -- the VEX #UD rules (emu alone: the host's CR4 and XCR0 are the host kernel's) -------------------------
+def run_alone(asm: str, cr4: int, xcr0: int, jit: str) -> tuple[ExitKind, int | None, int]:
+    """Run ``asm`` from a user-mode state with CR4 and XCR0 replaced; how it stopped, the vector, RIP."""
+    mem = AddressSpace()
+    mem.map(CODE, 0x1000, 5, assemble(asm) + b"\xf4")
+    mem.map(DATA, DATA_SIZE, 3)
+    state = CpuState()
+    state.reset_user()
+    state.cr4, state.xcr0, state.rsi, state.rip = cr4, xcr0, DATA, CODE
+    cpu = Interpreter(state, mem)
+    if jit != "off":
+        cpu.jit = Jit(cpu, jit, strict=True)
+    exit_ = cpu.run(limit=10)
+    return exit_.kind, exit_.fault.vector if exit_.fault else None, state.rip
+
+
+VEX_SAMPLES = ("vpaddd ymm0, ymm1, ymm2", "vaddps xmm0, xmm1, xmmword ptr [rsi]", "vmovdqu ymm0, ymmword ptr [rsi]",
+               "vcomiss xmm0, xmm1", "vmovd eax, xmm0")
+
+
+@pytest.mark.parametrize("jit", ["off", "eager"])
+@pytest.mark.parametrize("asm", VEX_SAMPLES)
+@pytest.mark.parametrize(("cr4", "xcr0"), [(0, 7), (CR4_OSXSAVE, 3), (CR4_OSXSAVE, 5), (CR4_OSXSAVE, 1)])
+def test_vex_instructions_raise_ud_unless_the_os_enabled_avx_state(asm, cr4, xcr0, jit):
+    """SDM Vol. 2A, 2.8 (exception conditions of VEX instructions): #UD "If XCR0[2:1] != '11b'" or
+    "If CR4.OSXSAVE[bit 18] = 0"; RIP stays at the instruction (after one plain NOP)."""
+    assert run_alone(f"nop; {asm}", cr4, xcr0, jit) == (ExitKind.FAULT, Vector.UD, CODE + 1)
+
+
+@pytest.mark.parametrize("jit", ["off", "eager"])
+def test_vex_instructions_run_when_the_os_enabled_avx_state(jit):
+    kind, _, rip = run_alone(f"{'; '.join(VEX_SAMPLES)}", CR4_OSXSAVE, 7, jit)
+    assert kind is ExitKind.HALT
+
+
+@pytest.mark.parametrize("code", ["66 c5 f4 58 c2", "f3 c5 f4 58 c2", "f2 c4 e2 7d 18 06", "f0 c5 f4 58 c2"])
+def test_a_simd_or_lock_prefix_before_vex_is_undefined(code):
+    """SDM Vol. 2A, 2.3.2: "Any VEX-encoded instruction with a LOCK/66H/F2H/F3H prefix preceding VEX will #UD"."""
+    with pytest.raises(UndefinedOpcode):
+        Decoder().decode_bytes(bytes.fromhex(code), CODE)
+
+
+# -- AVX/AVX2 instructions with no SSE form (cpu/semantics/vector.py) ---------------------------------------
+NEW = (
+    f"vbroadcastss ymm0, dword ptr {M}", f"vbroadcastss xmm0, dword ptr {M}", "vbroadcastss ymm0, xmm1",
+    "vbroadcastss xmm0, xmm1", f"vbroadcastsd ymm0, qword ptr {M}", "vbroadcastsd ymm0, xmm1",
+    f"vbroadcastf128 ymm0, xmmword ptr {M}", f"vbroadcasti128 ymm0, xmmword ptr {M}",
+    *(f"vpbroadcast{s} {v}0, {src}" for s, m in (("b", "byte"), ("w", "word"), ("d", "dword"), ("q", "qword"))
+      for v in ("xmm", "ymm") for src in ("xmm1", f"{m} ptr {M}")),
+    *(f"{m} ymm0, ymm1, {src}, {i}" for m in ("vinsertf128", "vinserti128") for src in ("xmm2", f"xmmword ptr {M}")
+      for i in (0, 1, 0xfe)),
+    *(f"{m} {d}, ymm1, {i}" for m in ("vextractf128", "vextracti128") for d in ("xmm0", f"xmmword ptr {M}")
+      for i in (0, 1, 0xff)),
+    *(f"{m} ymm0, ymm1, {src}, {i}" for m in ("vperm2f128", "vperm2i128") for src in ("ymm2", f"ymmword ptr {M}")
+      for i in (0x00, 0x31, 0x12, 0x23, 0x88, 0x08, 0x80, 0xE4, 0x5B)),
+    *(f"{m} {v}0, {v}1, {src}" for m in ("vpermilps", "vpermilpd") for v in ("xmm", "ymm")
+      for src in (f"{v}2", f"{'x' if v == 'xmm' else 'y'}mmword ptr {M}")),
+    *(f"{m} {v}0, {src}, {i}" for m in ("vpermilps", "vpermilpd") for v in ("xmm", "ymm")
+      for src in (f"{v}1", f"{'x' if v == 'xmm' else 'y'}mmword ptr {M}") for i in (0x1B, 0x0A, 0xE5)),
+    *(f"{m} ymm0, ymm1, {src}" for m in ("vpermd", "vpermps") for src in ("ymm2", f"ymmword ptr {M}")),
+    *(f"{m} ymm0, {src}, {i}" for m in ("vpermq", "vpermpd") for src in ("ymm1", f"ymmword ptr {M}")
+      for i in (0x1B, 0xD8, 0x00)),
+    *(f"vpblendd {v}0, {v}1, {src}, {i}" for v in ("xmm", "ymm")
+      for src in (f"{v}2", f"{'x' if v == 'xmm' else 'y'}mmword ptr {M}") for i in (0x00, 0xA5, 0x3C, 0xFF)),
+    *(f"{m} {r}, {s}" for m in ("vptest", "vtestps", "vtestpd") for r, s in (("ymm1", "ymm2"), ("xmm1", "xmm2"),
+                                                                            ("ymm1", f"ymmword ptr {M}"),
+                                                                            ("ymm1", "ymm1"))),
+    "vzeroupper", "vzeroall",
+)
+
+
+@pytest.mark.parametrize("asm", NEW)
+def test_avx_instructions_without_an_sse_form_match_the_host(rng, asm):
+    checked(rng, asm)
+
+
+@pytest.mark.parametrize("mnemonic", ["vpsllvd", "vpsllvq", "vpsrlvd", "vpsrlvq", "vpsravd"])
+@pytest.mark.parametrize("form", ["ymm", "m256", "xmm", "m128"])
+def test_per_element_shifts_match_the_host(rng, mnemonic, form):
+    width = 64 if mnemonic.endswith("q") else 32
+    for _ in range(CASES):
+        counts = sum(rng.choice((0, 1, width - 1, width, width + 1, 0xFFFF_FFFF, rng.getrandbits(width)))
+                     << (width * i) for i in range(256 // width))
+        v = "ymm" if form in ("ymm", "m256") else "xmm"
+        src = f"{v}2" if form in ("ymm", "xmm") else f"{'y' if v == 'ymm' else 'x'}mmword ptr {M}"
+        check_host(case(rng, f"{mnemonic} {v}0, {v}1, {src}", [ints(rng), ints(rng), counts, 0], memory=counts))
