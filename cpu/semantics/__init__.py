@@ -65,6 +65,7 @@ def load_all() -> dict[str, Semantic]:
         control,
         datamov,
         flagops,
+        gather,
         logical,
         muldiv,
         privileged,
