@@ -31,7 +31,7 @@ FORMS = (
     "ymm0, xmm1", "eax, ymm1", "xmm0, xmm1, eax", "xmm0, xmm1, qword ptr [rax]", "xmm0, xmm1, xmm2, 1",
     "xmm0, xmm1, eax, 1", "ymm0, ymm1, xmm2", "ymm0, ymm1, xmm2, 1", "xmm0, ymm1, 1", "ymm0, ymm1, ymmword ptr [rax]",
     "ymm0, ymmword ptr [rax]", "ymm0, xmmword ptr [rax]", "ymm0, dword ptr [rax]", "ymm0, ymm1, ymm2, ymm3",
-    "ymm0, ymmword ptr [rax + ymm1*4], ymm2", "xmm0, xmmword ptr [rax + ymm1*4], xmm2",
+    "ymm0, [rax + ymm1*4], ymm2", "xmm0, [rax + ymm1*4], xmm2", "ymm0, [rax + xmm1*4], ymm2",
     "ymm0, ymm1, ymmword ptr [rax], 1", "ymmword ptr [rax], ymm0, ymm1",
 )
 """Operand shapes tried, in order, with keystone until capstone decodes the same mnemonic back."""
