@@ -65,6 +65,7 @@ def load_all() -> dict[str, Semantic]:
         control,
         datamov,
         flagops,
+        fma,
         gather,
         logical,
         muldiv,

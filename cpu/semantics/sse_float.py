@@ -101,16 +101,16 @@ def encode(x: float, f: Fmt) -> int:
         return f.inf | (f.sign if x < 0 else 0)
 
 
-def _daz(v: int, f: Fmt, mxcsr: int) -> int:
+def daz(v: int, f: Fmt, mxcsr: int) -> int:
     """DAZ: a denormal source reads as a zero of the same sign."""
     return v & f.sign if mxcsr & DAZ and is_denormal(v, f) else v
 
 
-def _rounding(mxcsr: int) -> int:
+def rounding(mxcsr: int) -> int:
     return (mxcsr >> RC_SHIFT) & 3
 
 
-def _nan_result(f: Fmt, *sources: int) -> tuple[int, int] | None:
+def nan_result(f: Fmt, *sources: int) -> tuple[int, int] | None:
     """Table 4-7: the first NaN source, quieted; IE when any source is an SNaN."""
     for v in sources:
         if is_nan(v, f):
@@ -132,7 +132,7 @@ def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int,
     sign of (exact result - n/d).
     """
     c = encode(r, f)
-    rc = _rounding(mxcsr)
+    rc = rounding(mxcsr)
     negative = bool(c & f.sign)
     if c & ~f.sign == f.inf:                        # |exact| >= max + ulp/2: round to nearest overflows
         if rc == ROUND_NEAREST or rc == (ROUND_DOWN if negative else ROUND_UP):
@@ -203,9 +203,9 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
         c = encode(_HOST[op](value(a, f), value(b, f)), f)
         if f.min_normal <= c & ~f.sign < f.inf:
             return c, 0
-    a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
+    a, b = daz(a, f, mxcsr), daz(b, f, mxcsr)
     sources = (b,) if op == "sqrt" else (a, b)
-    nan = _nan_result(f, *sources)
+    nan = nan_result(f, *sources)
     if nan is not None:
         return nan
     flags = DE if any(is_denormal(s, f) for s in sources) else 0
@@ -225,7 +225,7 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
             return f.indefinite, IE
     if math.isinf(x) or math.isinf(y):              # arithmetic on an infinity is exact
         return encode(r, f), flags
-    if r == 0 and op in ("add", "sub") and _rounding(mxcsr) == ROUND_DOWN:
+    if r == 0 and op in ("add", "sub") and rounding(mxcsr) == ROUND_DOWN:
         # IEEE 754 6.3: an exact zero sum is -0 when rounding down, unless both addends are +0
         both_plus_zero = x == 0 and math.copysign(1, x) > 0 and math.copysign(1, y if op == "add" else -y) > 0
         r = 0.0 if both_plus_zero else -0.0
@@ -234,7 +234,7 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
 
 def minmax(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
     """MINxx/MAXxx lane: the second operand unless the first is strictly smaller/greater (NaNs, +-0 too)."""
-    a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
+    a, b = daz(a, f, mxcsr), daz(b, f, mxcsr)
     if is_nan(a, f) or is_nan(b, f):
         return b, IE
     x, y = value(a, f), value(b, f)
@@ -299,7 +299,7 @@ PREDICATES: tuple[tuple[Callable[[float, float], bool], bool, bool], ...] = (
 def compare_lane(predicate: int, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[bool, int]:
     """Predicate 0-31 (imm8 bits 4:0): whether it holds of a and b, and the exception flags."""
     relation, unordered, signals = PREDICATES[predicate & 15]
-    a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
+    a, b = daz(a, f, mxcsr), daz(b, f, mxcsr)
     if is_nan(a, f) or is_nan(b, f):
         invalid = signals != bool(predicate & 16) or is_snan(a, f) or is_snan(b, f)
         return unordered, IE if invalid else 0
@@ -341,7 +341,7 @@ def _comis_helper(name: str, f: Fmt, signaling: bool) -> None:
     mask = f.mask
 
     def h(a: int, b: int, mxcsr: int) -> int:
-        a, b = _daz(a & mask, f, mxcsr), _daz(b & mask, f, mxcsr)
+        a, b = daz(a & mask, f, mxcsr), daz(b & mask, f, mxcsr)
         if is_nan(a, f) or is_nan(b, f):
             invalid = signaling or is_snan(a, f) or is_snan(b, f)
             return _ZF | _PF | _CF | ((IE if invalid else 0) << 128)
@@ -372,12 +372,12 @@ def compare_flags(ops, insn, first, second):
 def to_int(v: int, f: Fmt, size: int, truncate: bool, mxcsr: int) -> tuple[int, int]:
     """CVT(T)xx2SI lane: NaN, infinity or out of range give the integer indefinite 100..0 and IE."""
     indefinite = 1 << (size - 1)
-    v = _daz(v, f, mxcsr)
+    v = daz(v, f, mxcsr)
     if is_nan(v, f) or v & ~f.sign == f.inf:
         return indefinite, IE
     x = value(v, f)
-    rounding = (round, math.floor, math.ceil, math.trunc)[3 if truncate else _rounding(mxcsr)]
-    r = rounding(x)
+    to_integer = (round, math.floor, math.ceil, math.trunc)[3 if truncate else rounding(mxcsr)]
+    r = to_integer(x)
     if not -indefinite <= r < indefinite:
         return indefinite, IE
     return r & ((1 << size) - 1), PE if r != x else 0
@@ -394,7 +394,7 @@ def from_int(n: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
     q, rest = m >> shift, m & ((1 << shift) - 1)
     if rest:
         half = 1 << (shift - 1)
-        rc = _rounding(mxcsr)
+        rc = rounding(mxcsr)
         up = (rest > half or (rest == half and q & 1)) if rc == ROUND_NEAREST else \
             (bool(sign) if rc == ROUND_DOWN else not sign if rc == ROUND_UP else False)
         q += up
@@ -407,7 +407,7 @@ def from_int(n: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
 
 def narrow(v: int, mxcsr: int) -> tuple[int, int]:
     """Double to single: NaNs keep their sign and top fraction bits, quieted."""
-    v = _daz(v, F64, mxcsr)
+    v = daz(v, F64, mxcsr)
     if is_nan(v, F64):
         nan = ((v >> 32) & F32.sign) | F32.inf | F32.quiet | ((v >> 29) & (F32.quiet - 1))
         return nan, IE if is_snan(v, F64) else 0
@@ -421,7 +421,7 @@ def narrow(v: int, mxcsr: int) -> tuple[int, int]:
 
 def widen(v: int, mxcsr: int) -> tuple[int, int]:
     """Single to double: exact; NaNs keep sign and fraction, quieted."""
-    v = _daz(v, F32, mxcsr)
+    v = daz(v, F32, mxcsr)
     if is_nan(v, F32):
         nan = ((v & F32.sign) << 32) | F64.inf | F64.quiet | ((v & (F32.min_normal - 1)) << 29)
         return nan, IE if is_snan(v, F32) else 0
