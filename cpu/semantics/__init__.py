@@ -64,6 +64,7 @@ def load_all() -> dict[str, Semantic]:
         bit,
         control,
         datamov,
+        f16c,
         flagops,
         fma,
         gather,

@@ -63,7 +63,7 @@ class Fmt(NamedTuple):
     host: struct.Struct
 
 
-def _fmt(bits: int, fraction: int, code: str) -> Fmt:
+def fmt(bits: int, fraction: int, code: str) -> Fmt:
     sign = 1 << (bits - 1)
     inf = sign - (1 << fraction)
     quiet = 1 << (fraction - 1)
@@ -72,8 +72,8 @@ def _fmt(bits: int, fraction: int, code: str) -> Fmt:
                struct.Struct(code))
 
 
-F32 = _fmt(32, 23, "<f")
-F64 = _fmt(64, 52, "<d")
+F32 = fmt(32, 23, "<f")
+F64 = fmt(64, 52, "<d")
 
 
 def is_nan(v: int, f: Fmt) -> bool:
@@ -164,7 +164,7 @@ def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int,
     return c, flags
 
 
-def _sign(d: int) -> int:
+def signum(d: int) -> int:
     return (d > 0) - (d < 0)
 
 
@@ -172,7 +172,7 @@ def _error(op: str, x: float, y: float, cn: int, cd: int) -> int:
     """Sign of (x op y, computed exactly) - cn/cd; x and y finite, cd > 0."""
     yn, yd = y.as_integer_ratio()
     if op == "sqrt":                                # sqrt(y) - c has the sign of y - c * c (c >= 0)
-        return _sign(yn * cd * cd - cn * cn * yd)
+        return signum(yn * cd * cd - cn * cn * yd)
     xn, xd = x.as_integer_ratio()
     if op == "add":
         n, d = xn * yd + yn * xd, xd * yd
@@ -182,7 +182,7 @@ def _error(op: str, x: float, y: float, cn: int, cd: int) -> int:
         n, d = xn * yn, xd * yd
     else:
         n, d = (xn * yd, xd * yn) if yn > 0 else (-xn * yd, -xd * yn)
-    return _sign(n * cd - cn * d)
+    return signum(n * cd - cn * d)
 
 
 _HOST = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
@@ -416,7 +416,7 @@ def narrow(v: int, mxcsr: int) -> tuple[int, int]:
     if math.isinf(x):
         return encode(x, F32), flags
     xn, xd = x.as_integer_ratio()
-    return round_result(x, lambda n, d: _sign(xn * d - n * xd), F32, mxcsr, flags)
+    return round_result(x, lambda n, d: signum(xn * d - n * xd), F32, mxcsr, flags)
 
 
 def widen(v: int, mxcsr: int) -> tuple[int, int]:

@@ -64,3 +64,46 @@ def test_fused_multiply_add_over_every_pair_of_special_values(rng, width):
         y = sum(special[k] << (width * j) for j, (_, k) in enumerate(pairs))
         z = sum(rng.choice(special) << (width * j) for j in range(lanes))
         check_host(case(rng, f"{name} ymm0, ymm1, ymm2", [z, x, y, 0], mxcsr(rng)))
+
+
+# -- F16C ------------------------------------------------------------------------------------------------------
+HALF_SPECIAL = (0, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7E01, 0x7C01, 0xFD00, 0x0001, 0x03FF, 0x83FF, 0x0400,
+                0x7BFF, 0xFBFF, 0x3C00, 0xBE00, 0x3555)
+"""+-0, +-inf, QNaNs, SNaNs, denormals, the smallest normal, +-max, 1, -1.5, 1/3."""
+SINGLE_FOR_HALF = (0x477FE000, 0x477FF000, 0x477FEFFF, 0x47800000, 0xC77FF000, 0x387FC000, 0x38800000,
+                   0x33800000, 0x33000000, 0x33000001, 0x337FFFFF, 0x3F801000, 0x3F803000, 0x3F802000)
+"""Around the binary16 limits and ties: 65504, the overflow threshold, below it, 65536, the smallest
+normal and denormal and half of it, ties between neighbours."""
+
+
+def halves(rng: random.Random) -> int:
+    return sum((rng.choice(HALF_SPECIAL) if rng.random() < 0.5 else rng.getrandbits(16)) << (16 * i)
+               for i in range(16))
+
+
+def singles(rng: random.Random) -> int:
+    def lane() -> int:
+        k = rng.random()
+        if k < 0.3:
+            return rng.choice(SINGLE_FOR_HALF) | (rng.getrandbits(1) << 31)
+        if k < 0.6:
+            return rng.choice(SPECIAL[32])
+        return int.from_bytes(struct.pack("<f", rng.uniform(-1, 1) * 2.0 ** rng.randint(-26, 17)), "little")
+    return sum(lane() << (32 * i) for i in range(8))
+
+
+@pytest.mark.parametrize("asm", ["vcvtph2ps ymm0, xmm1", "vcvtph2ps xmm0, xmm1",
+                                 f"vcvtph2ps ymm0, xmmword ptr [rsi + {MEMORY:#x}]",
+                                 f"vcvtph2ps xmm0, qword ptr [rsi + {MEMORY:#x}]"])
+def test_half_to_single_matches_the_host(rng, asm):
+    for _ in range(2 * CASES):
+        v = halves(rng)
+        check_host(case(rng, asm, [0, v, 0, 0], mxcsr(rng), memory=v))
+
+
+@pytest.mark.parametrize("imm", [0, 1, 2, 3, 4, 7])
+@pytest.mark.parametrize("form", ["xmm0, ymm1", "xmm0, xmm1", f"xmmword ptr [rsi + {MEMORY:#x}], ymm1",
+                                  f"qword ptr [rsi + {MEMORY:#x}], xmm1"])
+def test_single_to_half_matches_the_host(rng, form, imm):
+    for _ in range(CASES):
+        check_host(case(rng, f"vcvtps2ph {form}, {imm}", [0, singles(rng), 0, 0], mxcsr(rng)))
