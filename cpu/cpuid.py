@@ -15,6 +15,8 @@ controls, and a hypervisor.
 
 from __future__ import annotations
 
+from cpu import xsave
+
 VENDOR = b"GenuineEmu64"[:12]
 
 # Leaf 1 EDX (SDM Vol. 2A, table 3-11).
@@ -47,6 +49,8 @@ def cpuid(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
     if leaf == 1:
         family_model = (6 << 8) | (0xF << 4)          # family 6, model 15
         return family_model, (8 << 8) | (1 << 16), LEAF1_ECX, LEAF1_EDX   # CLFLUSH line 64 bytes, 1 logical CPU
+    if leaf == 0xD:
+        return xsave.leaf(subleaf)
     if leaf == 0x8000_0000:
         return 0x8000_0008, 0, 0, 0
     if leaf == 0x8000_0001:

@@ -79,5 +79,6 @@ def load_all() -> dict[str, Semantic]:
         system,
         vector,
         x87,
+        xsave,
     )
     return SEMANTICS

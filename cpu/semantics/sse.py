@@ -387,32 +387,55 @@ FX_MXCSR, FX_ST0, FX_XMM0 = 24, 32, 160
 FX_SIZE = 512
 
 
+def save_legacy(s, image: bytearray, x87: bool, mxcsr: bool, xmm: bool) -> None:
+    """Write parts of the FXSAVE image (also XSAVE's legacy region): the x87 fields and registers, MXCSR and
+    MXCSR_MASK, the XMM registers."""
+    if x87:
+        fop = fip = fdp = 0                                  # not modelled
+        struct.pack_into("<HHBxHQQ", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp)
+        for i in range(8):                                   # each register's 6 reserved bytes written as 0
+            image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 16] = bytes(s.st_raw[10 * i:10 * i + 10]) + bytes(6)
+    if mxcsr:
+        struct.pack_into("<II", image, FX_MXCSR, s.mxcsr, MXCSR_MASK)
+    if xmm:
+        image[FX_XMM0:FX_XMM0 + 256] = b"".join(s.xmm(i).to_bytes(16, "little") for i in range(16))
+
+
+def image_mxcsr(image: bytes) -> int:
+    """The MXCSR of an FXSAVE image; #GP(0) when it sets reserved bits (then nothing may be loaded)."""
+    mxcsr = struct.unpack_from("<I", image, FX_MXCSR)[0]
+    if mxcsr & ~MXCSR_MASK:
+        raise GuestFault(Vector.GP, 0, detail=f"reserved MXCSR bits in {mxcsr:#x}")
+    return mxcsr
+
+
+def load_legacy(s, image: bytes, x87: bool, mxcsr: bool, xmm: bool) -> None:
+    """Load parts of an FXSAVE image (the caller has checked its MXCSR with :func:`image_mxcsr`)."""
+    if x87:
+        s.fcw, s.fsw, s.ftw = struct.unpack_from("<HHB", image)
+        for i in range(8):
+            s.st_raw[10 * i:10 * i + 10] = image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10]
+    if mxcsr:
+        s.mxcsr = image_mxcsr(image)
+    if xmm:
+        for i in range(16):
+            s.set_xmm(i, int.from_bytes(image[FX_XMM0 + 16 * i:FX_XMM0 + 16 * i + 16], "little"))
+
+
 @call
 def fxsave(cpu, address: int) -> None:
-    """Write the x87/SSE state image; reserved bytes and bytes 464-511 are left untouched."""
-    s = cpu.state
+    """Write the x87/SSE state image; bytes 416-511 are left untouched."""
     image = bytearray(cpu.mem.read(address, FX_SIZE))      # one write below: a fault leaves memory as it was
-    fop = fip = fdp = 0                                      # not modelled
-    struct.pack_into("<HHBxHQQII", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp, s.mxcsr, MXCSR_MASK)
-    for i in range(8):
-        image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] = bytes(s.st_raw[10 * i:10 * i + 10])
-    image[FX_XMM0:FX_XMM0 + 256] = b"".join(s.xmm(i).to_bytes(16, "little") for i in range(16))
+    save_legacy(cpu.state, image, True, True, True)
     cpu.mem.write(address, image)
 
 
 @call
 def fxrstor(cpu, address: int) -> None:
     """Load the image written by FXSAVE; #GP(0) (and no change) when its MXCSR sets reserved bits."""
-    s = cpu.state
     image = cpu.mem.read(address, FX_XMM0 + 16 * 16)
-    fcw, fsw, ftw, mxcsr = struct.unpack_from("<HHB", image) + struct.unpack_from("<I", image, FX_MXCSR)
-    if mxcsr & ~MXCSR_MASK:
-        raise GuestFault(Vector.GP, 0, detail=f"fxrstor: reserved MXCSR bits in {mxcsr:#x}")
-    s.fcw, s.fsw, s.ftw, s.mxcsr = fcw, fsw, ftw, mxcsr
-    for i in range(8):
-        s.st_raw[10 * i:10 * i + 10] = image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10]
-    for i in range(16):
-        s.set_xmm(i, int.from_bytes(image[FX_XMM0 + 16 * i:FX_XMM0 + 16 * i + 16], "little"))
+    image_mxcsr(image)
+    load_legacy(cpu.state, image, True, True, True)
 
 
 def _fx_address(ops, opnd):

@@ -214,19 +214,21 @@ def test_vldmxcsr_and_vstmxcsr_match_the_host(rng, asm):
 
 
 # -- the VEX #UD rules (emu alone: the host's CR4 and XCR0 are the host kernel's) -------------------------
-def run_alone(asm: str, cr4: int, xcr0: int, jit: str) -> tuple[ExitKind, int | None, int]:
-    """Run ``asm`` from a user-mode state with CR4 and XCR0 replaced; how it stopped, the vector, RIP."""
+def run_alone(asm: str, jit: str, cr4: int = CR4_OSXSAVE, xcr0: int = 7, cpl: int = 3,
+              data: bytes = b"") -> tuple[ExitKind, int | None, CpuState]:
+    """Run ``asm`` in emu alone from a user-mode state with CR4, XCR0 and CPL replaced and RSI at the data
+    page: how it stopped, the fault's vector, the final state."""
     mem = AddressSpace()
     mem.map(CODE, 0x1000, 5, assemble(asm) + b"\xf4")
-    mem.map(DATA, DATA_SIZE, 3)
+    mem.map(DATA, DATA_SIZE, 3, data)
     state = CpuState()
     state.reset_user()
-    state.cr4, state.xcr0, state.rsi, state.rip = cr4, xcr0, DATA, CODE
+    state.cr4, state.xcr0, state.cpl, state.rsi, state.rip = cr4, xcr0, cpl, DATA, CODE
     cpu = Interpreter(state, mem)
     if jit != "off":
         cpu.jit = Jit(cpu, jit, strict=True)
-    exit_ = cpu.run(limit=10)
-    return exit_.kind, exit_.fault.vector if exit_.fault else None, state.rip
+    exit_ = cpu.run(limit=20)
+    return exit_.kind, exit_.fault.vector if exit_.fault else None, state
 
 
 VEX_SAMPLES = ("vpaddd ymm0, ymm1, ymm2", "vaddps xmm0, xmm1, xmmword ptr [rsi]", "vmovdqu ymm0, ymmword ptr [rsi]",
@@ -239,12 +241,13 @@ VEX_SAMPLES = ("vpaddd ymm0, ymm1, ymm2", "vaddps xmm0, xmm1, xmmword ptr [rsi]"
 def test_vex_instructions_raise_ud_unless_the_os_enabled_avx_state(asm, cr4, xcr0, jit):
     """SDM Vol. 2A, 2.8 (exception conditions of VEX instructions): #UD "If XCR0[2:1] != '11b'" or
     "If CR4.OSXSAVE[bit 18] = 0"; RIP stays at the instruction (after one plain NOP)."""
-    assert run_alone(f"nop; {asm}", cr4, xcr0, jit) == (ExitKind.FAULT, Vector.UD, CODE + 1)
+    kind, vector, state = run_alone(f"nop; {asm}", jit, cr4, xcr0)
+    assert (kind, vector, state.rip) == (ExitKind.FAULT, Vector.UD, CODE + 1)
 
 
 @pytest.mark.parametrize("jit", ["off", "eager"])
 def test_vex_instructions_run_when_the_os_enabled_avx_state(jit):
-    kind, _, rip = run_alone(f"{'; '.join(VEX_SAMPLES)}", CR4_OSXSAVE, 7, jit)
+    kind, _, _ = run_alone(f"{'; '.join(VEX_SAMPLES)}", jit)
     assert kind is ExitKind.HALT
 
 
