@@ -12,6 +12,9 @@ point runs under random MXCSR rounding modes and DAZ/FTZ over special values.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -386,3 +389,16 @@ def test_a_gather_that_faults_keeps_the_elements_before_the_fault(rng, mnemonic)
                                  "vgatherdps ymm0, [rsi + ymm1*4], ymm1"])
 def test_a_gather_naming_one_register_twice_is_undefined_like_the_host(rng, asm):
     check_host(case(rng, asm, [ints(rng), 0, 0, 0]))
+
+
+# -- a C program in every tier ------------------------------------------------------------------------------
+@pytest.mark.parametrize("jit", ["off", "eager"])
+def test_a_program_built_for_x86_64_v3_gives_the_native_output_in_every_tier(build_static, jit):
+    """tests/programs/avx.c (vectorised loops, FMA contraction, AVX2/F16C intrinsics) at -O3 -march=x86-64-v3:
+    the interpreter alone and the JIT compiling every block print what the host prints."""
+    binary = build_static(Path(__file__).parents[1] / "programs" / "avx.c", "O3", ("-march=x86-64-v3",))
+    native = subprocess.run([str(binary)], capture_output=True, text=True, check=False)
+    emulated = subprocess.run([sys.executable, "-m", "emu", "run", f"--jit={jit}", str(binary)],
+                              capture_output=True, text=True, check=False)
+    assert native.returncode == 0 and native.stdout.count("\n") > 20
+    assert (emulated.returncode, emulated.stdout) == (0, native.stdout), emulated.stderr[-2000:]
