@@ -102,21 +102,21 @@ register(*FLOAT)
 
 
 # -- conversions that change the vector length ---------------------------------------------------
-_WIDENING = {"vcvtdq2pd": "cvtdq2pd", "vcvtps2pd": "cvtps2pd"}
-_NARROWING = {"vcvtpd2dq": "cvtpd2dq", "vcvttpd2dq": "cvttpd2dq", "vcvtpd2ps": "cvtpd2ps"}
+_WIDENING = ("vcvtdq2pd", "vcvtps2pd")
+_NARROWING = ("vcvtpd2dq", "vcvttpd2dq", "vcvtpd2ps")
 
 
 @semantics(*_WIDENING, *_NARROWING, feature="avx")
 def convert_length(ops, insn, dst, src):
     """VCVTPS2PD ymm1, xmm2/m128 (two lanes of 64 bits per 64 bits of source), VCVTPD2PS xmm1, ymm2/m256."""
     vex.check(ops)
-    mxcsr = ops.reg("mxcsr")
+    name, mxcsr = insn.mnemonic[1:], ops.reg("mxcsr")        # the legacy helper: cvtps2pd, ...
     value = vex.read(ops, insn, src)
     if insn.mnemonic in _WIDENING:
-        packed = [ops.helper(_WIDENING[insn.mnemonic], ops.shr(value, 64 * i), mxcsr) for i in range(dst.size // 128)]
+        packed = [ops.helper(name, ops.shr(value, 64 * i), mxcsr) for i in range(dst.size // 128)]
         parts = [ops.trunc(p, 128) for p in packed]
     else:
-        packed = [ops.helper(_NARROWING[insn.mnemonic], ops.trunc(ops.shr(value, 128 * i), 128), mxcsr)
+        packed = [ops.helper(name, ops.trunc(ops.shr(value, 128 * i), 128), mxcsr)
                   for i in range(max(1, src.size // 128))]
         parts = [join64(ops, [ops.trunc(p, 64) for p in packed])]
     flags = 0
