@@ -21,7 +21,8 @@ They touch memory element by element, so they are calls (``cpu.semantics.CALLS``
 that read and write the registers in ``CpuState`` themselves.
 
 Not modelled: the order of a gather's element loads on a real CPU (only the
-order of faults is architectural).
+order of faults is architectural); a 32-bit address size (67H prefix) for a
+gather's element addresses (they are computed with 64 bits).
 """
 
 from __future__ import annotations

@@ -85,10 +85,10 @@ def lane_width(mnemonic: str) -> int:
     return WIDTH[mnemonic[-2:]] if mnemonic in FLOAT else 0
 
 
-def lane_cases(mnemonic: str, form: str, rng: random.Random):
+def lane_cases(mnemonic: str, form: str, rng: random.Random, count: int = CASES):
     """vX in ``form``: "ymm", "m256", "xmm", "m128" (scalar ops: "xmm" and "mem" only)."""
     width = lane_width(mnemonic)
-    for _ in range(CASES):
+    for _ in range(count):
         def source() -> int:
             return floats(rng, width) if width else ints(rng)
         a, b = source(), source()
@@ -142,6 +142,13 @@ LANE_FORMS = [(m, f) for m in (*INTEGER, *(m for m in FLOAT if not m.startswith(
 def test_vex_forms_of_sse_instructions_match_the_host(rng, mnemonic, form):
     for c in lane_cases(mnemonic, form, rng):
         check_host(c)
+
+
+@pytest.mark.fuzz
+def test_fuzz_vex_forms_of_sse_instructions(rng):
+    for mnemonic, form in LANE_FORMS:
+        for c in lane_cases(mnemonic, form, rng, 10 * CASES):
+            check_host(c)
 
 
 # -- forms whose shape differs from the legacy one ---------------------------------------------------------
