@@ -357,12 +357,29 @@ def _prefixed_vex(raw: bytes) -> bool:
 _LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
 
 
+def _prefix_run(raw: bytes) -> int:
+    """How many legacy prefix and REX bytes an instruction starts with."""
+    end = 0
+    while end < len(raw) and (raw[end] in _LEGACY_PREFIXES or 0x40 <= raw[end] <= 0x4F):
+        end += 1
+    return end
+
+
+def legacy_prefixes(raw: bytes) -> bytes:
+    """The legacy prefix bytes an instruction starts with (SDM Vol. 2A, 2.1.1), in order."""
+    return bytes(b for b in raw[:_prefix_run(raw)] if b in _LEGACY_PREFIXES)
+
+
+def operand_size_16(raw: bytes) -> bool:
+    """Does a 0x66 prefix select the 16-bit operand size, i.e. is there one and no REX.W (SDM Vol. 2A, 2.2.1.2)?"""
+    end = _prefix_run(raw)
+    return 0x66 in raw[:end] and not (end and 0x48 <= raw[end - 1] <= 0x4F)
+
+
 def _is_far_indirect(ci: capstone.CsInsn) -> bool:
     """FF /3 (CALL m16:xx) or FF /5 (JMP m16:xx): far transfers through memory (SDM Vol. 2A, CALL/JMP)."""
     raw = bytes(ci.bytes)
-    i = 0
-    while i < len(raw) and (raw[i] in _LEGACY_PREFIXES or 0x40 <= raw[i] <= 0x4F):
-        i += 1
+    i = _prefix_run(raw)
     return i + 1 < len(raw) and raw[i] == 0xFF and ((raw[i + 1] >> 3) & 7) in (3, 5) and raw[i + 1] >> 6 != 3
 
 

@@ -86,8 +86,8 @@ class CpuState(ctypes.Structure):
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
         self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
-        self.cr4 = CR4_OSXSAVE       # Linux enables XSAVE/XGETBV when the CPU has it...
-        self.xcr0 = XCR0_X87 | XCR0_SSE | XCR0_AVX   # ...and every state component it knows
+        self.cr4 = 1 << 16 | CR4_OSXSAVE   # and CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3;
+        self.xcr0 = XCR0_X87 | XCR0_SSE | XCR0_AVX   # CR4.OSXSAVE and XCR0: Linux enables every XSAVE component
 
     def __init__(self) -> None:
         super().__init__()

@@ -26,8 +26,8 @@ XCR0_SUPPORTED = XCR0_X87 | XCR0_SSE | XCR0_AVX
 COMPACTED = 1 << 63
 """XCOMP_BV bit 63: the area is in the compacted format."""
 
-XSAVEOPT, XSAVEC, XGETBV_XINUSE = 1 << 0, 1 << 1, 1 << 2
-"""CPUID.(EAX=0DH, ECX=1):EAX bits: XSAVEOPT, XSAVEC and XGETBV with ECX = 1 are supported."""
+XGETBV_XINUSE = 1 << 2
+"""CPUID.(EAX=0DH, ECX=1):EAX bit 2: XGETBV with ECX = 1 is supported."""
 
 
 def area_size(components: int) -> int:
@@ -48,8 +48,8 @@ def leaf(subleaf: int, xcr0: int = XCR0_SUPPORTED, supported: int = XCR0_SUPPORT
     """
     if subleaf == 0:
         return supported, area_size(xcr0 & supported), area_size(supported), 0
-    if subleaf == 1:
-        return XSAVEOPT | XSAVEC | XGETBV_XINUSE, area_size(xcr0 & supported), 0, 0
+    if subleaf == 1:            # XSAVEOPT and XSAVEC (bits 0 and 1) are the CPU level's to report
+        return XGETBV_XINUSE, area_size(xcr0 & supported), 0, 0
     if subleaf == 2 and supported & XCR0_AVX:
         return AVX_SIZE, AVX_OFFSET, 0, 0
     return 0, 0, 0, 0

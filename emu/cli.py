@@ -26,12 +26,26 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cpu.cpuid import CpuLevel
     from emu.debug.repl import Debugger
     from emu.machine.guest import GuestImage
     from emu.machine.pc import Machine, MachineStop
 
 
 JIT_MODES = ("off", "on", "eager")
+
+
+def _cpu_level(args: argparse.Namespace) -> CpuLevel | None:
+    """The CPU level the command runs: --cpu, else EMU_CPU, else max; None (and a message) when bad."""
+    from cpu.cpuid import UnknownLevel, level
+
+    name = args.cpu or os.environ.get("EMU_CPU") or "max"
+    try:
+        return level(name)
+    except UnknownLevel as err:
+        source = "--cpu" if args.cpu else "EMU_CPU"
+        print(f"emu: error: {str(err).replace('--cpu', source, 1)}", file=sys.stderr)
+        return None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -48,16 +62,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"emu: error: --env expects NAME=VALUE, got {item!r}", file=sys.stderr)
                 return 2
             env[key] = value
+    cpu = _cpu_level(args)
+    if cpu is None:
+        return 2
     if args.gdb is not None:
         from emu.gdb.stub import serve_program
 
         return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
-                             deterministic=args.deterministic)
+                             deterministic=args.deterministic, cpu=cpu)
     jit = _jit_mode(args, "on")
     if jit is None:
         return 2
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
-                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit)
+                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit, cpu=cpu)
 
 
 def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
@@ -132,9 +149,13 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     if args.program is None:
         print("emu: error: emu debug needs a PROGRAM, or --boot for the full-system machine", file=sys.stderr)
         return 2
+    jit = _jit_mode(args, "off")
+    cpu = _cpu_level(args)
+    if jit is None or cpu is None:
+        return 2
     try:
         process = Process(args.program, [args.program, *args.args], os.environ, seed=args.seed,
-                          deterministic=args.deterministic)
+                          deterministic=args.deterministic, jit=jit, cpu=cpu)
         symbols = elf_symbols(args.program, process.image.data, process.image.bias)
         for path in args.symbols:
             symbols = symbols.merge(load_symbols(path))
@@ -229,11 +250,12 @@ def _make_machine(args: argparse.Namespace,
         if not disks:
             disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
     jit = _jit_mode(args, "on" if args.command == "boot" else "off")
-    if jit is None:
+    cpu = _cpu_level(args)
+    if jit is None or cpu is None:
         return None
     config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
                            rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip(),
-                           code_cache=not args.no_code_cache, jit=jit)
+                           code_cache=not args.no_code_cache, jit=jit, cpu=cpu.name)
     try:
         return Machine(config, output), guest
     except (BootError, DiskError, ValueError) as err:
@@ -355,6 +377,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-code-cache", action="store_true",
                      help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
     _jit_option(run, "on")
+    _cpu_option(run)
     run.add_argument("--gdb", metavar="[HOST:]PORT",
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
@@ -390,6 +413,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="exit after the -x files instead of reading commands from stdin; the exit status "
                             "is 1 if a command failed, else 0 (as gdb -batch)")
     _program_options(debug)
+    _cpu_option(debug)
     debug.add_argument("--boot", action="store_true",
                        help="debug the full-system machine (the options of `emu boot` below) instead of a program")
     debug.add_argument("--serial", metavar="FILE",
@@ -401,6 +425,7 @@ def _parser() -> argparse.ArgumentParser:
                                       "With no --kernel, the default guest is built on first use (about 5 minutes, "
                                       "cached) and booted. Interactive: Ctrl-A X quits.")
     _machine_options(boot)
+    _cpu_option(boot)
     boot.add_argument("--script", help="commands typed into the guest shell once it is up (non-interactive); "
                                        "end with `poweroff -f` to finish the run")
     boot.add_argument("--script-file", help="read the --script commands from a file")
@@ -429,7 +454,14 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
                              "with it, two runs print identical logs")
     parser.add_argument("--no-code-cache", action="store_true",
                         help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
-    _jit_option(parser, "on for boot, off for debug --boot")
+    _jit_option(parser, "on for boot, off for debug")
+
+
+def _cpu_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpu", metavar="LEVEL",
+                        help="the CPU to be: x86-64-v1, x86-64-v2, x86-64-v3 (the psABI levels) or max, everything "
+                             "emu implements; CPUID says so and other instructions raise #UD (default: EMU_CPU, "
+                             "else max)")
 
 
 def _jit_option(parser: argparse.ArgumentParser, default: str) -> None:

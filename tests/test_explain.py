@@ -26,7 +26,7 @@ FORMS = (
     "xmm0, qword ptr [rax]", "xmm0, dword ptr [rax]", "qword ptr [rax], xmm0", "xmm0, xmmword ptr [rax]",
     "xmmword ptr [rax], xmm0", "qword ptr [rax]", "dword ptr [rax]", "byte ptr [rax]", "xmmword ptr [rax]", "0x401010",
     "al", "rax, qword ptr [rbx]", "eax, xmm0, 1", "xmm0, eax, 1", "word ptr [rax]", "8, 0", "rax, byte ptr [rbx]",
-    "qword ptr [rax], rbx",
+    "qword ptr [rax], rbx", "rax, rbx, rcx",
     "ymm0, ymm1, ymm2", "ymm0, ymm1", "ymm0, ymm1, 1", "ymm0, ymm1, ymm2, 1", "xmm0, xmm1, xmm2", "xmm0, ymm1",
     "ymm0, xmm1", "eax, ymm1", "xmm0, xmm1, eax", "xmm0, xmm1, qword ptr [rax]", "xmm0, xmm1, xmm2, 1",
     "xmm0, xmm1, eax, 1", "ymm0, ymm1, xmm2", "ymm0, ymm1, xmm2, 1", "xmm0, ymm1, 1", "ymm0, ymm1, ymmword ptr [rax]",
@@ -39,6 +39,8 @@ FORMS = (
 BYTES = {
     "endbr64": "f3 0f 1e fa", "endbr32": "f3 0f 1e fb", "movsxd": "48 63 c3", "sal": "48 d1 f0",
     "ud0": "0f ff c0", "ud1": "0f b9 c0", "int": "cd 80", "out": "e6 80", "sysretq": "48 0f 07",
+    "pextrq": "66 48 0f 3a 16 c0 01", "pinsrq": "66 48 0f 3a 22 c0 01",
+    "rdpid": "f3 0f c7 f8",
 }
 """Encodings keystone does not produce (or spells differently)."""
 

@@ -45,6 +45,7 @@ PROGRAMS = {
     "return3": Case(returncode=3),
     "selfmodify": Case(),
     "sha256": Case(args=("16384",)),
+    "simd": Case(),
     "sorting": Case(),
     "stderr": Case(returncode=1),
     "strings": Case(),

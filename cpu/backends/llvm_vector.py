@@ -10,9 +10,11 @@ are target-independent LLVM (the language reference's vector instructions and
 generic intrinsics), so every host gets native code.
 
 What the helper's Python definition says is the specification; the
-differential tests (``tests/semantics/test_sse.py``) hold each lowering to it
-and to unicorn.  Helpers not listed here (``pmaddwd``, ``psadbw``, the float
-helpers) still call Python.
+differential tests (``tests/semantics/test_sse.py``, ``test_ssse3.py``,
+``test_sse4.py``) hold each lowering to it and to unicorn.  Helpers not listed
+here (``pmaddwd``, ``psadbw``, the horizontal and string
+operations, crypto) still call Python; SSE float arithmetic has its own fast path
+(``cpu.backends.llvm_float``).
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cpu.backends.llvm_ir import Builder, V, Val
-from cpu.semantics.sse import LANE_OPS, SIGNED_SATURATE, UNSIGNED_SATURATE
+from cpu.semantics import sse, sse4
+from cpu.semantics.sse import SIGNED_SATURATE, UNSIGNED_SATURATE
 
+LANE_OPS = sse.LANE_OPS | sse4.LANE_OPS
 _SATURATING = {
     ("paddsb", "paddsw"): "sadd.sat", ("psubsb", "psubsw"): "ssub.sat",
     ("paddusb", "paddusw"): "uadd.sat", ("psubusb", "psubusw"): "usub.sat",
-    ("pminub",): "umin", ("pmaxub",): "umax", ("pminsw",): "smin", ("pmaxsw",): "smax",
+    ("pminub", "pminuw", "pminud"): "umin", ("pmaxub", "pmaxuw", "pmaxud"): "umax",
+    ("pminsw", "pminsb", "pminsd"): "smin", ("pmaxsw", "pmaxsb", "pmaxsd"): "smax",
 }
+_ABSOLUTE = {"pabsb": 8, "pabsw": 16, "pabsd": 32}
 _INTRINSIC = {name: intrinsic for names, intrinsic in _SATURATING.items() for name in names}
 
 
@@ -42,6 +48,10 @@ class VectorLanes:
         (including when an operand that must be a translation-time constant is not)."""
         if name in LANE_OPS:
             return self._lane_op(name, *args)
+        if name in sse4.EXTENSIONS:
+            return self._extend(args[0], *sse4.EXTENSIONS[name])
+        if name in _ABSOLUTE:
+            return self._absolute(args[0], _ABSOLUTE[name])
         handler: Callable[..., V | None] | None = getattr(self, f"_{name}", None)
         if handler is None:
             return None
@@ -89,6 +99,8 @@ class VectorLanes:
         for prefix, opcode in simple.items():
             if name.startswith(prefix):
                 return self.scalar(self.op(f"{opcode} {t} {x}, {y}"), width)
+        if name == "pcmpeqq":
+            return self._equal(a, b, 64)
         if name.startswith("pcmpgt"):
             bits = self.op(f"icmp sgt {t} {x}, {y}")
             return self.scalar(self.op(f"sext <{128 // width} x i1> {bits} to {t}"), width)
@@ -123,6 +135,20 @@ class VectorLanes:
 
     def _pcmpeqd(self, a: V, b: V) -> V:
         return self._equal(a, b, 32)
+
+    def _absolute(self, a: V, width: int) -> V:
+        t = f"<{128 // width} x i{width}>"
+        x = self.vec(a, width)
+        negative = self.op(f"icmp slt {t} {x}, zeroinitializer")
+        minus = self.op(f"sub {t} zeroinitializer, {x}")
+        return self.scalar(self.op(f"select <{128 // width} x i1> {negative}, {t} {minus}, {t} {x}"), width)
+
+    def _extend(self, a: V, source: int, target: int, signed: bool) -> V:
+        """PMOVSX/PMOVZX: the low lanes of ``source`` bits, sign- or zero-extended to ``target`` bits."""
+        n = 128 // target
+        low = self.shuffle(self.vec(a, source), self.vec(a, source), source, list(range(n)))
+        wide = self.op(f"{'sext' if signed else 'zext'} <{n} x i{source}> {low} to <{n} x i{target}>")
+        return self.scalar(wide, target)
 
     # -- shifts: every lane by one count ------------------------------------------------------
     def _shift(self, kind: str, a: V, count: V, width: int) -> V | None:
@@ -177,6 +203,45 @@ class VectorLanes:
         return self.scalar(self.shuffle(self.vec(a, 64), self.vec(b, 64), 64, [order & 1, 2 + ((order >> 1) & 1)]),
                            64)
 
+    def _blend(self, a: V, b: V, imm: V, width: V) -> V | None:
+        if not isinstance(imm, int) or not isinstance(width, int):
+            return None
+        n = 128 // width
+        return self.scalar(self.shuffle(self.vec(a, width), self.vec(b, width), width,
+                                        [n + i if imm >> i & 1 else i for i in range(n)]), width)
+
+    def _blendv(self, a: V, b: V, mask: V, width: V) -> V | None:
+        if not isinstance(width, int):
+            return None
+        n = 128 // width
+        t = f"<{n} x i{width}>"
+        take = self.op(f"icmp slt {t} {self.vec(mask, width)}, zeroinitializer")
+        return self.scalar(self.op(f"select <{n} x i1> {take}, {t} {self.vec(b, width)}, {t} {self.vec(a, width)}"),
+                           width)
+
+    def _palignr(self, a: V, b: V, imm: V) -> V | None:
+        """The bytes of b:a (b low) from byte imm on; bytes past the 32 read as zero."""
+        if not isinstance(imm, int):
+            return None
+        if imm >= 32:
+            return 0
+        if imm < 16:
+            return self.scalar(self.shuffle(self.vec(b, 8), self.vec(a, 8), 8, [imm + i for i in range(16)]), 8)
+        order = [imm - 16 + i if imm - 16 + i < 16 else 16 for i in range(16)]
+        return self.scalar(self.shuffle(self.vec(a, 8), "zeroinitializer", 8, order), 8)
+
+    def _pshufb(self, a: V, b: V) -> V:
+        """Byte i: byte (b[i] & 15) of a, or 0 when b[i] is negative; one extract/insert per byte."""
+        t = "<16 x i8>"
+        x, order = self.vec(a, 8), self.vec(b, 8)
+        index = self.op(f"and {t} {order}, {self.splat('15', 8)}")
+        out = "zeroinitializer"
+        for i in range(16):
+            k = self.op(f"extractelement {t} {index}, i64 {i}")
+            out = self.op(f"insertelement {t} {out}, i8 {self.op(f'extractelement {t} {x}, i8 {k}')}, i64 {i}")
+        negative = self.op(f"icmp slt {t} {order}, zeroinitializer")
+        return self.scalar(self.op(f"select <16 x i1> {negative}, {t} zeroinitializer, {t} {out}"), 8)
+
     def _unpack(self, a: V, b: V, width: V, high: bool) -> V | None:
         if not isinstance(width, int):
             return None
@@ -212,6 +277,9 @@ class VectorLanes:
 
     def _packssdw(self, a: V, b: V) -> V:
         return self._pack(a, b, 32, True)
+
+    def _packusdw(self, a: V, b: V) -> V:
+        return self._pack(a, b, 32, False)
 
     def _movmsk(self, a: V, width: V) -> V | None:
         if not isinstance(width, int):

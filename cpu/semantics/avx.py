@@ -15,6 +15,10 @@ mnemonics: another family's lane forms (SSE3, SSSE3, SSE4) get their VEX
 forms by being named in it, here or in their own module with
 :func:`register`.
 
+The SSE3, SSSE3 and SSE4.1 instructions whose computation is simply the
+helper named after them get their lane forms here, by table
+(:data:`LATER_FAMILIES`), their legacy semantics staying in their modules.
+
 Also here: the VEX moves and the forms whose shape differs from their
 legacy one (scalar moves that merge src1, widening and narrowing packed
 conversions, VCOMISS, VPEXTRW/VPINSRW, VPMOVMSKB, VLDMXCSR).
@@ -28,7 +32,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cpu.decoder import Kind
-from cpu.semantics import semantics, vex
+from cpu.semantics import semantics, sse3, sse4, ssse3, vex
 from cpu.semantics import sse as S
 from cpu.semantics import sse_float as F
 from cpu.semantics import xmm as X
@@ -99,6 +103,40 @@ def _half_insn(insn, name: str, half: int):
 
 register(*INTEGER)
 register(*FLOAT)
+
+
+# -- the SSE3, SSSE3 and SSE4.1 lane arithmetic: lane forms by helper name -------------------------
+def _helper(ops, name, insn, a, b):
+    """The helper named after the instruction, of both sources (PSHUFB, PMULLD, PHADDW)."""
+    return ops.helper(name, a, b)
+
+
+def _helper_of_source(ops, name, insn, a, b):
+    """The helper named after the instruction, of its one source (PABSB, MOVSHDUP)."""
+    return ops.helper(name, b)
+
+
+def _helper_with_imm(ops, name, insn, a, b):
+    """The helper named after the instruction, of both sources and the imm8 (PALIGNR, the same for each half)."""
+    return ops.helper(name, a, b, insn.operands[-1].imm)
+
+
+def _float_helper(ops, name, insn, a, b):
+    """The float helper named after the instruction, under MXCSR (HADDPS, ADDSUBPD)."""
+    return ops.helper(name, a, b, ops.reg("mxcsr"))
+
+
+LATER_FAMILIES = (
+    (_helper, X.BINARY, False, ("pshufb", "pmaddubsw", "pmulhrsw", "psignb", "psignw", "psignd", *ssse3.HORIZONTAL,
+                                *sse4.LANE_OPS, "packusdw")),
+    (_helper_of_source, X.UNARY, False, ("pabsb", "pabsw", "pabsd", "movddup", "movshdup", "movsldup")),
+    (_helper_with_imm, X.BINARY, False, ("palignr",)),
+    (_float_helper, X.BINARY, True, tuple(sse3.ARITH)),
+)
+"""Their legacy semantics are their own modules'; these are the lane forms their VEX forms apply per half."""
+for _compute, _kind, _flags, _names in LATER_FAMILIES:
+    X.lane_form(kind=_kind, flags=_flags, shared=_names)(_compute)
+    register(*_names)
 
 
 # -- conversions that change the vector length ---------------------------------------------------

@@ -67,7 +67,8 @@ LANE_OPS: dict[str, tuple[int, bool, Callable[[int, int], int], str]] = {
 }
 
 
-def _lane_helper(name: str, width: int, signed: bool, fn: Callable[[int, int], int], fit: str) -> None:
+def lane_helper(name: str, width: int, signed: bool, fn: Callable[[int, int], int], fit: str) -> None:
+    """Register helper ``name(a, b)``: ``fn`` on each pair of ``width``-bit lanes, the result fitted by ``fit``."""
     mask = (1 << width) - 1
     lo, hi = (-(1 << (width - 1)), mask >> 1) if fit == SIGNED_SATURATE else (0, mask)
     saturate = fit != WRAP
@@ -84,7 +85,7 @@ def _lane_helper(name: str, width: int, signed: bool, fn: Callable[[int, int], i
 
 
 for _name, _spec in LANE_OPS.items():
-    _lane_helper(_name, *_spec)
+    lane_helper(_name, *_spec)
 
 
 def _equal_lanes(width: int) -> Callable[[int, int], int]:
@@ -251,7 +252,8 @@ def unpack(ops, name, insn, a, b):
     return ops.helper(helper_name, a, b, width)
 
 
-def _pack_helper(name: str, width: int, signed_result: bool) -> None:
+def pack_helper(name: str, width: int, signed_result: bool) -> None:
+    """Register helper ``name(a, b)``: signed ``width``-bit lanes of a then b, saturated to half width."""
     half = width // 2
     lo, hi = (-(1 << (half - 1)), (1 << (half - 1)) - 1) if signed_result else (0, (1 << half) - 1)
     mask = (1 << half) - 1
@@ -265,7 +267,7 @@ def _pack_helper(name: str, width: int, signed_result: bool) -> None:
 
 
 for _name, _width, _signed in (("packsswb", 16, True), ("packuswb", 16, False), ("packssdw", 32, True)):
-    _pack_helper(_name, _width, _signed)
+    pack_helper(_name, _width, _signed)
 
 
 @X.lane_form("packsswb", "packuswb", "packssdw")

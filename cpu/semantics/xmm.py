@@ -5,7 +5,9 @@ Intel SDM Vol. 1, 10.2.3 (MXCSR).  The alignment rule comes from the
 instruction whose operand is a 128-bit memory location raises #GP(0) when
 the address is not a multiple of 16, except the explicitly unaligned moves
 (MOVUPS, MOVUPD, MOVDQU).  Scalar (32/64-bit) memory operands need no
-alignment.  Alignment checking through EFLAGS.AC is not modelled.
+alignment.  The SSE3 and SSE4.2 exceptions to the rule are LDDQU and the
+string compares (PCMPESTRI and its three siblings), whose pages list no
+alignment fault.  Alignment checking through EFLAGS.AC is not modelled.
 
 SIMD floating-point helpers return their result in the low 128 bits and the
 MXCSR exception flags they raise above bit 128 (:func:`write_float`).  Flags
@@ -80,7 +82,8 @@ MXCSR_MASK = 0xFFFF
 RC_SHIFT = 13
 ROUND_NEAREST, ROUND_DOWN, ROUND_UP, ROUND_ZERO = 0, 1, 2, 3
 
-UNALIGNED_MOVES = frozenset({"movups", "movupd", "movdqu"})
+UNALIGNED_MOVES = frozenset({"movups", "movupd", "movdqu", "lddqu", "pcmpestri", "pcmpestrm", "pcmpistri",
+                             "pcmpistrm"})
 """The only legacy SSE instructions whose 128-bit memory operand may be misaligned."""
 
 

@@ -40,6 +40,7 @@ from typing import TextIO
 
 from cpu import exceptions
 from cpu.codecache import CodeCache
+from cpu.cpuid import level
 from cpu.exceptions import GuestFault, TripleFault
 from cpu.flags import Flag
 from cpu.interp import Exit, ExitKind, Interpreter
@@ -77,9 +78,10 @@ class MachineConfig:
     append: str = DEFAULT_APPEND
     memory: int = 128 << 20
     snapshot: bool = False
-    rtc_base: int | None = None
+    rtc_base: int | None = None     # also seeds RDRAND: with it, two runs are the same
     code_cache: bool = True         # reuse blocks translated by earlier runs (cpu/codecache.py)
     jit: str = "off"                # off, on or eager: the native tier (cpu/jit.py)
+    cpu: str = "max"                # the CPU level: what CPUID says, which instructions exist (cpu/cpuid.py)
 
 
 class IsaPorts:
@@ -135,7 +137,8 @@ class Machine:
         self.ports = Bus("ports")
         self.phys = PhysicalMemory(config.memory, self.mmio)
         self.mmu = Mmu(self.state, self.phys)
-        self.cpu = Interpreter(self.state, self.mmu, code_cache=CodeCache.open() if config.code_cache else None)
+        self.cpu = Interpreter(self.state, self.mmu, code_cache=CodeCache.open() if config.code_cache else None,
+                               cpu=level(config.cpu), entropy_seed=config.rtc_base)
         if config.jit != "off":
             from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
 

@@ -7,8 +7,8 @@ signal(7) lists them: #PF and #GP are SIGSEGV, #UD SIGILL, #DE SIGFPE, #BP
 SIGTRAP), and the exit status is then 128 + the signal, as a shell reports it.
 
 ``deterministic=True`` makes a run reproducible: the clocks count one
-nanosecond per retired instruction from a fixed date, getrandom(2) draws from
-``seed``, and the host name is ``emu``.  AT_RANDOM always comes from ``seed``.
+nanosecond per retired instruction from a fixed date, getrandom(2) and RDRAND
+draw from ``seed``, and the host name is ``emu``.  AT_RANDOM always comes from ``seed``.
 
 Not modelled: signal handlers, threads, fork and exec, core dumps.
 """
@@ -21,13 +21,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from cpu.cpuid import CpuLevel, level
 from cpu.exceptions import GuestFault, Vector
 from cpu.state import CpuState
 from emu.user.address_space import AddressSpace
 from emu.user.elf import ElfError, read_elf
 from emu.user.fdtable import FdTable
 from emu.user.linux import ProcessExit, Signal, signal_name
-from emu.user.loader import HWCAP_DEFAULT, load_program
+from emu.user.loader import load_program
 from emu.user.syscalls import Kernel
 
 if TYPE_CHECKING:
@@ -49,20 +50,24 @@ class Process:
 
     def __init__(self, path: str, argv: Sequence[str], env: Mapping[str, str], *, seed: int = 0,
                  deterministic: bool = False, stdin: int = 0, stdout: int = 1, stderr: int = 2,
-                 hwcap: int = HWCAP_DEFAULT, trace: TextIO | None = None, log: TextIO | None = None,
+                 cpu: CpuLevel | None = None, trace: TextIO | None = None, log: TextIO | None = None,
                  code_cache: bool = True, jit: str = "off") -> None:
         """Load ``path`` (raises :class:`ElfError` when it cannot run); ``argv[0]`` is the program's name
         for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2.
         ``code_cache``: reuse blocks translated by earlier runs (``cpu.codecache``; also off with
         ``EMU_CODE_CACHE=0``).  ``jit``: "off", "on" or "eager" (``cpu.jit``).
+        ``cpu``: the CPU level (``cpu.cpuid``, default ``max``).
         """
+        self.cpu = cpu if cpu is not None else level()
+        self.entropy_seed = seed if deterministic else None
+        """RDRAND's seed: ``seed`` in a reproducible run, else None (the host's random source)."""
         self.code_cache = code_cache
         self.jit = jit
         self.image = read_elf(path)
         self.memory = AddressSpace()
         self.state = CpuState()
         self.program = load_program(self.memory, self.state, self.image, argv,
-                                    [f"{name}={value}" for name, value in env.items()], seed=seed, hwcap=hwcap)
+                                    [f"{name}={value}" for name, value in env.items()], seed=seed, cpu=self.cpu)
         self.interp: Interpreter | None = None
         self.kernel = Kernel(
             self.state, self.memory, exe=path, fds=FdTable(stdin, stdout, stderr),
@@ -90,7 +95,8 @@ class Process:
             from cpu.codecache import CodeCache
 
             cache = CodeCache.open()
-        self.interp = interp = Interpreter(self.state, self.memory, code_cache=cache)
+        self.interp = interp = Interpreter(self.state, self.memory, code_cache=cache, cpu=self.cpu,
+                                           entropy_seed=self.entropy_seed)
         if self.jit != "off":
             from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
 
@@ -142,7 +148,7 @@ class Process:
 def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, seed: int = 0,
                 deterministic: bool = False, trace: TextIO | None = None,
                 max_instructions: int | None = None, stats: bool = False, code_cache: bool = True,
-                jit: str = "off") -> int:
+                jit: str = "off", cpu: CpuLevel | None = None) -> int:
     """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or 2 when it cannot run.
 
     ``env`` defaults to the emulator's environment; ``stats`` prints the
@@ -154,7 +160,7 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
         return 2
     try:
         process = Process(argv[0], argv, os.environ if env is None else env, seed=seed,
-                          deterministic=deterministic, trace=trace, code_cache=code_cache, jit=jit)
+                          deterministic=deterministic, trace=trace, code_cache=code_cache, jit=jit, cpu=cpu)
     except ElfError as e:
         print(f"emu: error: {e}", file=sys.stderr)
         return 2

@@ -22,8 +22,9 @@ from cpu.decoder import Decoder
 from cpu.exceptions import UndefinedOpcode, Vector
 from cpu.interp import ExitKind, Interpreter
 from cpu.jit import Jit
-from cpu.semantics.avx import FLOAT, INTEGER
+from cpu.semantics.avx import FLOAT, INTEGER, LATER_FAMILIES
 from cpu.semantics.sse import SHIFTS
+from cpu.semantics.sse3 import ARITH as SSE3_FLOAT
 from cpu.state import CR4_OSXSAVE, CpuState
 from emu.user.address_space import AddressSpace
 from tests.semantics.harness import CODE, DATA, DATA_SIZE, Case, assemble, run_emu
@@ -70,8 +71,11 @@ def case(rng: random.Random, asm: str, values, control: int = DEFAULT_MXCSR, mem
 
 
 SCALAR = {m for m in FLOAT if m[-2:] in ("ss", "sd") and not m.startswith("cvtsi")} | {"cvtsd2ss", "cvtss2sd"}
-IMM = {"shufps", "shufpd", "cmpps", "cmppd", "cmpss", "cmpsd", "pshufd", "pshuflw", "pshufhw"}
-UNARY = {"pshufd", "pshuflw", "pshufhw", "cvtdq2ps", "cvtps2dq", "cvttps2dq", "sqrtps", "sqrtpd"}
+IMM = {"shufps", "shufpd", "cmpps", "cmppd", "cmpss", "cmpsd", "pshufd", "pshuflw", "pshufhw", "palignr"}
+UNARY = {"pshufd", "pshuflw", "pshufhw", "cvtdq2ps", "cvtps2dq", "cvttps2dq", "sqrtps", "sqrtpd",
+         "pabsb", "pabsw", "pabsd", "movddup", "movshdup", "movsldup"}
+LATER = [name for *_, names in LATER_FAMILIES for name in names]
+"""The SSE3, SSSE3 and SSE4.1 lane forms avx.py registers by helper name."""
 PTR = {32: "dword", 64: "qword", 128: "xmmword", 256: "ymmword"}
 
 
@@ -82,7 +86,7 @@ def lane_width(mnemonic: str) -> int:
     """The float format of a form's sources (0: integers)."""
     if mnemonic in SOURCE_WIDTH:
         return SOURCE_WIDTH[mnemonic]
-    return WIDTH[mnemonic[-2:]] if mnemonic in FLOAT else 0
+    return WIDTH[mnemonic[-2:]] if mnemonic in FLOAT or mnemonic in SSE3_FLOAT else 0
 
 
 def lane_cases(mnemonic: str, form: str, rng: random.Random, count: int = CASES):
@@ -106,8 +110,8 @@ def lane_cases(mnemonic: str, form: str, rng: random.Random, count: int = CASES)
             mem = f"{PTR[width]} ptr [rsi + {MEMORY:#x}]"
         elif mnemonic in SHIFTS:
             mem = f"xmmword ptr [rsi + {MEMORY:#x}]"
-        else:
-            mem = f"{PTR[bits]} ptr [rsi + {MEMORY:#x}]"
+        else:                                       # VMOVDDUP xmm1, m64 reads one double
+            mem = f"{PTR[64 if (mnemonic, bits) == ('movddup', 128) else bits]} ptr [rsi + {MEMORY:#x}]"
         if mnemonic in SHIFTS and form in ("ymm", "xmm"):
             second = "xmm2"
         elif mnemonic in SHIFTS:
@@ -135,7 +139,7 @@ def forms(mnemonic: str) -> tuple[str, ...]:
     return ("ymm", "m256", "xmm", "m128")
 
 
-LANE_FORMS = [(m, f) for m in (*INTEGER, *(m for m in FLOAT if not m.startswith("cvtsi"))) for f in forms(m)]
+LANE_FORMS = [(m, f) for m in (*INTEGER, *(m for m in FLOAT if not m.startswith("cvtsi")), *LATER) for f in forms(m)]
 
 
 @pytest.mark.parametrize(("mnemonic", "form"), LANE_FORMS)

@@ -15,6 +15,7 @@ import struct
 
 import pytest
 
+from cpu.cpuid import level
 from cpu.exceptions import Vector
 from cpu.interp import ExitKind
 from cpu.xsave import leaf
@@ -193,6 +194,15 @@ def test_cpuid_leaf_0d_describes_x87_sse_and_avx():
     assert leaf(0) == (7, 832, 832, 0)
     assert leaf(0, xcr0=3) == (7, 576, 832, 0)
     assert leaf(0, xcr0=3, supported=3) == (3, 576, 576, 0)
-    assert leaf(1) == (0b111, 832, 0, 0)
+    assert leaf(1) == (0b100, 832, 0, 0)
     assert leaf(2) == (256, 576, 0, 0)
     assert leaf(2, supported=3) == leaf(3) == (0, 0, 0, 0)
+
+
+def test_cpuid_leaf_0d_follows_the_cpu_level():
+    """XSAVEOPT and XSAVEC (sub-leaf 1 EAX bits 0 and 1) come with --cpu max; x86-64-v3 has XSAVE and AVX
+    only; x86-64-v2 no XSAVE at all, so no leaf 0DH."""
+    assert level("max").cpuid(0xD, 1)[0] == 0b111
+    assert level("x86-64-v3").cpuid(0xD, 1)[0] == 0b100
+    assert level("x86-64-v3").cpuid(0xD, 0) == (7, 832, 832, 0)
+    assert level("x86-64-v2").cpuid(0xD, 0) == level("x86-64-v2").cpuid(0xD, 1) == (0, 0, 0, 0)

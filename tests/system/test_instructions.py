@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from cpu.cpuid import PDPE1GB, PSE, RDTSCP, cpuid
+from cpu.cpuid import FEATURE_BITS, level
 from cpu.exceptions import Vector
 from cpu.flags import Flag, read_rflags
 from cpu.msr import APIC_DEFAULT
@@ -139,8 +139,29 @@ def test_rdtscp_returns_tsc_aux_and_cpuid_advertises_it_with_the_page_sizes(bm: 
     bm.code("rdtscp; hlt")
     bm.run()
     assert bm.state.rcx == 7
-    assert cpuid(0x8000_0001, 0)[3] & (RDTSCP | PDPE1GB) == RDTSCP | PDPE1GB
-    assert cpuid(1, 0)[3] & PSE
+    for feature in ("rdtscp", "pdpe1gb", "pse"):
+        bit = FEATURE_BITS[feature]
+        assert level().cpuid(bit.leaf, bit.subleaf)[bit.reg.value] >> bit.bit & 1, feature
+
+
+def test_fs_and_gs_base_instructions_need_cr4_fsgsbase_which_the_kernel_may_set(bm: BareMetal) -> None:
+    """#UD while CR4.FSGSBASE is clear; once MOV CR4 sets it, WRGSBASE and RDFSBASE work at CPL 0."""
+    bm.state.fs_base = 0x1234
+    bm.code("""
+        lea r13, [rip + after]
+        rdfsbase rax
+    after:
+        mov rbx, cr4
+        or rbx, 0x10000
+        mov cr4, rbx
+        mov rcx, 0x5000
+        wrgsbase rcx
+        rdfsbase rdx
+        hlt
+    """)
+    bm.run()
+    assert bm.log(Vector.UD)[0] == 1 and bm.state.rax == 0
+    assert bm.state.gs_base == 0x5000 and bm.state.rdx == 0x1234 and bm.state.cr4 & 0x10000
 
 
 def test_fs_base_from_msr_applies_to_fs_relative_loads_and_swapgs_swaps_gs(bm: BareMetal) -> None:
