@@ -265,6 +265,16 @@ def test_vex_instructions_run_when_the_os_enabled_avx_state(jit):
     assert kind is ExitKind.HALT
 
 
+@pytest.mark.parametrize("code", ["c5 fd 6e c0", "c5 f1 6e c0", "c5 f5 70 c1 1b", "c4 e2 79 19 06",
+                                  "c4 e3 71 06 06 01", "c5 b8 77", "48 c5 f4 58 c2"])
+def test_vex_l_vvvv_or_rex_where_the_instruction_forbids_them_is_undefined(code):
+    """SDM Vol. 2A, 2.3.6 and each page's "#UD If VEX.L = 1" / "If VEX.vvvv != 1111B": VMOVD with L = 1 or
+    vvvv set, VPSHUFD with vvvv, VBROADCASTSD and VPERM2F128 with L = 0, VZEROUPPER with vvvv, REX before
+    VEX (capstone refuses them all; the decoder turns that into #UD)."""
+    with pytest.raises(UndefinedOpcode):
+        Decoder().decode_bytes(bytes.fromhex(code), CODE)
+
+
 @pytest.mark.parametrize("code", ["66 c5 f4 58 c2", "f3 c5 f4 58 c2", "f2 c4 e2 7d 18 06", "f0 c5 f4 58 c2"])
 def test_a_simd_or_lock_prefix_before_vex_is_undefined(code):
     """SDM Vol. 2A, 2.3.2: "Any VEX-encoded instruction with a LOCK/66H/F2H/F3H prefix preceding VEX will #UD"."""
