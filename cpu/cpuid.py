@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 
+from cpu import xsave
 from cpu.semantics import FEATURES, SEMANTICS, Semantic, load_all
+from cpu.state import XCR0_AVX, XCR0_SSE, XCR0_X87
 
 VENDOR = b"GenuineEmu64"[:12]
 BRAND = b"emu x86-64 instructional CPU".ljust(48, b"\0")
@@ -146,6 +148,8 @@ class CpuLevel:
             return words[0], words[1], words[2], words[3]
         elif leaf == 0x8000_0008:
             regs[Reg.EAX.value] = 0x3028                            # 40 physical, 48 linear address bits
+        elif leaf == 0xD and self.has("xsave"):                     # the XSAVE components and area (cpu.xsave)
+            regs = list(xsave.leaf(subleaf, supported=XCR0_X87 | XCR0_SSE | (XCR0_AVX if self.has("avx") else 0)))
         subleaf = subleaf if leaf in (7, 0xD) else 0
         for name in self.advertised():
             bit = FEATURE_BITS.get(name)

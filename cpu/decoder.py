@@ -107,6 +107,7 @@ for _i in range(8, 16):
     _REG_TABLE[f"r{_i}b"] = (f"r{_i}", 8, False)
 for _i in range(16):
     _REG_TABLE[f"xmm{_i}"] = (f"xmm{_i}", 128, False)
+    _REG_TABLE[f"ymm{_i}"] = (f"ymm{_i}", 256, False)
 for _s in ("es", "cs", "ss", "ds", "fs", "gs"):
     _REG_TABLE[_s] = (_s, 16, False)
 for _i in (0, 2, 3, 4, 8):
@@ -140,6 +141,11 @@ _MEMORY_SIZE = {"comisd": 64}
 _SSE_PREDICATES = ("eq", "lt", "le", "unord", "neq", "nlt", "nle", "ord")
 _SSE_COMPARE = re.compile(rf"cmp({'|'.join(_SSE_PREDICATES)})(ss|sd|ps|pd)")
 """CMPSS/CMPSD/CMPPS/CMPPD pseudo-op spelling: predicate (SDM Vol. 2A, CMPPS table 3-7), then shape."""
+_VEX_COMPARE = re.compile(r"vcmp\w*(ss|sd|ps|pd)")
+"""VCMPPS and the others: capstone names all 32 predicates as pseudo-ops (``vcmpneq_usps``) under one id."""
+_VEX_ESCAPES = (0xC4, 0xC5)
+_SIMD_PREFIXES = frozenset({0x66, 0xF2, 0xF3, 0xF0})
+"""Prefixes that make a following VEX prefix #UD (SDM Vol. 2A, 2.3.2); capstone accepts 66, F2 and F3 there."""
 
 
 class Decoder:
@@ -273,8 +279,13 @@ class Decoder:
             operands.append(Operand(Kind.IMM, 8, imm=_SSE_PREDICATES.index(compare[1])))
         elif name == "fadd" and mnemonic_text == "faddp":
             mnemonic = "faddp"          # capstone 5 gives FADDP (DE C0+i) FADD's instruction id
+        elif name == "vcmp" and (compare := _VEX_COMPARE.fullmatch(mnemonic_text)) is not None:
+            mnemonic = "vcmp" + compare[1]         # the predicate is the last byte, imm8
+            operands.append(Operand(Kind.IMM, 8, imm=ci.bytes[-1]))
         elif name in ("jmp", "call") and _is_far_indirect(ci):
             mnemonic = "l" + name       # capstone names FF /3 and FF /5 without REX.W as near (m16:32 far)
+        if _prefixed_vex(bytes(ci.bytes)):
+            raise UndefinedOpcode(f"a 66, F2, F3 or F0 prefix before VEX in `{text}` at {ci.address:#x}")
         insn = Insn(
             address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=mnemonic, text=text,
             operands=tuple(operands), rep=prefix[0] == _PREFIX_REP, repne=prefix[0] == _PREFIX_REPNE,
@@ -304,7 +315,8 @@ class Decoder:
             raise UndefinedOpcode(f"32-bit RIP-relative addressing in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
         if index in ("riz", "eiz"):              # SIB byte with no index register
             index = ""
-        for reg_name in (base, index):
+        vsib = index.startswith(("xmm", "ymm"))             # VSIB (gathers): a vector of indices, read by the semantics
+        for reg_name in (base, "" if vsib else index):
             if reg_name and reg_name != "rip":
                 if reg_name not in _REG_TABLE or _REG_TABLE[reg_name][1] not in (32, 64):
                     raise UndefinedOpcode(f"address register {reg_name} in `{ci.mnemonic} {ci.op_str}` "
@@ -312,7 +324,7 @@ class Decoder:
                 asize = min(asize, _REG_TABLE[reg_name][1])
         if base and base != "rip":
             base = _REG_TABLE[base][0]
-        if index:
+        if index and not vsib:
             index = _REG_TABLE[index][0]
         if not base and not index and ci.prefix[3] == 0x67:
             asize = 32
@@ -337,6 +349,14 @@ def _branch_text(insn: Insn, target: int | None = None) -> str:
         target = insn.operands[0].imm
     head = insn.text.rsplit(" ", 1)[0]
     return f"{head} {target if 0 <= target < 10 else hex(target)}"
+
+
+def _prefixed_vex(raw: bytes) -> bool:
+    """A VEX instruction with a 66, F2, F3 or LOCK prefix before its VEX prefix."""
+    i = 0
+    while i < len(raw) and raw[i] in _LEGACY_PREFIXES:
+        i += 1
+    return 0 < i < len(raw) and raw[i] in _VEX_ESCAPES and any(p in _SIMD_PREFIXES for p in raw[:i])
 
 
 _LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})

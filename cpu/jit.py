@@ -861,7 +861,7 @@ class Jit:
 
     def _slow_store(self, _ctx: int, address: int, size: int) -> int:
         val = self.ctx.val
-        value = val[0] | (val[1] << 64) if size == 128 else val[0]
+        value = sum(val[i] << (64 * i) for i in range(max(1, size // 64)))
         self.interp.code_written = False
         try:
             self.interp.mem._slow_store(address, size, value)

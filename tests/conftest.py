@@ -60,21 +60,22 @@ def same_as_native():
 
 @pytest.fixture(scope="session")
 def build_static(tmp_path_factory):
-    """build(source, opt) -> path of `gcc -static -{opt}` applied to the C file source, built once per session."""
+    """build(source, opt, flags=()) -> path of `gcc -static -{opt} {flags}` applied to the C file source, built
+    once per session."""
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.fail("gcc is not installed; the program tests need it: apt-get install -y gcc libc6-dev")
     out_dir = tmp_path_factory.mktemp("programs")
-    built: dict[tuple[Path, str], Path] = {}
+    built: dict[tuple[Path, str, tuple[str, ...]], Path] = {}
 
-    def build(source: Path, opt: str) -> Path:
-        if (source, opt) not in built:
-            binary = out_dir / f"{source.stem}-{opt}"
-            command = [gcc, "-static", f"-{opt}", "-o", str(binary), str(source), "-lm"]
+    def build(source: Path, opt: str, flags: tuple[str, ...] = ()) -> Path:
+        if (source, opt, flags) not in built:
+            binary = out_dir / "-".join((source.stem, opt, *(flag.strip("-") for flag in flags)))
+            command = [gcc, "-static", f"-{opt}", *flags, "-o", str(binary), str(source), "-lm"]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 pytest.fail(f"{' '.join(command)} failed:\n{result.stderr}")
-            built[source, opt] = binary
-        return built[source, opt]
+            built[source, opt, flags] = binary
+        return built[source, opt, flags]
 
     return build

@@ -27,6 +27,12 @@ FORMS = (
     "xmmword ptr [rax], xmm0", "qword ptr [rax]", "dword ptr [rax]", "byte ptr [rax]", "xmmword ptr [rax]", "0x401010",
     "al", "rax, qword ptr [rbx]", "eax, xmm0, 1", "xmm0, eax, 1", "word ptr [rax]", "8, 0", "rax, byte ptr [rbx]",
     "qword ptr [rax], rbx", "rax, rbx, rcx",
+    "ymm0, ymm1, ymm2", "ymm0, ymm1", "ymm0, ymm1, 1", "ymm0, ymm1, ymm2, 1", "xmm0, xmm1, xmm2", "xmm0, ymm1",
+    "ymm0, xmm1", "eax, ymm1", "xmm0, xmm1, eax", "xmm0, xmm1, qword ptr [rax]", "xmm0, xmm1, xmm2, 1",
+    "xmm0, xmm1, eax, 1", "ymm0, ymm1, xmm2", "ymm0, ymm1, xmm2, 1", "xmm0, ymm1, 1", "ymm0, ymm1, ymmword ptr [rax]",
+    "ymm0, ymmword ptr [rax]", "ymm0, xmmword ptr [rax]", "ymm0, dword ptr [rax]", "ymm0, ymm1, ymm2, ymm3",
+    "ymm0, [rax + ymm1*4], ymm2", "xmm0, [rax + ymm1*4], xmm2", "ymm0, [rax + xmm1*4], ymm2",
+    "ymm0, ymm1, ymmword ptr [rax], 1", "ymmword ptr [rax], ymm0, ymm1",
 )
 """Operand shapes tried, in order, with keystone until capstone decodes the same mnemonic back."""
 

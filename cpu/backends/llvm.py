@@ -96,8 +96,8 @@ def table_slot(rip: int) -> int:
 
 
 def _is_xmm(name: str) -> bool:
-    """A whole XMM register (two CpuState fields), as opposed to one of its halves."""
-    return name.startswith("xmm") and not name.endswith(("_lo", "_hi"))
+    """A whole XMM register or YMM upper half (two CpuState fields), as opposed to one of its u64 halves."""
+    return name.startswith(("xmm", "ymmh")) and not name.endswith(("_lo", "_hi"))
 
 
 def state_field(name: str) -> tuple[int, int]:

@@ -60,6 +60,7 @@ def load_all() -> dict[str, Semantic]:
     """Import every family module (they register themselves) and return the table."""
     from cpu.semantics import (  # noqa: F401
         aes,
+        avx,
         binary,
         bit,
         bmi,
@@ -67,7 +68,10 @@ def load_all() -> dict[str, Semantic]:
         control,
         crc32,
         datamov,
+        f16c,
         flagops,
+        fma,
+        gather,
         logical,
         mmx,
         muldiv,
@@ -85,7 +89,9 @@ def load_all() -> dict[str, Semantic]:
         string,
         system,
         transcendental,
+        vector,
         x87,
         x87_arith,
+        xsave,
     )
     return SEMANTICS

@@ -32,13 +32,14 @@ from cpu.flags import Flag
 from cpu.memory import MASK64
 from cpu.mmu import CR0_PG, CR0_WP, CR4_PGE, MAXPHYADDR
 from cpu.semantics import call, semantics
-from cpu.state import SEGMENTS
+from cpu.state import CR4_OSXSAVE, SEGMENTS
 
 CR0_PE, CR0_TS, CR0_ET, CR0_NW, CR0_CD = 1, 1 << 3, 1 << 4, 1 << 29, 1 << 30
 CR0_RESERVED = ~0xFFFF_FFFF & MASK64
 CR4_PSE, CR4_PAE = 1 << 4, 1 << 5
-CR4_SUPPORTED = (1 << 11) - 1
-"""VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT: the bits this CPU accepts (nothing newer is advertised)."""
+CR4_SUPPORTED = (1 << 11) - 1 | CR4_OSXSAVE
+"""VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT, and OSXSAVE (XSAVE, cpu.semantics.xsave): the bits this
+CPU accepts."""
 CR3_RESERVED = ~((1 << MAXPHYADDR) - 1) & MASK64
 """Bits 63:MAXPHYADDR of CR3 (no PCIDs, so bit 63 is reserved too)."""
 

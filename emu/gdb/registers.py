@@ -5,14 +5,16 @@ Follows the GDB manual, appendix "Target Descriptions" (the XML format,
 appendix "Remote Serial Protocol" (``g``/``G``/``p``/``P``: each register as
 its target-byte-order bytes, in register-number order, here little-endian).
 
-The description has three features, in the order GDB's amd64 register
+The description has four features, in the order GDB's amd64 register
 numbering expects (it needs the x87 registers before the XMM registers):
 
 - ``org.gnu.gdb.i386.core``: rax..r15 in GDB's order (rax rbx rcx rdx rsi
   rdi rbp rsp r8..r15), rip, eflags, the six selectors, st0-st7 and the x87
   control registers fctrl fstat ftag fiseg fioff foseg fooff fop;
 - ``org.gnu.gdb.i386.sse``: xmm0-xmm15 and mxcsr;
-- ``org.gnu.gdb.i386.segments``: fs_base and gs_base.
+- ``org.gnu.gdb.i386.segments``: fs_base and gs_base;
+- ``org.gnu.gdb.i386.avx``: ymm0h-ymm15h, bits 255:128 of YMM0-15 (gdb
+  builds ``$ymm0`` from ``$xmm0`` and ``$ymm0h``).
 
 A full-system machine's description (:data:`SYSTEM`) adds a fourth feature,
 ``org.emu.x86.system``, that GDB does not know by name and shows as it is
@@ -29,7 +31,7 @@ debugger is refused (writing the value they already hold is accepted, as a
 empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
 8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
 instruction and operand pointers and the last opcode are not modelled: they
-read as zero and writes to them are ignored.  Not described: AVX (ymm), the
+read as zero and writes to them are ignored.  Not described: AVX-512, the
 ``org.gnu.gdb.i386.linux`` feature (orig_rax), debug registers, GDTR/IDTR.
 """
 
@@ -64,13 +66,14 @@ _CORE = (
 _SSE = [Register(f"xmm{i}", 128, "vec128", "vector") for i in range(16)] + [Register("mxcsr", 32, "i386_mxcsr",
                                                                                       "vector")]
 _SEGMENTS = [Register("fs_base", 64, "int", "system"), Register("gs_base", 64, "int", "system")]
+_AVX = [Register(f"ymm{i}h", 128, "uint128", "vector") for i in range(16)]
 
 _SYSTEM = ([Register("kernel_gs_base", 64, "int64", "system")]
            + [Register(name, 64, f"x86_{name}" if name in CONTROL_BITS else "int64", "system")
               for name in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer")])
 
 FEATURES = (("org.gnu.gdb.i386.core", _CORE), ("org.gnu.gdb.i386.sse", _SSE),
-            ("org.gnu.gdb.i386.segments", _SEGMENTS))
+            ("org.gnu.gdb.i386.segments", _SEGMENTS), ("org.gnu.gdb.i386.avx", _AVX))
 SYSTEM_FEATURES = (*FEATURES, ("org.emu.x86.system", _SYSTEM))
 
 _EFLAGS_FIELDS = (("CF", 0, 0), ("", 1, 1), ("PF", 2, 2), ("AF", 4, 4), ("ZF", 6, 6), ("SF", 7, 7), ("TF", 8, 8),
@@ -130,6 +133,8 @@ def _read(state: CpuState, reg: Register) -> bytes:
         return read_register(state, physical_register(state, int(name[2:]))).to_bytes(10, "little")
     if name.startswith("xmm"):
         value = state.xmm(int(name[3:]))
+    elif name.startswith("ymm"):
+        value = state.ymm(int(name[3:-1])) >> 128
     elif name == "eflags":
         value = read_rflags(state)
     elif name == "fctrl":
@@ -158,6 +163,9 @@ def _write(state: CpuState, reg: Register, data: bytes) -> None:
         raise ValueError(f"{name} is read-only from the debugger (paging would change under the TLBs)")
     if name.startswith("xmm"):
         state.set_xmm(int(name[3:]), value)
+    elif name.startswith("ymm"):
+        i = int(name[3:-1])
+        state.set_ymm(i, state.xmm(i) | value << 128)
     elif name == "eflags":
         write_rflags(state, value)
     elif name == "fctrl":

@@ -11,6 +11,7 @@ from cpu.cpuid import FEATURE_BITS, level
 from cpu.exceptions import Vector
 from cpu.flags import Flag, read_rflags
 from cpu.msr import APIC_DEFAULT
+from cpu.state import CpuState
 from tests.system.baremetal import (
     GDT,
     KERNEL_CODE,
@@ -267,6 +268,16 @@ def test_control_and_debug_registers_read_back(bm: BareMetal) -> None:
     s = bm.state
     assert (s.r8, s.r9, s.dr7) == (5, 0x400, 0x400)
     assert s.r10 & (1 << 3) and not s.r11 & (1 << 3)
+
+
+def test_the_kernel_enables_avx_as_linux_does_cr4_osxsave_then_xsetbv(bm: BareMetal) -> None:
+    """Linux's fpu__init_cpu_xstate: CR4.OSXSAVE, then XCR0 = x87 | SSE | AVX; VEX instructions then run, and
+    XCR0 starts at its reset value, x87 only (SDM Vol. 3A, table 10-1)."""
+    bm.code("mov rax, cr4; bts rax, 18; mov cr4, rax; xor ecx, ecx; xgetbv; mov r8, rax; "
+            "mov eax, 7; xor edx, edx; xsetbv; xgetbv; mov r9, rax; vpcmpeqd ymm3, ymm3, ymm3; hlt")
+    bm.run()
+    assert (bm.state.r8, bm.state.r9, bm.state.xcr0, bm.state.ymm(3)) == (1, 7, 7, (1 << 256) - 1)
+    assert CpuState().xcr0 == 1
 
 
 def test_verw_sets_zf_for_a_writable_data_segment_as_linux_mds_clearing_uses_it(bm: BareMetal) -> None:
