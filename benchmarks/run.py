@@ -7,8 +7,15 @@ Reports (speed is measured here, never asserted in tests):
 - interpreter on a tight register loop, and unicorn (QEMU's TCG) on the same loop;
 - a compiled C workload (tests/programs/sha256.c, gcc -static -O2, 1 MiB): emu's guest
   instructions per second and wall time, native wall time, and qemu-x86_64's when installed;
+- floating point (benchmarks/programs/fp.c): a long double kernel (x87) and an AVX2/FMA one, the same
+  three ways;
 - booting the default guest to its /init marker: emu's wall time and guest instructions, and
-  qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed.
+  qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed; for each
+  emu boot, the Python tier's cost per translated block (the cold path) and the JIT's line, with its
+  compile time per block and share of the boot.
+
+emu runs as an installed copy does: with Python's bytecode cache (PYTHONDONTWRITEBYTECODE is
+dropped from its environment), so a run's start-up is not spent compiling emu's own modules.
 """
 
 from __future__ import annotations
@@ -90,9 +97,13 @@ def bench_loop_unicorn(iterations: int) -> float | None:
     return (3 * iterations + 2) / (time.perf_counter() - start)
 
 
+EMU_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+"""emu's environment: Python writes and reuses the bytecode of emu's modules, as in an installed copy."""
+
+
 def _time(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=EMU_ENV)
     return time.perf_counter() - start, proc
 
 
@@ -112,6 +123,28 @@ def bench_c_workload(size: int, workdir: Path, jit: str) -> dict[str, object]:
     return result
 
 
+FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
+"""benchmarks/programs/fp.c's two kernels and how each is built (the AVX2 one vectorised to 256-bit FMA)."""
+
+
+def bench_fp(kind: str, n: int, workdir: Path) -> dict[str, object]:
+    """One floating-point kernel under emu (wall time, guest instructions), natively and under qemu-x86_64."""
+    exe = workdir / f"fp-{kind}"
+    subprocess.run(["gcc", "-static", *FP_BUILDS[kind], "-o", str(exe), str(ROOT / "benchmarks/programs/fp.c")],
+                   check=True)
+    native_s, native = _time([str(exe), kind, str(n)])
+    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", str(exe), kind, str(n)])
+    if emu.stdout != native.stdout:
+        raise SystemExit(f"emu and native disagree on fp {kind}:\n{emu.stdout}{emu.stderr[-2000:]}\n"
+                         f"vs\n{native.stdout}")
+    match = re.search(r"(\d+) instructions", emu.stderr)
+    result: dict[str, object] = {"native_s": native_s, "emu_s": emu_s, "instructions": int(match[1]) if match else 0}
+    qemu = shutil.which("qemu-x86_64")
+    if qemu:
+        result["qemu_s"], _ = _time([qemu, "-cpu", "max", str(exe), kind, str(n)])
+    return result
+
+
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
 
 
@@ -124,14 +157,22 @@ def bench_boot(jit: str, cold: bool = False) -> dict[str, object]:
     emu = subprocess.run([sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd",
                           str(guest.initrd), "--rtc-base", "1700000000", "--script", "poweroff -f", "--stats",
                           f"--jit={jit}", *(["--no-code-cache"] if cold else [])],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=EMU_ENV)
     marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
     if emu.returncode != 0 or marker is None:
         raise SystemExit(f"emu boot failed:\n{emu.stdout[-2000:]}\n{emu.stderr[-2000:]}")
     result: dict[str, object] = {"emu_s": float(marker[2]), "instructions": int(marker[1])}
+    translated = re.search(r"^emu: (\d+) blocks translated(?: \(([\d.]+) ms each\))?", emu.stderr, re.M)
+    if translated and translated[2]:
+        result["translated"] = f"Python tier: {int(translated[1]):,} blocks translated, {translated[2]} ms each"
     jit_line = re.search(r"^emu: (JIT .*)$", emu.stderr, re.M)
     if jit_line:
         result["jit"] = jit_line[1]
+        compiled = re.search(r"(\d+) blocks compiled .* (\d+) ms compiling", jit_line[1])
+        if compiled and int(compiled[1]):
+            ms = int(compiled[2])
+            result["compile"] = (f"JIT compiling (its own thread): {ms / int(compiled[1]):.2f} ms per block, "
+                                 f"{ms / 1000 / float(marker[2]):.0%} of the boot's wall time")
     qemu = shutil.which("qemu-system-x86_64")
     if qemu:
         cmd = [qemu, "-M", "microvm,acpi=off", "-cpu", "qemu64,-apic", "-m", "128M", "-nographic", "-no-reboot",
@@ -158,6 +199,7 @@ def main() -> int:
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     os.chdir(ROOT)
+    subprocess.run([sys.executable, "-m", "emu", "--help"], env=EMU_ENV, capture_output=True, check=True)
     rows = []
     rate = bench_decoder(20_000 // scale)
     rows.append(("decoder (capstone -> Insn)", f"{rate / 1e3:,.1f} K insn/s", f"{1e6 / rate:.1f} us/insn"))
@@ -180,6 +222,13 @@ def main() -> int:
         rows.append(("sha256 1 MiB: qemu-x86_64", f"{c['qemu_s']:.3f} s", ""))
     else:
         rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
+    for kind, label, n in (("x87", "long double (x87)", 50_000 // scale), ("avx", "AVX2+FMA float", 200 // scale)):
+        with tempfile.TemporaryDirectory() as tmp:
+            fp = bench_fp(kind, n, Path(tmp))
+        ins, emu_s = fp["instructions"], fp["emu_s"]
+        versus = f", {emu_s / fp['qemu_s']:,.1f}x qemu-x86_64 ({fp['qemu_s']:.2f} s)" if "qemu_s" in fp else ""
+        rows.append((f"fp {label}, n={n:,}: emu", f"{emu_s:.2f} s",
+                     f"{ins / emu_s / 1e6:,.2f} M insn/s, native {fp['native_s']:.3f} s{versus}"))
     if not args.no_boot:
         for jit, cold in (("off", False), ("on", True), ("on", False)):
             boot = bench_boot(jit, cold)
@@ -187,8 +236,9 @@ def main() -> int:
             caches = "cold caches" if cold else "warm caches"
             rows.append((f"boot to /init: emu --jit={jit}, {caches}", f"{boot['emu_s']:.2f} s",
                          f"{boot['instructions']:,} guest insns{versus}"))
-            if "jit" in boot:
-                rows.append(("", "", boot["jit"]))
+            for line in ("translated", "jit", "compile"):
+                if line in boot:
+                    rows.append(("", "", boot[line]))
         if "qemu_s" in boot:
             rows.append(("boot to /init: qemu-system (TCG)", f"{boot['qemu_s']:.2f} s", ""))
         else:

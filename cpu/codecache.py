@@ -15,6 +15,8 @@ What a translation depends on, and so what the key covers:
   exactly the pages translation would fetch from are touched (:meth:`lookup`);
 * its start address: RIP-relative addresses and branch targets are constants
   in the generated code;
+* the CPU level (``cpu.cpuid``): an instruction whose feature the level lacks
+  translates to #UD (or TZCNT to BSF), so a block is kept per level;
 * the block-size limit (``Interpreter.max_block``).  One-instruction blocks
   (stepping, the end of an instruction budget) and blocks cut at a breakpoint
   are never stored, and a stored block is not used when a breakpoint falls
@@ -78,10 +80,11 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
     addr INTEGER NOT NULL,  -- start address, as a signed 64-bit integer
     lim INTEGER NOT NULL,   -- the block-size limit it was translated under
+    cpu TEXT NOT NULL,      -- the CPU level it was translated for (cpu.cpuid)
     code BLOB NOT NULL,     -- the guest bytes of its instructions
     span INTEGER NOT NULL,  -- bytes translation fetched from addr: offset of the last instruction + 15
     data BLOB NOT NULL,     -- marshal: (code object, instruction offsets, event, lines, snapshots)
-    PRIMARY KEY (addr, lim, code)
+    PRIMARY KEY (addr, lim, cpu, code)
 );
 CREATE TABLE IF NOT EXISTS natives (
     key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's blocks (addresses, bytes), the translator, the
@@ -198,7 +201,7 @@ class CodeCache:
         self.path = path
         self.error: str | None = None
         self.full = False
-        self.pending: list[tuple[int, int, bytes, int, bytes]] = []
+        self.pending: list[tuple[int, int, str, bytes, int, bytes]] = []
         self.pending_natives: list[tuple[bytes, bytes, bytes]] = []
         self._lock = threading.Lock()
         self.db: sqlite3.Connection | None = None
@@ -266,9 +269,9 @@ class CodeCache:
             self.db = None
 
     # -- reading ------------------------------------------------------------------------------
-    def lookup(self, rip: int, limit: int, fetch: Callable[[int, int], bytes], decoder: Decoder,
+    def lookup(self, rip: int, limit: int, fetch: Callable[[int, int], bytes], decoder: Decoder, cpu: str,
                breakpoints: frozenset[int] = frozenset()) -> Hit | None:
-        """The stored block translation would produce at ``rip`` now, or None.
+        """The stored block translation would produce at ``rip`` now for the CPU level ``cpu``, or None.
 
         ``fetch`` is the interpreter's instruction fetch.  It is called so
         that exactly the pages translation would read are read (a page walk
@@ -281,8 +284,8 @@ class CodeCache:
             return None
         try:
             with self._lock:
-                rows = self.db.execute("SELECT code, span, data FROM blocks WHERE addr = ? AND lim = ?",
-                                       (_signed(rip), limit)).fetchall()
+                rows = self.db.execute("SELECT code, span, data FROM blocks WHERE addr = ? AND lim = ? AND cpu = ?",
+                                       (_signed(rip), limit, cpu)).fetchall()
         except sqlite3.Error as err:
             self._fail(err)
             return None
@@ -306,8 +309,10 @@ class CodeCache:
         return None
 
     # -- writing ------------------------------------------------------------------------------
-    def store(self, rip: int, limit: int, insns: Sequence[Insn], translation: Translation, code: CodeType) -> None:
-        """Keep a block translation just produced (complete: not cut at a breakpoint or a decoding fault)."""
+    def store(self, rip: int, limit: int, cpu: str, insns: Sequence[Insn], translation: Translation,
+              code: CodeType) -> None:
+        """Keep a block translation just produced for the CPU level ``cpu`` (complete: not cut at a breakpoint
+        or a decoding fault)."""
         if self.db is None or self.full:
             return
         data_bytes = b"".join(insn.raw for insn in insns)
@@ -318,7 +323,7 @@ class CodeCache:
         except ValueError as err:
             self._fail(err)
             return
-        self.pending.append((_signed(rip), limit, data_bytes, offsets[-1] + MAX_INSN_LEN, data))
+        self.pending.append((_signed(rip), limit, cpu, data_bytes, offsets[-1] + MAX_INSN_LEN, data))
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
@@ -355,7 +360,7 @@ class CodeCache:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
-                    self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?)", rows)
+                    self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rows)
                     self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?, ?)", natives)
                     self.db.execute("COMMIT")
                 except BaseException:

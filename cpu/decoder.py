@@ -107,6 +107,7 @@ for _i in range(8, 16):
     _REG_TABLE[f"r{_i}b"] = (f"r{_i}", 8, False)
 for _i in range(16):
     _REG_TABLE[f"xmm{_i}"] = (f"xmm{_i}", 128, False)
+    _REG_TABLE[f"ymm{_i}"] = (f"ymm{_i}", 256, False)
 for _s in ("es", "cs", "ss", "ds", "fs", "gs"):
     _REG_TABLE[_s] = (_s, 16, False)
 for _i in (0, 2, 3, 4, 8):
@@ -115,6 +116,9 @@ for _i in (0, 2, 3, 4, 8):
 for _alias, _i in (("dr4", 6), ("dr5", 7), *((f"dr{_n}", _n) for _n in (0, 1, 2, 3, 6, 7))):
     _REG_TABLE[_alias] = (f"dr{_i}", 64, False)
 _REG_TABLE["rip"] = ("rip", 64, False)
+for _i in range(8):
+    _REG_TABLE[f"st({_i})"] = (f"st{_i}", 80, False)     # x87 ST(i), relative to TOP
+    _REG_TABLE[f"mm{_i}"] = (f"mm{_i}", 64, False)       # MMX: the low 64 bits of physical R_i
 
 _NAME_OF: dict[tuple[str, int, bool], str] = {v: k for k, v in _REG_TABLE.items()}
 
@@ -137,6 +141,11 @@ _MEMORY_SIZE = {"comisd": 64}
 _SSE_PREDICATES = ("eq", "lt", "le", "unord", "neq", "nlt", "nle", "ord")
 _SSE_COMPARE = re.compile(rf"cmp({'|'.join(_SSE_PREDICATES)})(ss|sd|ps|pd)")
 """CMPSS/CMPSD/CMPPS/CMPPD pseudo-op spelling: predicate (SDM Vol. 2A, CMPPS table 3-7), then shape."""
+_VEX_COMPARE = re.compile(r"vcmp\w*(ss|sd|ps|pd)")
+"""VCMPPS and the others: capstone names all 32 predicates as pseudo-ops (``vcmpneq_usps``) under one id."""
+_VEX_ESCAPES = (0xC4, 0xC5)
+_SIMD_PREFIXES = frozenset({0x66, 0xF2, 0xF3, 0xF0})
+"""Prefixes that make a following VEX prefix #UD (SDM Vol. 2A, 2.3.2); capstone accepts 66, F2 and F3 there."""
 
 
 class Decoder:
@@ -268,8 +277,15 @@ class Decoder:
             # and reports a wrong instruction id (cmpordss -> "cmpxchg16b"): restore both
             mnemonic = "cmp" + compare[2]
             operands.append(Operand(Kind.IMM, 8, imm=_SSE_PREDICATES.index(compare[1])))
+        elif name == "fadd" and mnemonic_text == "faddp":
+            mnemonic = "faddp"          # capstone 5 gives FADDP (DE C0+i) FADD's instruction id
+        elif name == "vcmp" and (compare := _VEX_COMPARE.fullmatch(mnemonic_text)) is not None:
+            mnemonic = "vcmp" + compare[1]         # the predicate is the last byte, imm8
+            operands.append(Operand(Kind.IMM, 8, imm=ci.bytes[-1]))
         elif name in ("jmp", "call") and _is_far_indirect(ci):
             mnemonic = "l" + name       # capstone names FF /3 and FF /5 without REX.W as near (m16:32 far)
+        if _prefixed_vex(bytes(ci.bytes)):
+            raise UndefinedOpcode(f"a 66, F2, F3 or F0 prefix before VEX in `{text}` at {ci.address:#x}")
         insn = Insn(
             address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=mnemonic, text=text,
             operands=tuple(operands), rep=prefix[0] == _PREFIX_REP, repne=prefix[0] == _PREFIX_REPNE,
@@ -299,7 +315,8 @@ class Decoder:
             raise UndefinedOpcode(f"32-bit RIP-relative addressing in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
         if index in ("riz", "eiz"):              # SIB byte with no index register
             index = ""
-        for reg_name in (base, index):
+        vsib = index.startswith(("xmm", "ymm"))             # VSIB (gathers): a vector of indices, read by the semantics
+        for reg_name in (base, "" if vsib else index):
             if reg_name and reg_name != "rip":
                 if reg_name not in _REG_TABLE or _REG_TABLE[reg_name][1] not in (32, 64):
                     raise UndefinedOpcode(f"address register {reg_name} in `{ci.mnemonic} {ci.op_str}` "
@@ -307,7 +324,7 @@ class Decoder:
                 asize = min(asize, _REG_TABLE[reg_name][1])
         if base and base != "rip":
             base = _REG_TABLE[base][0]
-        if index:
+        if index and not vsib:
             index = _REG_TABLE[index][0]
         if not base and not index and ci.prefix[3] == 0x67:
             asize = 32
@@ -334,15 +351,40 @@ def _branch_text(insn: Insn, target: int | None = None) -> str:
     return f"{head} {target if 0 <= target < 10 else hex(target)}"
 
 
+def _prefixed_vex(raw: bytes) -> bool:
+    """A VEX instruction with a 66, F2, F3 or LOCK prefix before its VEX prefix."""
+    i = 0
+    while i < len(raw) and raw[i] in _LEGACY_PREFIXES:
+        i += 1
+    return 0 < i < len(raw) and raw[i] in _VEX_ESCAPES and any(p in _SIMD_PREFIXES for p in raw[:i])
+
+
 _LEGACY_PREFIXES = frozenset({0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67})
+
+
+def _prefix_run(raw: bytes) -> int:
+    """How many legacy prefix and REX bytes an instruction starts with."""
+    end = 0
+    while end < len(raw) and (raw[end] in _LEGACY_PREFIXES or 0x40 <= raw[end] <= 0x4F):
+        end += 1
+    return end
+
+
+def legacy_prefixes(raw: bytes) -> bytes:
+    """The legacy prefix bytes an instruction starts with (SDM Vol. 2A, 2.1.1), in order."""
+    return bytes(b for b in raw[:_prefix_run(raw)] if b in _LEGACY_PREFIXES)
+
+
+def operand_size_16(raw: bytes) -> bool:
+    """Does a 0x66 prefix select the 16-bit operand size, i.e. is there one and no REX.W (SDM Vol. 2A, 2.2.1.2)?"""
+    end = _prefix_run(raw)
+    return 0x66 in raw[:end] and not (end and 0x48 <= raw[end - 1] <= 0x4F)
 
 
 def _is_far_indirect(ci: capstone.CsInsn) -> bool:
     """FF /3 (CALL m16:xx) or FF /5 (JMP m16:xx): far transfers through memory (SDM Vol. 2A, CALL/JMP)."""
     raw = bytes(ci.bytes)
-    i = 0
-    while i < len(raw) and (raw[i] in _LEGACY_PREFIXES or 0x40 <= raw[i] <= 0x4F):
-        i += 1
+    i = _prefix_run(raw)
     return i + 1 < len(raw) and raw[i] == 0xFF and ((raw[i + 1] >> 3) & 7) in (3, 5) and raw[i + 1] >> 6 != 3
 
 

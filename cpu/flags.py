@@ -148,6 +148,8 @@ UNDEFINED: dict[str, int] = {
     **{m: int(Flag.OF | Flag.SF | Flag.AF | Flag.PF) for m in ("bt", "bts", "btr", "btc")},
     **{m: int(Flag.CF | Flag.OF | Flag.SF | Flag.AF | Flag.PF) for m in ("bsf", "bsr")},
     **{m: int(Flag.OF | Flag.SF | Flag.AF | Flag.PF) for m in ("tzcnt", "lzcnt")},
+    **{m: int(Flag.AF | Flag.PF) for m in ("andn", "blsi", "blsmsk", "blsr", "bzhi")},
+    "bextr": int(Flag.AF | Flag.SF | Flag.PF),
     "popcnt": 0,
 }
 """Always-undefined flags.  Shifts and rotates add count-dependent ones: see

@@ -40,6 +40,8 @@ rather than interpreted micro-op by micro-op.
 from __future__ import annotations
 
 import builtins
+import random
+import time
 from dataclasses import dataclass
 from enum import Enum
 from types import CodeType, FunctionType, TracebackType
@@ -47,6 +49,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cpu import flags
 from cpu.backends.python import PyOps, Translation, field_store
+from cpu.cpuid import CpuLevel, level
 from cpu.decoder import Decoder, Insn, safe_fetch
 from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector, accepts_interrupt
 from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
@@ -130,14 +133,19 @@ class Interpreter:
     """Runs guest code on a CpuState and a Memory."""
 
     def __init__(self, state: CpuState, memory: Memory, *, max_block: int = MAX_BLOCK,
-                 code_cache: CodeCache | None = None) -> None:
+                 code_cache: CodeCache | None = None, cpu: CpuLevel | None = None,
+                 entropy_seed: int | None = None) -> None:
         """``code_cache``: where to look for blocks translated by earlier runs, and keep new ones
-        (``cpu.codecache``); None (the default) translates everything here."""
+        (``cpu.codecache``); None (the default) translates everything here.  ``cpu``: the CPU level
+        (``cpu.cpuid``; default ``max``): what CPUID says, and which instructions raise #UD.
+        ``entropy_seed``: the seed of RDRAND and RDSEED (default: from the host's random source)."""
         self.state = state
+        self.level = cpu if cpu is not None else level()
+        self.entropy = random.Random(entropy_seed)
         self.mem = memory
         self.max_block = max_block
         self.decoder = Decoder()
-        self.semantics = load_all()
+        load_all()                      # the registry: HELPERS and CALLS are bound into generated code below
         self.blocks: dict[int, Block] = {}
         self.single: dict[int, Block] = {}
         self.variants: dict[tuple[int, int], Block] = {}
@@ -162,6 +170,8 @@ class Interpreter:
         self.translated = 0
         """Instructions translated here (not counting blocks that came from the code cache)."""
         self.blocks_translated = 0
+        self.translate_seconds = 0.0
+        """Host time spent translating those blocks (decoding, lowering, ``compile()``): the cold path's cost."""
         self.blocks_cached = 0
         """Blocks taken from the code cache instead of translated."""
         self.breakpoints: frozenset[int] = frozenset()
@@ -205,7 +215,10 @@ class Interpreter:
 
     def translation_summary(self) -> str:
         """``N blocks translated, M from the code cache``, and why the cache is off when it is."""
-        text = f"{self.blocks_translated} blocks translated, {self.blocks_cached} from the code cache"
+        text = f"{self.blocks_translated} blocks translated"
+        if self.blocks_translated:
+            text += f" ({self.translate_seconds / self.blocks_translated * 1e3:.3f} ms each)"
+        text += f", {self.blocks_cached} from the code cache"
         if self.code_cache is None:
             return text + " (code cache off)"
         if self.code_cache.error is not None:
@@ -219,18 +232,21 @@ class Interpreter:
     def translate(self, rip: int, max_insns: int) -> Block:
         """The block at ``rip``, from the code cache or translated; a fault here means its first instruction faulted."""
         cache = self.code_cache if max_insns == self.max_block > 1 else None
-        hit = None if cache is None else cache.lookup(rip, max_insns, self.fetch, self.decoder, self.breakpoints)
+        hit = None if cache is None else cache.lookup(rip, max_insns, self.fetch, self.decoder, self.level.name,
+                                                      self.breakpoints)
         if hit is not None:
             self.blocks_cached += 1
             code, translation, end = hit
         else:
+            started = time.perf_counter()
             insns, translation, complete = self._translate(rip, max_insns)
             code = _compile_block(translation.source, rip)
+            self.translate_seconds += time.perf_counter() - started
             self.blocks_translated += 1
             self.translated += len(insns)
             end = insns[-1].next
             if cache is not None and complete:
-                cache.store(rip, max_insns, insns, translation, code)
+                cache.store(rip, max_insns, self.level.name, insns, translation, code)
         first_vpn, last_vpn = rip >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
         pages = [(first_vpn, self.mem.entry(rip, FETCH))]
         if last_vpn != first_vpn:
@@ -272,10 +288,10 @@ class Interpreter:
         return insns, ops.finish(insns), complete
 
     def lower(self, ops: Ops, insn: Insn) -> None:
-        """Run ``insn``'s semantics through ``ops`` (any backend); #UD for what has none."""
-        semantic = self.semantics.get(insn.mnemonic)
+        """Run ``insn``'s semantics through ``ops`` (any backend); #UD for what has none on this CPU level."""
+        semantic, why = self.level.semantic(insn.mnemonic)
         if semantic is None:
-            ops.fault(Vector.UD, detail=unimplemented(insn))
+            ops.fault(Vector.UD, detail=unimplemented(insn, why))
             return
         try:
             semantic(ops, insn, *insn.operands)
@@ -500,8 +516,11 @@ def _block_line(tb: TracebackType | None, code: object) -> tuple[dict, int] | No
     return None
 
 
-def unimplemented(insn: Insn) -> str:
-    return f"no semantics for `{insn.text}` (bytes {insn.raw.hex(' ')}) at {insn.address:#x}"
+def unimplemented(insn: Insn, why: str = "") -> str:
+    """The #UD detail of an instruction the translator cannot run: it has no semantics, or ``why``
+    (the CPU level lacks its feature); then the instruction, its bytes and its address."""
+    where = f"`{insn.text}` (bytes {insn.raw.hex(' ')}) at {insn.address:#x}"
+    return f"{why}: {where}" if why else f"no semantics for {where}"
 
 
 __all__ = ["Exit", "ExitKind", "Interpreter"]

@@ -589,8 +589,9 @@ class Jit:
 
     def _key(self, blocks: Sequence[Block]) -> bytes:
         """What the module of ``blocks`` is a function of (with the translator, which names the cache file):
-        their addresses and bytes, the names and exit-site numbers it starts from, the LLVM target."""
-        digest = hashlib.sha256(f"{self.engine.fingerprint}\n{self.engine.counter}\n{len(self.sites)}".encode())
+        their addresses and bytes, the names and exit-site numbers it starts from, the LLVM target, the CPU level."""
+        digest = hashlib.sha256(f"{self.engine.fingerprint}\n{self.engine.counter}\n{len(self.sites)}\n"
+                                f"{self.interp.level.name}".encode())
         for block in blocks:
             insns = block.translation.insns
             code = insns.code if isinstance(insns, StoredInsns) else b"".join(insn.raw for insn in insns)
@@ -684,9 +685,9 @@ class Jit:
         try:
             for insn in insns:
                 ops.begin(insn)
-                semantic = self.interp.semantics.get(insn.mnemonic)
+                semantic, why = self.interp.level.semantic(insn.mnemonic)
                 if semantic is None:
-                    ops.fault(Vector.UD, detail=unimplemented(insn))
+                    ops.fault(Vector.UD, detail=unimplemented(insn, why))
                 else:
                     semantic(ops, insn, *insn.operands)
                 ops.end()
@@ -860,7 +861,7 @@ class Jit:
 
     def _slow_store(self, _ctx: int, address: int, size: int) -> int:
         val = self.ctx.val
-        value = val[0] | (val[1] << 64) if size == 128 else val[0]
+        value = sum(val[i] << (64 * i) for i in range(max(1, size // 64)))
         self.interp.code_written = False
         try:
             self.interp.mem._slow_store(address, size, value)

@@ -263,7 +263,7 @@ class Memory:
         return bytes(out[:limit])
 
     def load(self, address: int, size: int) -> int:
-        """Load ``size`` bits (8..128), little-endian, through the slow path."""
+        """Load ``size`` bits (8..256), little-endian, through the slow path."""
         return int.from_bytes(self.read(address, size // 8), "little")
 
     def store(self, address: int, size: int, value: int) -> None:
@@ -314,6 +314,13 @@ class Memory:
                 return u64(e[0], b)[0] | (u64(e[0], b + 8)[0] << 64)
             return slow_load(a, 128)
 
+        def ld256(a: int) -> int:
+            e = rget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFE0:
+                return int.from_bytes(e[0][e[1] + o:e[1] + o + 32], "little")
+            return slow_load(a, 256)
+
         def st8(a: int, v: int) -> None:
             e = wget(a >> 12)
             if e is not None:
@@ -355,7 +362,16 @@ class Memory:
             else:
                 slow_store(a, 128, v)
 
-        return {8: ld8, 16: ld16, 32: ld32, 64: ld64, 128: ld128}, {8: st8, 16: st16, 32: st32, 64: st64, 128: st128}
+        def st256(a: int, v: int) -> None:
+            e = wget(a >> 12)
+            o = a & 0xFFF
+            if e is not None and o <= 0xFE0:
+                e[0][e[1] + o:e[1] + o + 32] = v.to_bytes(32, "little")
+            else:
+                slow_store(a, 256, v)
+
+        return ({8: ld8, 16: ld16, 32: ld32, 64: ld64, 128: ld128, 256: ld256},
+                {8: st8, 16: st16, 32: st32, 64: st64, 128: st128, 256: st256})
 
     def _slow_load(self, address: int, size: int) -> int:
         return self.load(address & MASK64, size)

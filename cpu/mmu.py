@@ -107,8 +107,10 @@ class Level:
         return f"{self.name} @ {self.address:#x} = {self.value:#018x} [{self.flags}]"
 
 
-_A, _D = int(Pte.A), int(Pte.D)
-"""Plain ints for the A/D update on every page walk (IntFlag arithmetic is slow)."""
+_P, _RW, _US, _A, _D, _PS, _G, _XD = (int(bit) for bit in (Pte.P, Pte.RW, Pte.US, Pte.A, Pte.D, Pte.PS, Pte.G,
+                                                             Pte.XD))
+"""The bits as plain ints for the page walk: arithmetic with IntFlag members costs about 1 us each, a boot
+makes some 20 k walks of a dozen such operations."""
 
 
 class Walk:
@@ -186,7 +188,7 @@ class Mmu(Memory):
             walk.paddr, walk.page_size = vaddr, PAGE_SIZE
             return walk
         nxe = s.efer & EFER_NXE
-        reserved_all = HIGH_RESERVED | (0 if nxe else Pte.XD)
+        reserved_all = HIGH_RESERVED | (0 if nxe else _XD)
         table = s.cr3 & ADDRESS_MASK
         writable = user = True
         no_exec = False
@@ -194,15 +196,15 @@ class Mmu(Memory):
             address = table + 8 * ((vaddr >> shift) & 0x1FF)
             value = self._entry_at(address)
             walk.levels.append(Level(level, name, address, value))
-            if not value & Pte.P:
+            if not value & _P:
                 return self._refuse(walk, False, f"{name} not present")
-            large = level in (2, 3) and value & Pte.PS
-            reserved = reserved_all | (Pte.PS if level == 4 else 0) | (LARGE_RESERVED[level] if large else 0)
+            large = level in (2, 3) and value & _PS
+            reserved = reserved_all | (_PS if level == 4 else 0) | (LARGE_RESERVED[level] if large else 0)
             if value & reserved:
                 return self._refuse(walk, True, f"reserved bits {value & reserved:#x} set in {name}", PFError.RSVD)
-            writable = writable and bool(value & Pte.RW)
-            user = user and bool(value & Pte.US)
-            no_exec = no_exec or bool(nxe and value & Pte.XD)
+            writable = writable and bool(value & _RW)
+            user = user and bool(value & _US)
+            no_exec = no_exec or bool(nxe and value & _XD)
             if large or level == 1:
                 break
             table = value & ADDRESS_MASK
@@ -217,7 +219,7 @@ class Mmu(Memory):
             self._set_accessed(walk, access == WRITE)
         walk.paddr = (value & ADDRESS_MASK & ~(size - 1)) | (vaddr & (size - 1))
         walk.page_size = size
-        walk.global_ = bool(value & Pte.G)
+        walk.global_ = bool(value & _G)
         return walk
 
     def _refuse(self, walk: Walk, present: bool, reason: str, extra: int = 0) -> Walk:
@@ -282,11 +284,15 @@ class Mmu(Memory):
         writers: dict[int, set[int]] = {}
         for tlb in self.tlb_sets:
             for access, t in enumerate(tlb):
-                survivors = {vpn: t[vpn] for vpn in kept if vpn in t}
-                t.clear()
-                t.update(survivors)
+                if not kept:
+                    t.clear()
+                    continue
+                # Drop the others one by one rather than clear and re-insert the survivors: the kernel's
+                # global pages are most of a TLB, and each insertion re-pins its page for the JIT's mirror.
+                for vpn in [vpn for vpn in t if vpn not in kept]:
+                    del t[vpn]
                 if access == WRITE:
-                    for vpn, entry in survivors.items():
+                    for vpn, entry in t.items():
                         writers.setdefault(entry[1] >> PAGE_SHIFT, set()).add(vpn)
         self.writers = writers
 
@@ -303,7 +309,8 @@ class Mmu(Memory):
             self.global_vpns.discard(v)
             for tlb in self.tlb_sets:
                 for t in tlb:
-                    t.pop(v, None)
+                    if v in t:          # most TLBs lack the page: skip the mirror's bookkeeping then
+                        del t[v]
 
     def _physical_write(self, address: int, length: int) -> None:
         """A device or loader wrote guest RAM directly: drop code translated from those pages."""

@@ -17,8 +17,16 @@ never acted on), the MSRs ``cpu.msr`` implements, and ``shadow_until``: the
 retired-instruction count before which maskable interrupts are inhibited
 after STI or MOV SS (SDM Vol. 3A, 6.8.3).
 
-Not modelled here: AVX state, the x87 stack contents beyond what FXSAVE needs
-(kept as raw 80-bit slots), segment descriptor caches beyond the FS/GS bases.
+The x87 registers are the physical R0-R7 (SDM Vol. 1, 8.1.2), each as ``mm<i>`` (the 64-bit
+significand, which is also MMX register MMi, 9.5) and ``fpr<i>_exp`` (sign and biased
+exponent); ``fsw`` holds TOP, ``ftw`` the abridged tag byte (``cpu.semantics.fpu``).
+
+AVX state (SDM Vol. 1, 14.1 and 13.1): ``ymmh{i}_lo``/``ymmh{i}_hi`` hold bits
+255:128 of YMM{i} (bits 127:0 are XMM{i}), and ``xcr0`` is XCR0, the
+extended-feature enable register XSETBV writes.  They come after every older
+field, so no field's offset moved when they were added.
+
+Not modelled here: segment descriptor caches beyond the FS/GS bases.
 """
 
 from __future__ import annotations
@@ -30,6 +38,13 @@ GPR64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
 """General-purpose registers in encoding order (SDM Vol. 2A, table 2-2)."""
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")
+
+CR4_OSXSAVE = 1 << 18
+"""CR4.OSXSAVE: the OS supports XSAVE; XGETBV, XSETBV and the VEX instructions #UD without it (SDM Vol. 3A, 2.5)."""
+XCR0_X87, XCR0_SSE, XCR0_AVX = 1 << 0, 1 << 1, 1 << 2
+"""XCR0 bits: the state components XSAVE manages and that VEX needs enabled (SDM Vol. 1, 13.3)."""
+XCR0_RESET = XCR0_X87
+"""XCR0 after power-up or reset (SDM Vol. 3A, table 10-1): x87 only."""
 
 _U64 = ctypes.c_uint64
 _U32 = ctypes.c_uint32
@@ -48,7 +63,7 @@ class CpuState(ctypes.Structure):
         + [("fs_base", _U64), ("gs_base", _U64), ("kernel_gs_base", _U64)]
         + [(f"xmm{i}_{half}", _U64) for i in range(16) for half in ("lo", "hi")]
         + [("mxcsr", _U32), ("fcw", _U16), ("fsw", _U16), ("ftw", _U16)]
-        + [("st_raw", ctypes.c_uint8 * 80)]
+        + [field for i in range(8) for field in ((f"mm{i}", _U64), (f"fpr{i}_exp", _U16))]
         + [("cr0", _U64), ("cr2", _U64), ("cr3", _U64), ("cr4", _U64),
            ("cr8", _U64), ("efer", _U64), ("dr7", _U64), ("cpl", _U32)]
         + [("gdtr_base", _U64), ("gdtr_limit", _U32),
@@ -61,6 +76,8 @@ class CpuState(ctypes.Structure):
         + [("dr0", _U64), ("dr1", _U64), ("dr2", _U64), ("dr3", _U64), ("dr6", _U64),
            ("tsc_aux", _U64), ("sysenter_cs", _U64), ("sysenter_esp", _U64), ("sysenter_eip", _U64),
            ("shadow_until", _U64)]
+        + [(f"ymmh{i}_{half}", _U64) for i in range(16) for half in ("lo", "hi")]
+        + [("xcr0", _U64)]
     )
 
     def reset_user(self) -> None:
@@ -72,6 +89,13 @@ class CpuState(ctypes.Structure):
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
         self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
+        self.cr4 = 1 << 16 | CR4_OSXSAVE   # and CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3;
+        self.xcr0 = XCR0_X87 | XCR0_SSE | XCR0_AVX   # CR4.OSXSAVE and XCR0: Linux enables every XSAVE component
+        self.cr0 = 0x20              # CR0.NE as under Linux: an unmasked x87 exception raises #MF (SIGFPE)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.xcr0 = XCR0_RESET       # a machine's power-on value; every other field starts at zero
 
     def xmm(self, i: int) -> int:
         """XMM register ``i`` as a 128-bit integer."""
@@ -80,3 +104,13 @@ class CpuState(ctypes.Structure):
     def set_xmm(self, i: int, value: int) -> None:
         setattr(self, f"xmm{i}_lo", value & 0xFFFF_FFFF_FFFF_FFFF)
         setattr(self, f"xmm{i}_hi", (value >> 64) & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def ymm(self, i: int) -> int:
+        """YMM register ``i`` as a 256-bit integer (XMM ``i`` in its low half)."""
+        high = getattr(self, f"ymmh{i}_lo") | (getattr(self, f"ymmh{i}_hi") << 64)
+        return self.xmm(i) | (high << 128)
+
+    def set_ymm(self, i: int, value: int) -> None:
+        self.set_xmm(i, value)
+        setattr(self, f"ymmh{i}_lo", (value >> 128) & 0xFFFF_FFFF_FFFF_FFFF)
+        setattr(self, f"ymmh{i}_hi", (value >> 192) & 0xFFFF_FFFF_FFFF_FFFF)

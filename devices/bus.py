@@ -42,6 +42,13 @@ class Bus:
         self._bases.insert(i, base)
         self._ranges.insert(i, (base, length, device, name or type(device).__name__))
 
+    def unmap(self, base: int) -> None:
+        """Remove the mapping that starts at ``base`` (a PCI BAR moving or being disabled)."""
+        i = bisect.bisect_left(self._bases, base)
+        if i < len(self._bases) and self._bases[i] == base:
+            del self._bases[i]
+            del self._ranges[i]
+
     def find(self, address: int) -> tuple[int, Device] | None:
         """The device mapped at ``address`` and the offset within it."""
         i = bisect.bisect(self._bases, address) - 1

@@ -21,7 +21,10 @@ Not modelled:
   on the rising edge and held in IRR until INTA even if the line drops first (so devices may ``pulse``).  A
   request that vanishes before INTA (a level-triggered input lowered, or an edge request masked) still yields
   the default IR7 with no ISR bit set, as the datasheet describes.
-- The ELCR (ports 0x4D0/0x4D1) belongs to the chipset, not to the 8259A, and is not here.
+- The ELCR (ports 0x4D0/0x4D1) belongs to the chipset (Intel 82371 PIIX3 datasheet, "ELCR1/ELCR2 - Edge/Level
+  Control Registers"), not to the 8259A; :class:`Elcr` models it here because it only changes how an IR input is
+  sensed: a set bit makes that input level sensitive as LTIM does for the whole chip, so a shared PCI INTx line
+  that stays high is seen again after EOI.  IRQ 0, 1, 2, 8 and 13 are wired on the board and always edge.
 - Wider accesses act on the addressed register only (the ports are 8 bits wide; Linux uses outb/inb).
 - ICW1 does not say what happens to IRR and ISR; both are cleared.
 """
@@ -116,6 +119,8 @@ class Pic8259State:
     vector_base: int = 0
     """T7-T3 from ICW2; the vector is vector_base | level."""
     icw1: ICW1 = ICW1.INIT | ICW1.IC4
+    elcr: int = 0
+    """The chipset's edge/level control bits for this chip's inputs: 1 = level sensitive."""
     icw3: int = 0
     """Master: a bit per IR with a slave; slave: its cascade identity."""
     icw4: ICW4 = ICW4.UPM
@@ -151,10 +156,22 @@ class Pic8259:
         bit = 1 << ir
         rising = level and not s.lines & bit
         s.lines = s.lines | bit if level else s.lines & ~bit
-        if ICW1.LTIM in s.icw1:
+        if self.level_sensitive() & bit:
             s.irr = s.irr | bit if level else s.irr & ~bit
         elif rising:
             s.irr |= bit
+
+    def level_sensitive(self) -> int:
+        """The inputs whose request follows the line's level (ICW1 LTIM for all, else the ELCR's bits)."""
+        return 0xFF if ICW1.LTIM in self.state.icw1 else self.state.elcr
+
+    def set_elcr(self, bits: int) -> None:
+        """The chipset changed which inputs are level sensitive: a level input's request is its line now."""
+        s = self.state
+        s.elcr = bits & 0xFF
+        level = self.level_sensitive()
+        s.irr = s.irr & ~level | s.lines & level
+        self.on_change()
 
     # -- priority resolution ------------------------------------------------------------------------------------
 
@@ -204,7 +221,7 @@ class Pic8259:
         if ir is None:
             return None
         bit = 1 << ir
-        if ICW1.LTIM not in s.icw1:
+        if not self.level_sensitive() & bit:
             s.irr &= ~bit
         if ICW4.AEOI in s.icw4:
             if s.rotate_in_aeoi:
@@ -265,7 +282,7 @@ class Pic8259:
         s.init_step = InitStep.ICW2
         s.imr = 0
         s.isr = 0
-        s.irr = s.lines if ICW1.LTIM in icw1 else 0  # edge sense reset: an input must rise again
+        s.irr = s.lines & self.level_sensitive()  # edge sense reset: an edge input must rise again
         s.lowest_priority = 7
         s.special_mask = False
         s.read_isr = False
@@ -306,7 +323,7 @@ class Pic8259:
     def info(self) -> str:
         s = self.state
         mode = "level" if ICW1.LTIM in s.icw1 else "edge"
-        extras = [mode]
+        extras = [mode if not s.elcr or mode == "level" else f"edge elcr={s.elcr:02x}"]
         if ICW4.AEOI in s.icw4:
             extras.append("auto-eoi")
         if s.special_mask:
@@ -375,3 +392,21 @@ class Pic8259Pair:
     def info(self) -> str:
         """Text for `info pic`."""
         return f"{self.master.info()}\n{self.slave.info()}\nintr={int(self._intr)}"
+
+
+class Elcr:
+    """ELCR1 (port 0x4D0, IRQ 0-7) and ELCR2 (0x4D1, IRQ 8-15) of the PIIX: which IRQ inputs are level sensitive.
+
+    A bus device of two 8-bit ports; offset 0 is the master's register, offset 1 the slave's."""
+
+    EDGE_ONLY = (0x07, 0x21)
+    """Bits that read 0 and cannot be set: IRQ 0-2 on the master, IRQ 8 and 13 on the slave (board wiring)."""
+
+    def __init__(self, pair: Pic8259Pair) -> None:
+        self.chips = (pair.master, pair.slave)
+
+    def read(self, offset: int, size: int) -> int:
+        return self.chips[offset & 1].state.elcr
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.chips[offset & 1].set_elcr(value & ~self.EDGE_ONLY[offset & 1])

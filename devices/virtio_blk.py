@@ -107,7 +107,7 @@ class VirtioBlkState:
 
 
 class VirtioBlk:
-    """A :class:`devices.virtio_mmio.VirtioDevice` backed by an image file."""
+    """A :class:`devices.virtio.VirtioDevice` backed by an image file."""
 
     name = "virtio-blk"
     device_id = DEVICE_ID

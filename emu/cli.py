@@ -26,12 +26,27 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cpu.cpuid import CpuLevel
     from emu.debug.repl import Debugger
+    from emu.machine.debian_guest import DebianImage
     from emu.machine.guest import GuestImage
     from emu.machine.pc import Machine, MachineStop
 
 
 JIT_MODES = ("off", "on", "eager")
+
+
+def _cpu_level(args: argparse.Namespace) -> CpuLevel | None:
+    """The CPU level the command runs: --cpu, else EMU_CPU, else max; None (and a message) when bad."""
+    from cpu.cpuid import UnknownLevel, level
+
+    name = args.cpu or os.environ.get("EMU_CPU") or "max"
+    try:
+        return level(name)
+    except UnknownLevel as err:
+        source = "--cpu" if args.cpu else "EMU_CPU"
+        print(f"emu: error: {str(err).replace('--cpu', source, 1)}", file=sys.stderr)
+        return None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -48,11 +63,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"emu: error: --env expects NAME=VALUE, got {item!r}", file=sys.stderr)
                 return 2
             env[key] = value
+    cpu = _cpu_level(args)
+    if cpu is None:
+        return 2
     if args.gdb is not None:
         from emu.gdb.stub import serve_program
 
         return serve_program([args.program, *args.args], env, args.gdb, seed=args.seed,
-                             deterministic=args.deterministic)
+                             deterministic=args.deterministic, cpu=cpu)
     jit = _jit_mode(args, "on")
     if jit is None:
         return 2
@@ -61,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ignored, _, blocked = args.signal_state.partition(":")
         signal_state = int(ignored, 16), int(blocked or "0", 16)
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
-                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit, sysroot=args.sysroot,
+                       stats=args.stats, code_cache=not args.no_code_cache, jit=jit, cpu=cpu, sysroot=args.sysroot,
                        argv0=args.argv0, signal_state=signal_state, die_by_signal=True, aslr=args.aslr,
                        inherit_fds=True)
 
@@ -138,9 +156,13 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     if args.program is None:
         print("emu: error: emu debug needs a PROGRAM, or --boot for the full-system machine", file=sys.stderr)
         return 2
+    jit = _jit_mode(args, "off")
+    cpu = _cpu_level(args)
+    if jit is None or cpu is None:
+        return 2
     try:
         process = Process(args.program, [args.program, *args.args], os.environ, seed=args.seed,
-                          deterministic=args.deterministic)
+                          deterministic=args.deterministic, jit=jit, cpu=cpu)
         symbols = elf_symbols(args.program, process.image.data, process.image.bias)
         for path in args.symbols:
             symbols = symbols.merge(load_symbols(path))
@@ -214,35 +236,51 @@ def _debug_machine(args: argparse.Namespace) -> int:
 
 
 def _make_machine(args: argparse.Namespace,
-                  output: Callable[[bytes], None]) -> tuple[Machine, GuestImage | None] | None:
+                  output: Callable[[bytes], None]) -> tuple[Machine, GuestImage | DebianImage | None] | None:
     """The machine the --kernel/--initrd/--disk/... options describe (the default guest without --kernel),
     and the default guest's files when it is the one; None after printing why it cannot be made."""
     from devices.virtio_blk import DiskError
-    from emu.machine.pc import DEFAULT_APPEND, Machine, MachineConfig
+    from emu.machine.pc import DEFAULT_APPEND, Disk, Machine, MachineConfig
     from firmware.linux import BootError
+    from firmware.pci import FirmwareError
 
-    kernel, initrd, disks, snapshot, guest = args.kernel, args.initrd, list(args.disk), args.snapshot, None
+    kernel, initrd, snapshot = args.kernel, args.initrd, args.snapshot
+    guest: GuestImage | DebianImage | None = None
+    disks = [Disk.parse(text) for text in args.disk]
+    machine, append = args.machine or "microvm", args.append
     if kernel is None:
         from emu.machine.guest import GuestBuildError, default_guest
 
+        def progress(line: str) -> None:
+            print(f"emu: {line}", file=sys.stderr, flush=True)
+
         try:
-            guest = default_guest(progress=lambda line: print(f"emu: {line}", file=sys.stderr, flush=True))
+            if args.guest == "debian":
+                from emu.machine.debian_guest import debian_guest
+
+                guest = debian_guest(progress)
+                machine = args.machine or "pc"      # the stock kernel has virtio-pci, not virtio-mmio on the cmdline
+                append = f"{guest.append} {append}"
+            else:
+                guest = default_guest(progress=progress)
         except GuestBuildError as err:
-            print(f"emu: error: building the default guest failed: {err}", file=sys.stderr)
+            print(f"emu: error: building the {args.guest} guest failed: {err}", file=sys.stderr)
             return None
+        assert guest is not None
         kernel = str(guest.kernel)
         initrd = initrd or str(guest.initrd)
         if not disks:
-            disks, snapshot = [str(guest.disk)], True     # the cached image stays pristine
+            disks, snapshot = [Disk(str(guest.disk))], True     # the cached image stays pristine
     jit = _jit_mode(args, "on" if args.command == "boot" else "off")
-    if jit is None:
+    cpu = _cpu_level(args)
+    if jit is None or cpu is None:
         return None
     config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
-                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {args.append}".strip(),
-                           code_cache=not args.no_code_cache, jit=jit)
+                           rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {append}".strip(),
+                           code_cache=not args.no_code_cache, jit=jit, cpu=cpu.name, machine=machine)
     try:
         return Machine(config, output), guest
-    except (BootError, DiskError, ValueError) as err:
+    except (BootError, DiskError, FirmwareError, ValueError) as err:
         print(f"emu: error: {err}", file=sys.stderr)
         return None
 
@@ -370,6 +408,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-code-cache", action="store_true",
                      help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
     _jit_option(run, "on")
+    _cpu_option(run)
     run.add_argument("--gdb", metavar="[HOST:]PORT",
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
@@ -405,6 +444,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="exit after the -x files instead of reading commands from stdin; the exit status "
                             "is 1 if a command failed, else 0 (as gdb -batch)")
     _program_options(debug)
+    _cpu_option(debug)
     debug.add_argument("--boot", action="store_true",
                        help="debug the full-system machine (the options of `emu boot` below) instead of a program")
     debug.add_argument("--serial", metavar="FILE",
@@ -416,6 +456,7 @@ def _parser() -> argparse.ArgumentParser:
                                       "With no --kernel, the default guest is built on first use (about 5 minutes, "
                                       "cached) and booted. Interactive: Ctrl-A X quits.")
     _machine_options(boot)
+    _cpu_option(boot)
     boot.add_argument("--script", help="commands typed into the guest shell once it is up (non-interactive); "
                                        "end with `poweroff -f` to finish the run")
     boot.add_argument("--script-file", help="read the --script commands from a file")
@@ -432,9 +473,16 @@ def _parser() -> argparse.ArgumentParser:
 def _machine_options(parser: argparse.ArgumentParser) -> None:
     """The options that describe a machine, shared by `emu boot` and `emu debug --boot`."""
     parser.add_argument("--kernel", help="bzImage or ELF vmlinux (default: the built-in guest)")
+    parser.add_argument("--guest", choices=("tiny", "debian"), default="tiny",
+                        help="without --kernel, which built-in guest: tiny (default; built from source, microvm) "
+                             "or debian (Debian's stock cloud kernel with virtio modules, pc; guest_images/README.md)")
     parser.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
-    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE",
-                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...)")
+    parser.add_argument("--disk", action="append", default=[], metavar="IMAGE[,ro]",
+                        help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...); "
+                             "with ,ro the guest sees it read-only")
+    parser.add_argument("--machine", choices=("microvm", "pc"),
+                        help="microvm: disks on virtio-mmio, no PCI (default); pc: a PCI bus with the disks "
+                             "on virtio-pci, for kernels without virtio-mmio command-line devices (docs/machine.md)")
     parser.add_argument("--snapshot", action="store_true",
                         help="keep disk writes in memory; the images stay unchanged")
     parser.add_argument("--append", default="", help="extra kernel command-line arguments")
@@ -444,7 +492,14 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
                              "with it, two runs print identical logs")
     parser.add_argument("--no-code-cache", action="store_true",
                         help="translate every block afresh instead of reusing earlier runs' (also EMU_CODE_CACHE=0)")
-    _jit_option(parser, "on for boot, off for debug --boot")
+    _jit_option(parser, "on for boot, off for debug")
+
+
+def _cpu_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpu", metavar="LEVEL",
+                        help="the CPU to be: x86-64-v1, x86-64-v2, x86-64-v3 (the psABI levels) or max, everything "
+                             "emu implements; CPUID says so and other instructions raise #UD (default: EMU_CPU, "
+                             "else max)")
 
 
 def _jit_option(parser: argparse.ArgumentParser, default: str) -> None:

@@ -62,29 +62,30 @@ def _builder(out_dir: Path, link: list[str]):
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.fail("gcc is not installed; the program tests need it: apt-get install -y gcc libc6-dev")
-    built: dict[tuple[Path, str], Path] = {}
+    built: dict[tuple[Path, str, tuple[str, ...]], Path] = {}
 
-    def build(source: Path, opt: str) -> Path:
-        if (source, opt) not in built:
-            binary = out_dir / f"{source.stem}-{opt}"
-            command = [gcc, *link, f"-{opt}", "-o", str(binary), str(source), "-lm"]
+    def build(source: Path, opt: str, flags: tuple[str, ...] = ()) -> Path:
+        if (source, opt, flags) not in built:
+            binary = out_dir / "-".join((source.stem, opt, *(flag.strip("-") for flag in flags)))
+            command = [gcc, *link, f"-{opt}", *flags, "-o", str(binary), str(source), "-lm"]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 pytest.fail(f"{' '.join(command)} failed:\n{result.stderr}")
-            built[source, opt] = binary
-        return built[source, opt]
+            built[source, opt, flags] = binary
+        return built[source, opt, flags]
 
     return build
 
 
 @pytest.fixture(scope="session")
 def build_static(tmp_path_factory):
-    """build(source, opt) -> path of `gcc -static -{opt}` applied to the C file source, built once per session."""
+    """build(source, opt, flags=()) -> path of `gcc -static -{opt} {flags}` applied to the C file source, built
+    once per session."""
     return _builder(tmp_path_factory.mktemp("programs"), ["-static"])
 
 
 @pytest.fixture(scope="session")
 def build_dynamic(tmp_path_factory):
-    """build(source, opt) -> path of `gcc -{opt}` (dynamically linked, position-independent as gcc's default)
-    applied to the C file source, built once per session."""
+    """build(source, opt, flags=()) -> path of `gcc -{opt} {flags}` (dynamically linked, position-independent
+    as gcc's default) applied to the C file source, built once per session."""
     return _builder(tmp_path_factory.mktemp("dynamic"), [])

@@ -26,7 +26,13 @@ FORMS = (
     "xmm0, qword ptr [rax]", "xmm0, dword ptr [rax]", "qword ptr [rax], xmm0", "xmm0, xmmword ptr [rax]",
     "xmmword ptr [rax], xmm0", "qword ptr [rax]", "dword ptr [rax]", "byte ptr [rax]", "xmmword ptr [rax]", "0x401010",
     "al", "rax, qword ptr [rbx]", "eax, xmm0, 1", "xmm0, eax, 1", "word ptr [rax]", "8, 0", "rax, byte ptr [rbx]",
-    "qword ptr [rax], rbx",
+    "qword ptr [rax], rbx", "rax, rbx, rcx",
+    "ymm0, ymm1, ymm2", "ymm0, ymm1", "ymm0, ymm1, 1", "ymm0, ymm1, ymm2, 1", "xmm0, xmm1, xmm2", "xmm0, ymm1",
+    "ymm0, xmm1", "eax, ymm1", "xmm0, xmm1, eax", "xmm0, xmm1, qword ptr [rax]", "xmm0, xmm1, xmm2, 1",
+    "xmm0, xmm1, eax, 1", "ymm0, ymm1, xmm2", "ymm0, ymm1, xmm2, 1", "xmm0, ymm1, 1", "ymm0, ymm1, ymmword ptr [rax]",
+    "ymm0, ymmword ptr [rax]", "ymm0, xmmword ptr [rax]", "ymm0, dword ptr [rax]", "ymm0, ymm1, ymm2, ymm3",
+    "ymm0, [rax + ymm1*4], ymm2", "xmm0, [rax + ymm1*4], xmm2", "ymm0, [rax + xmm1*4], ymm2",
+    "ymm0, ymm1, ymmword ptr [rax], 1", "ymmword ptr [rax], ymm0, ymm1",
 )
 """Operand shapes tried, in order, with keystone until capstone decodes the same mnemonic back."""
 
@@ -34,6 +40,13 @@ BYTES = {
     "endbr64": "f3 0f 1e fa", "endbr32": "f3 0f 1e fb", "movsxd": "48 63 c3", "sal": "48 d1 f0",
     "ud0": "0f ff c0", "ud1": "0f b9 c0", "int": "cd 80", "out": "e6 80", "sysretq": "48 0f 07",
     "pextrq": "66 48 0f 3a 16 c0 01", "pinsrq": "66 48 0f 3a 22 c0 01",
+    "rdpid": "f3 0f c7 f8",
+    "fbld": "df 26", "fbstp": "df 37", "ffree": "dd c3", "ffreep": "df c1", "fstpnce": "d9 d9",
+    "fcmovb": "da c1", "fcmove": "da c9", "fcmovbe": "da d1", "fcmovu": "da d9",
+    "fcmovnb": "db c1", "fcmovne": "db c9", "fcmovnbe": "db d1", "fcmovnu": "db d9",
+    "cvtpd2pi": "66 0f 2d c1", "cvtps2pi": "0f 2d c1", "cvttpd2pi": "66 0f 2c c1", "cvttps2pi": "0f 2c c1",
+    "maskmovq": "0f f7 c1", "movdq2q": "f2 0f d6 c1", "movq2dq": "f3 0f d6 c1", "movntq": "0f e7 00",
+    "pshufw": "0f 70 c1 03",
 }
 """Encodings keystone does not produce (or spells differently)."""
 

@@ -42,6 +42,8 @@ import ctypes
 from dataclasses import dataclass, field
 
 from cpu.backends import lazyflags
+from cpu.backends.llvm_float import NATIVE as FLOAT_NATIVE
+from cpu.backends.llvm_float import FloatLanes
 from cpu.backends.llvm_ir import Builder, V, Val, literal, wide, width_of
 from cpu.backends.llvm_vector import VectorLanes
 from cpu.decoder import Insn, Kind, Operand
@@ -58,6 +60,8 @@ STATUS_OK, STATUS_FAULT, STATUS_CODE_WRITE = 0, 1, 2
 """What a slow-path or call callback returns."""
 
 NATIVE_HELPERS = frozenset({"parity", "popcount", "bit_scan_forward", "bit_scan_reverse", "sdiv", "srem"})
+NATIVE_REPS = frozenset({"rep_stos", "rep_movs"})
+"""The ``CALLS`` with a native fast path (:meth:`LlvmOps._native_rep`) before the call."""
 
 
 class JitContext(ctypes.Structure):
@@ -92,8 +96,8 @@ def table_slot(rip: int) -> int:
 
 
 def _is_xmm(name: str) -> bool:
-    """A whole XMM register (two CpuState fields), as opposed to one of its halves."""
-    return name.startswith("xmm") and not name.endswith(("_lo", "_hi"))
+    """A whole XMM register or YMM upper half (two CpuState fields), as opposed to one of its u64 halves."""
+    return name.startswith(("xmm", "ymmh")) and not name.endswith(("_lo", "_hi"))
 
 
 def state_field(name: str) -> tuple[int, int]:
@@ -251,6 +255,7 @@ class LlvmOps:
         self.tlb: dict[str, str] = {}
         self.declares: set[str] = set()
         self.vector = VectorLanes(self.b, self.declares)
+        self.floats = FloatLanes(self.b, self.declares)
 
     # -- structure ----------------------------------------------------------------------
     def begin(self, insn: Insn) -> None:
@@ -649,7 +654,22 @@ class LlvmOps:
         vector = self.vector.lower(name, args)
         if vector is not None:
             return vector
+        if name in FLOAT_NATIVE:
+            return self._float_helper(name, *args)
         return self._python_helper(name, *args)
+
+    def _float_helper(self, name: str, a: V, x: V, mxcsr: V) -> V:
+        """An SSE float helper natively where that is exact (``cpu.backends.llvm_float``), else in Python."""
+        b = self.b
+        ok, fast = self.floats.arith(name, a, x, mxcsr)
+        fast_from, slow, done = b.current, b.fresh("float_slow"), b.fresh("float_done")
+        b.emit(f"br i1 {ok}, label {done}, label {slow}")
+        b.label(slow)
+        slow_value = b.at(self._python_helper(name, a, x, mxcsr), 256)
+        slow_from = b.current
+        b.emit(f"br label {done}")
+        b.label(done)
+        return b.value(f"phi i256 [ {fast.name}, {fast_from} ], [ {slow_value}, {slow_from} ]", 256)
 
     def _python_helper(self, name: str, *args: V) -> V:
         if name not in self.helper_ids:
@@ -805,11 +825,80 @@ class LlvmOps:
         self.cc_changed = False
         self.tlb.clear()
         self.begin_state = ({}, set(), None, False)
+        done = self._native_rep(name, *args) if name in NATIVE_REPS and all(isinstance(a, int) for a in args) \
+            else None
         for i, arg in enumerate(args):
             self._ctx_store("args", self._trunc_to(arg, 64) if isinstance(arg, Val) else arg & MASK64, i)
         status = self._callback("py_call", f"i64 {self.call_ids[name]}, i64 {len(args)}")
         self._exit_at_site(self.b.icmp("ne", status, 0, 64), Site(self.index), store=False)
-        return self._ctx_load_index("val", 0)
+        if done is None:
+            return self._ctx_load_index("val", 0)
+        self.b.emit(f"br label {done}")
+        self.b.label(done)
+        return 0
+
+    def _native_rep(self, name: str, size: int, seg: int = 0) -> str | None:
+        """REP STOS and REP MOVS natively, a page at a time, while the TLB maps the pages and the copy is one
+        ``memset``/``memmove`` can do: counting up (DF = 0), no segment override, a STOS pattern of one repeated
+        byte (memset's; what memset and clear_page store), a MOVS whose destination does not run into source it
+        has yet to read.  Anything else, and whatever remains, goes to the Python call (``cpu.semantics.string``),
+        which continues from the state left in CpuState.  Returns the label where both paths meet, after the
+        caller has emitted the call; None when this form is never native.
+        """
+        if seg:
+            return None
+        b, n = self.b, size // 8
+        head, body, slow, done = b.fresh("rep"), b.fresh("rep_body"), b.fresh("rep_slow"), b.fresh("rep_done")
+        b.emit(f"br label {head}")
+        b.label(head)
+        self.tlb.clear()                    # the table pointers are loaded in this loop, which dominates its uses
+        count = self._load_field("rcx")
+        b.emit(f"br i1 {b.icmp('eq', count, 0, 64)}, label {done}, label {body}")
+        b.label(body)
+        down = b.truth(b.binop("and", self._load_field("rflags"), int(Flag.DF), 64))
+        def room(address: Val) -> V:
+            """Whole elements from ``address`` to the end of its page."""
+            return b.binop("lshr", b.binop("sub", 4096, b.binop("and", address, 0xFFF, 64), 64), n.bit_length() - 1, 64)
+
+        rdi = self._load_field("rdi")
+        fits = room(rdi)
+        if name == "rep_movs":
+            rsi = self._load_field("rsi")
+            source_fits = room(rsi)
+            fits = b.select(b.icmp("ult", source_fits, fits, 64), source_fits, fits)
+        chunk = b.select(b.icmp("ult", count, fits, 64), count, fits)
+        nbytes = b.binop("shl", chunk, n.bit_length() - 1, 64)
+        refuse = b.value(f"or i1 {down}, {b.icmp('eq', chunk, 0, 64)}", 1).name
+        if name == "rep_stos":
+            value = b.mask(self._load_field("rax"), size)
+            byte = b.binop("and", value, 0xFF, 64)
+            uniform = b.icmp("eq", value, b.binop("mul", byte, int.from_bytes(b"\1" * n, "little"), 64), 64)
+            refuse = b.value(f"or i1 {refuse}, {b.value(f'xor i1 {uniform}, 1', 1).name}", 1).name
+        else:
+            ahead = b.binop("sub", rdi, rsi, 64)
+            overlap = b.value(f"and i1 {b.icmp('ne', ahead, 0, 64)}, {b.icmp('ult', ahead, nbytes, 64)}", 1).name
+            refuse = b.value(f"or i1 {refuse}, {overlap}", 1).name
+        go = b.fresh("rep_go")
+        b.emit(f"br i1 {refuse}, label {slow}, label {go}")
+        b.label(go)
+        _, target, missed = self._lookup("w", rdi, size)
+        if name == "rep_stos":
+            self.declares.add("declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)")
+            b.emit(f"call void @llvm.memset.p0.i64(ptr {target}, i8 {b.at(byte, 8)}, i64 {nbytes.name}, i1 false)")
+        else:
+            _, source, missed_source = self._lookup("r", rsi, size)
+            self.declares.add("declare void @llvm.memmove.p0.p0.i64(ptr, ptr, i64, i1)")
+            b.emit(f"call void @llvm.memmove.p0.p0.i64(ptr {target}, ptr {source}, i64 {nbytes.name}, i1 false)")
+            self._store_field("rsi", b.binop("add", rsi, nbytes, 64))
+        self._store_field("rdi", b.binop("add", rdi, nbytes, 64))
+        self._store_field("rcx", b.binop("sub", count, chunk, 64))
+        b.emit(f"br label {head}")
+        self.tlb.clear()                    # loaded after the loop's test: they do not dominate what follows
+        for label in (missed, *([missed_source] if name == "rep_movs" else [])):
+            b.label(label)
+            b.emit(f"br label {slow}")
+        b.label(slow)
+        return done
 
 
 def block_ir(insns: list[Insn]) -> str:
@@ -817,17 +906,19 @@ def block_ir(insns: list[Insn]) -> str:
 
     The same lowering as ``cpu.jit`` uses, without compiling: a block that cannot be lowered says why.
     """
-    from cpu.semantics import CALLS, HELPERS, load_all
+    from cpu.cpuid import level
+    from cpu.interp import unimplemented
+    from cpu.semantics import CALLS, HELPERS
 
-    table = load_all()
+    cpu = level()
     ops = LlvmOps(f"b_{insns[0].address:x}", {n: i for i, n in enumerate(sorted(HELPERS))},
                   {n: i for i, n in enumerate(sorted(CALLS))}, 0)
     try:
         for insn in insns:
             ops.begin(insn)
-            semantic = table.get(insn.mnemonic)
+            semantic, why = cpu.semantic(insn.mnemonic)
             if semantic is None:
-                ops.fault(6, detail=f"no semantics for {insn.mnemonic}")
+                ops.fault(6, detail=unimplemented(insn, why))
             else:
                 semantic(ops, insn, *insn.operands)
             ops.end()

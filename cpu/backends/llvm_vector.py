@@ -13,7 +13,8 @@ What the helper's Python definition says is the specification; the
 differential tests (``tests/semantics/test_sse.py``, ``test_ssse3.py``,
 ``test_sse4.py``) hold each lowering to it and to unicorn.  Helpers not listed
 here (``pmaddwd``, ``psadbw``, the horizontal and string
-operations, crypto, the float helpers) still call Python.
+operations, crypto) still call Python; SSE float arithmetic has its own fast path
+(``cpu.backends.llvm_float``).
 """
 
 from __future__ import annotations

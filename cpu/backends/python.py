@@ -29,7 +29,7 @@ from cpu.decoder import Insn, Kind, Operand
 from cpu.flags import ARITH, CcOp, compute, condition
 from cpu.ops import Ops, V
 
-MASK = {n: (1 << n) - 1 for n in (1, 8, 16, 32, 64, 128)}
+MASK = {n: (1 << n) - 1 for n in (1, 8, 16, 32, 64, 128, 256)}
 MASK64 = MASK[64]
 
 Cc = tuple  # (op, size, a, b, r, c): each an int or a local name
@@ -64,14 +64,18 @@ class Translation:
         return self.snapshots[max(0, bisect.bisect_right(self.lines, line) - 1)]
 
 
+_VECTOR_HALVES = ("xmm", "ymmh")
+"""State fields of 128 bits, kept as two u64 fields each: XMM registers and the upper halves of YMM registers."""
+
+
 def field_load(name: str) -> str:
-    if name.startswith("xmm"):
+    if name.startswith(_VECTOR_HALVES):
         return f"s.{name}_lo | (s.{name}_hi << 64)"
     return f"s.{name}"
 
 
 def field_store(name: str, value: str) -> list[str]:
-    if name.startswith("xmm"):
+    if name.startswith(_VECTOR_HALVES):
         return [f"s.{name}_lo = {value} & {MASK64}", f"s.{name}_hi = {value} >> 64"]
     return [f"s.{name} = {value}"]
 

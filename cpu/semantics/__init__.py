@@ -60,14 +60,20 @@ def load_all() -> dict[str, Semantic]:
     """Import every family module (they register themselves) and return the table."""
     from cpu.semantics import (  # noqa: F401
         aes,
+        avx,
         binary,
         bit,
+        bmi,
         clmul,
         control,
         crc32,
         datamov,
+        f16c,
         flagops,
+        fma,
+        gather,
         logical,
+        mmx,
         muldiv,
         pcmpstr,
         privileged,
@@ -82,6 +88,10 @@ def load_all() -> dict[str, Semantic]:
         stack,
         string,
         system,
+        transcendental,
+        vector,
         x87,
+        x87_arith,
+        xsave,
     )
     return SEMANTICS

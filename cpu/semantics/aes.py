@@ -5,8 +5,8 @@ AESKEYGENASSIST; the transformations are FIPS 197's (5.1 and 5.3):
 ShiftRows, SubBytes, MixColumns and their inverses on the 4x4 byte state,
 which an XMM register holds column by column (byte ``r + 4c`` is row r,
 column c; byte 0 the lowest).  The S-box is computed at import from its
-definition (the inverse in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1, then the
-affine map), not tabulated by hand.
+definition (the inverse in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1, from the powers of
+the generator 3, then the affine map), not tabulated by hand.
 
 Each helper is a function of the state and round key (``aesenc(state,
 key)``) so the VEX forms can reuse it per 128-bit lane.
@@ -31,9 +31,14 @@ def _gf_mul(a: int, b: int) -> int:
 
 
 def _sbox() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    powers = [1] * 255                              # 3 generates GF(2^8)*: inverse(3^k) = 3^(255-k)
+    for k in range(1, 255):
+        powers[k] = _gf_mul(powers[k - 1], 3)
+    inverses = [0] * 256
+    for k, x in enumerate(powers):
+        inverses[x] = powers[-k % 255]
     forward = [0] * 256
-    for x in range(256):
-        inverse = next((y for y in range(1, 256) if _gf_mul(x, y) == 1), 0)
+    for x, inverse in enumerate(inverses):
         s = inverse
         for shift in (1, 2, 3, 4):                  # b ^ rotl(b,1) ^ rotl(b,2) ^ rotl(b,3) ^ rotl(b,4) ^ 0x63
             s ^= ((inverse << shift) | (inverse >> (8 - shift))) & 0xFF

@@ -1,6 +1,7 @@
-"""Binary arithmetic: ADD, ADC, SUB, SBB, CMP, INC, DEC, NEG, XADD, CMPXCHG, CMPXCHG16B.
+"""Binary arithmetic: ADD, ADC, ADCX, ADOX, SUB, SBB, CMP, INC, DEC, NEG, XADD, CMPXCHG, CMPXCHG16B.
 
-Intel SDM Vol. 2 (instruction pages of each mnemonic) and Vol. 1, 7.3.2.
+Intel SDM Vol. 2 (instruction pages of each mnemonic) and Vol. 1, 7.3.2.  ADCX and ADOX (ADX) add
+with the carry in and out of CF or OF only, leaving every other flag as it was.
 Flags follow ``cpu.flags``: each instruction records a cc record.  LOCK is
 accepted and has no further effect: one CPU executes each instruction whole.
 """
@@ -27,6 +28,25 @@ def adc(ops, insn, dst, src):
     r = ops.add(ops.add(a, b, dst.size), c, dst.size)
     ops.write(dst, r)
     ops.set_flags(CcOp.ADC, dst.size, a, b, r, c)
+
+
+def _add_with(ops, dst, src, flag):
+    """ADCX (``flag`` CF) and ADOX (OF): dst += src + flag; the carry out goes to that flag alone."""
+    a, b, c = ops.read(dst), ops.read(src), ops.flag(flag)
+    r = ops.add(ops.add(a, b, dst.size), c, dst.size)
+    carry = ops.or_(ops.ult(r, a), ops.and_(c, ops.eq(r, a)))
+    ops.write(dst, r)
+    ops.set_rflags(ops.shl(carry, int(flag).bit_length() - 1, 64), int(flag))
+
+
+@semantics("adcx", feature="adx")
+def adcx(ops, insn, dst, src):
+    _add_with(ops, dst, src, Flag.CF)
+
+
+@semantics("adox", feature="adx")
+def adox(ops, insn, dst, src):
+    _add_with(ops, dst, src, Flag.OF)
 
 
 @semantics("sub")
@@ -110,7 +130,8 @@ def cmpxchg(ops, insn, dst, src):
     ops.set_flags(CcOp.SUB, size, acc, old, ops.sub(acc, old, size))
 
 
-@semantics("cmpxchg16b", "cmpxchg8b")
+@semantics("cmpxchg16b", feature="cx16")
+@semantics("cmpxchg8b")
 def cmpxchg_double(ops, insn, dst):
     """CMPXCHG16B m128 / CMPXCHG8B m64: compare RDX:RAX with memory; only ZF changes.
 

@@ -15,10 +15,12 @@ BSF/BSR: when the source is 0, ZF = 1 and the destination keeps its value
 (a 32-bit destination is still written, so bits 63..32 are cleared, as QEMU
 does).  CF, OF, SF, AF and PF are undefined.
 
-TZCNT and LZCNT are F3-prefixed BSF and BSR.  ``cpu.cpuid`` advertises neither
-BMI1 nor LZCNT, and a processor without them ignores the prefix, so here they
-*are* BSF and BSR.  POPCNT is advertised and real: ZF = (source == 0), the
-other status flags are cleared.
+TZCNT (BMI1) and LZCNT (LZCNT) are F3-prefixed BSF and BSR: they count the
+trailing or leading zero bits, the operand size for a zero source; CF = (source
+== 0), ZF = (result == 0), OF, SF, AF and PF are undefined (here: clear).  A
+CPU level without the feature runs them as BSF and BSR, as a processor that
+ignores the prefix does (``cpu.cpuid.OLDER_MEANING``).  POPCNT: ZF = (source ==
+0), the other status flags are cleared.
 
 Not modelled: LOCK with BTS/BTR/BTC has no further effect (one CPU).
 """
@@ -103,14 +105,41 @@ def _scan(ops, dst, src, name):
     ops.set_flags(CcOp.LOGIC, dst.size, 0, 0, value)    # ZF = (source == 0); the rest are undefined
 
 
-@semantics("bsf", "tzcnt")
+@semantics("bsf")
 def bsf(ops, insn, dst, src):
     _scan(ops, dst, src, "bit_scan_forward")
 
 
-@semantics("bsr", "lzcnt")
+@semantics("bsr")
 def bsr(ops, insn, dst, src):
     _scan(ops, dst, src, "bit_scan_reverse")
+
+
+def status_flags(ops, size, result, cf, zf=None):
+    """Record SF of ``result``, ZF = (``result`` == 0) unless ``zf`` (0 or 1) is given, CF = ``cf`` (0 or 1),
+    and OF = AF = PF = 0: the BMI instructions' pattern."""
+    zf = ops.shl(ops.eq(result, 0) if zf is None else zf, 6, 8)
+    sf = ops.shl(ops.shr(result, size - 1), 7, 8)
+    ops.set_flags(CcOp.FLAGS, size, ops.or_(ops.or_(zf, sf), cf), 0, 0)
+
+
+def _count(ops, dst, src, count):
+    """TZCNT/LZCNT: ``count(value)`` for a non-zero source, the operand size for zero."""
+    value = ops.read(src)
+    zero = ops.eq(value, 0)
+    result = ops.select(zero, dst.size, count(value))
+    ops.write(dst, result)
+    status_flags(ops, dst.size, result, zero)
+
+
+@semantics("tzcnt", feature="bmi1")
+def tzcnt(ops, insn, dst, src):
+    _count(ops, dst, src, lambda value: ops.helper("bit_scan_forward", value))
+
+
+@semantics("lzcnt", feature="lzcnt")
+def lzcnt(ops, insn, dst, src):
+    _count(ops, dst, src, lambda value: ops.sub(dst.size - 1, ops.helper("bit_scan_reverse", value), dst.size))
 
 
 @semantics("popcnt", feature="popcnt")

@@ -1,5 +1,9 @@
-"""Data movement: MOV and its extending forms, LEA, XCHG, BSWAP, CMOVcc, SETcc,
+"""Data movement: MOV and its extending forms, LEA, XCHG, BSWAP, MOVBE, XLATB, CMOVcc, SETcc,
 CBW..CQO, and the no-operation family (Intel SDM Vol. 2; Vol. 1, 7.3.1).
+
+MOVBE (the ``movbe`` feature) loads or stores with the bytes reversed; its 16-bit
+register form keeps bits 63:16.  XLATB loads AL from [RBX + AL] (EBX + AL under
+a 0x67 prefix), in the segment of a FS or GS override.
 
 None of these change flags.  A 32-bit register write zero-extends to 64 bits
 (``ops.write`` applies the rule), which is why ``cmovcc r32`` writes its
@@ -8,7 +12,7 @@ destination even when the condition is false.
 
 from __future__ import annotations
 
-from cpu.decoder import Kind, Operand
+from cpu.decoder import Kind, Operand, legacy_prefixes
 from cpu.flags import CONDITIONS
 from cpu.semantics import privileged, semantics
 from cpu.state import SEGMENTS
@@ -55,14 +59,36 @@ def xchg(ops, insn, first, second):
         ops.write(first, b)
 
 
+def byte_swap(ops, value, size):
+    """``value``'s ``size`` // 8 bytes in reverse order."""
+    out = ops.const(0)
+    for i in range(size // 8):
+        byte = ops.and_(ops.shr(value, 8 * i), 0xFF)
+        out = ops.or_(out, ops.shl(byte, size - 8 - 8 * i, size))
+    return out
+
+
 @semantics("bswap")
 def bswap(ops, insn, dst):
-    value = ops.read(dst)
-    out = ops.const(0)
-    for i in range(dst.size // 8):
-        byte = ops.and_(ops.shr(value, 8 * i), 0xFF)
-        out = ops.or_(out, ops.shl(byte, dst.size - 8 - 8 * i, dst.size))
-    ops.write(dst, out)
+    ops.write(dst, byte_swap(ops, ops.read(dst), dst.size))
+
+
+@semantics("movbe", feature="movbe")
+def movbe(ops, insn, dst, src):
+    ops.write(dst, byte_swap(ops, ops.read(src), dst.size))
+
+
+@semantics("xlatb")
+def xlatb(ops, insn):
+    prefixes = legacy_prefixes(insn.raw)
+    asize = 32 if 0x67 in prefixes else 64
+    rbx = ops.reg("rbx") if asize == 64 else ops.trunc(ops.reg("rbx"), 32)
+    address = ops.add(rbx, ops.and_(ops.reg("rax"), 0xFF), asize)
+    override = next((p for p in reversed(prefixes) if p in (0x64, 0x65)), None)
+    if override is not None:        # the last FS or GS prefix; CS, DS, ES and SS prefixes mean nothing in 64-bit mode
+        address = ops.add(address, ops.reg("fs_base" if override == 0x64 else "gs_base"), 64)
+    al = Operand(Kind.REG, 8, reg="rax")
+    ops.write(al, ops.load(address, 8))
 
 
 def _cmov(cc):

@@ -1,4 +1,8 @@
-"""Flag instructions: CLC, STC, CMC, CLD, STD, LAHF, SAHF (Intel SDM Vol. 2; Vol. 1, 7.3.13)."""
+"""Flag instructions: CLC, STC, CMC, CLD, STD, LAHF, SAHF (Intel SDM Vol. 2; Vol. 1, 7.3.13).
+
+LAHF and SAHF exist in 64-bit mode only where CPUID.80000001H:ECX.LAHF-SAHF[bit 0] says so: they need
+the ``lahf_lm`` feature (``cpu.cpuid``; x86-64-v2 and above).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def std(ops, insn):
     ops.set_rflags(_DF, _DF)
 
 
-@semantics("lahf")
+@semantics("lahf", feature="lahf_lm")
 def lahf(ops, insn):
     """AH = SF:ZF:0:AF:0:PF:1:CF."""
     rax = ops.reg("rax")
@@ -42,7 +46,7 @@ def lahf(ops, insn):
     ops.set_reg("rax", ops.or_(ops.and_(rax, ~0xFF00 & ((1 << 64) - 1)), ops.shl(low, 8, 64)))
 
 
-@semantics("sahf")
+@semantics("sahf", feature="lahf_lm")
 def sahf(ops, insn):
     ah = ops.and_(ops.shr(ops.reg("rax"), 8), 0xFF)
     ops.set_rflags(ah, _SAHF_BITS)

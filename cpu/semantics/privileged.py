@@ -24,21 +24,22 @@ XGETBV, MONITOR, MWAIT, INTO, which have no semantics and so raise #UD
 
 from __future__ import annotations
 
-from cpu import exceptions, msr
-from cpu.decoder import Kind, Operand
+from cpu import cpuid, exceptions, msr
+from cpu.decoder import Kind, Operand, operand_size_16
 from cpu.descriptors import TSS_AVAILABLE, TSS_BUSY, SegmentDescriptor, SystemDescriptor, read_system, write_system
 from cpu.exceptions import GuestFault, Vector, is_canonical
 from cpu.flags import Flag
 from cpu.memory import MASK64
 from cpu.mmu import CR0_PG, CR0_WP, CR4_PGE, MAXPHYADDR
 from cpu.semantics import call, semantics
-from cpu.state import SEGMENTS
+from cpu.state import CR4_OSXSAVE, SEGMENTS
 
 CR0_PE, CR0_TS, CR0_ET, CR0_NW, CR0_CD = 1, 1 << 3, 1 << 4, 1 << 29, 1 << 30
 CR0_RESERVED = ~0xFFFF_FFFF & MASK64
 CR4_PSE, CR4_PAE = 1 << 4, 1 << 5
-CR4_SUPPORTED = (1 << 11) - 1
-"""VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT: the bits this CPU accepts (nothing newer is advertised)."""
+CR4_SUPPORTED = (1 << 11) - 1 | CR4_OSXSAVE
+"""VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT, and OSXSAVE (XSAVE, cpu.semantics.xsave): the bits this
+CPU accepts."""
 CR3_RESERVED = ~((1 << MAXPHYADDR) - 1) & MASK64
 """Bits 63:MAXPHYADDR of CR3 (no PCIDs, so bit 63 is reserved too)."""
 
@@ -93,7 +94,7 @@ def write_cr(cpu, n: int, value: int) -> None:
         s.cr3 = value
         mem.flush_tlb(keep_global=True)
     elif n == 4:
-        if value & ~CR4_SUPPORTED:
+        if value & ~(CR4_SUPPORTED | (cpuid.CR4_FSGSBASE if cpu.level.has("fsgsbase") else 0)):
             raise _gp(f"CR4 {value:#x}: bits this CPU does not support")
         if s.efer & msr.Efer.LMA and not value & CR4_PAE:
             raise _gp("clearing CR4.PAE in 64-bit mode")
@@ -498,7 +499,7 @@ def retf(ops, insn, *release):
 
 def pop_segment(ops, insn, dst: Operand) -> None:
     """POP FS/GS: a 64-bit (16-bit with 0x66) slot; the selector is loaded as by MOV."""
-    size = 16 if insn.raw[0] == 0x66 else 64
+    size = 16 if operand_size_16(insn.raw) else 64
     rsp = ops.reg("rsp")
     selector = ops.load(rsp, size)
     ops.call("load_segment", SEGMENTS.index(dst.reg), ops.trunc(selector, 16))

@@ -7,11 +7,13 @@ arithmetic is done by small pure helpers (``cpu.semantics.HELPERS``) named
 after their instruction, so ``paddb`` lowers to one call ``paddb(a, b)``.
 
 Floating-point arithmetic, comparisons and conversions are in
-``sse_float``; the MMX forms (``mm0``-``mm7`` operands) are not implemented
-(capstone's register names for them are rejected by the decoder, so they
-raise #UD).  MOVSD and CMPSD share their mnemonic with string instructions:
+``sse_float``; the MMX-register forms of the integer instructions run these
+semantics through ``mmx``.  MOVSD and CMPSD share their mnemonic with string instructions:
 the string module owns those mnemonics and calls :func:`movsd_xmm` and
 :func:`cmpsd_xmm` when an operand is an XMM register.
+
+The FXSAVE image holds the x87 registers as ST(0)..ST(7) (relative to TOP) and the abridged
+tag byte by physical register, as ``cpu.semantics.fpu`` keeps them.
 
 Not modelled: non-temporal hints (MOVNTDQ, MOVNTI, MOVNTPS are plain
 stores), MASKMOVDQU, the x87 instruction/data pointers and opcode in the
@@ -28,7 +30,7 @@ from cpu.decoder import Kind
 from cpu.exceptions import GuestFault, Vector
 from cpu.semantics import call, helper, semantics
 from cpu.semantics import xmm as X
-from cpu.semantics.sse_float import compare
+from cpu.semantics.fpu import Fpu
 from cpu.semantics.xmm import MASK32, MASK64, MASK128, MXCSR_MASK, join, lanes, repeat
 
 # -- lane-wise integer arithmetic ----------------------------------------------------
@@ -122,32 +124,29 @@ def psadbw(a: int, b: int) -> int:
     return sum(d[:8]) | (sum(d[8:]) << 64)
 
 
-@semantics(*LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw")
-def lanewise(ops, insn, dst, src):
-    """PADDB xmm1, xmm2/m128 and the others: dst = helper(dst, src), the helper named after the mnemonic."""
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(insn.mnemonic, a, b))
+@X.lane_form(*LANE_OPS, "pcmpeqb", "pcmpeqw", "pcmpeqd", "pmaddwd", "psadbw")
+def lanewise(ops, name, insn, a, b):
+    """PADDB xmm1, xmm2/m128 and the others: helper(a, b), the helper named after the mnemonic."""
+    return ops.helper(name, a, b)
 
 
 # -- logical ---------------------------------------------------------------------------
-_LOGIC = {"pand": "and", "andps": "and", "andpd": "and", "pandn": "andn", "andnps": "andn", "andnpd": "andn",
+LOGIC = {"pand": "and", "andps": "and", "andpd": "and", "pandn": "andn", "andnps": "andn", "andnpd": "andn",
           "por": "or", "orps": "or", "orpd": "or", "pxor": "xor", "xorps": "xor", "xorpd": "xor"}
 
 
-@semantics(*_LOGIC)
-def logical(ops, insn, dst, src):
-    """Bitwise operations on all 128 bits; ANDN complements the destination first."""
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    match _LOGIC[insn.mnemonic]:
+@X.lane_form(*LOGIC)
+def logical(ops, name, insn, a, b):
+    """Bitwise operations on all 128 bits; ANDN complements the first source."""
+    match LOGIC[name]:
         case "and":
-            r = ops.and_(a, b)
+            return ops.and_(a, b)
         case "andn":
-            r = ops.and_(ops.not_(a, 128), b)
+            return ops.and_(ops.not_(a, 128), b)
         case "or":
-            r = ops.or_(a, b)
+            return ops.or_(a, b)
         case _:
-            r = ops.xor(a, b)
-    ops.write(dst, r)
+            return ops.xor(a, b)
 
 
 # -- shifts ------------------------------------------------------------------------------
@@ -171,24 +170,22 @@ def _shift_helper(name: str, kind: str) -> None:
 for _kind in ("sll", "srl", "sra"):
     _shift_helper("p" + _kind, _kind)
 
-_SHIFTS = {f"p{kind}{s}": (f"p{kind}", w) for kind in ("sll", "srl") for s, w in (("w", 16), ("d", 32), ("q", 64))}
-_SHIFTS.update({"psraw": ("psra", 16), "psrad": ("psra", 32)})
+SHIFTS = {f"p{kind}{s}": (f"p{kind}", w) for kind in ("sll", "srl") for s, w in (("w", 16), ("d", 32), ("q", 64))}
+SHIFTS.update({"psraw": ("psra", 16), "psrad": ("psra", 32)})
 
 
-@semantics(*_SHIFTS)
-def shift(ops, insn, dst, count):
+@X.lane_form(*SHIFTS, kind=X.SHIFT)
+def shift(ops, name, insn, a, count):
     """PSLLW xmm, imm8 / xmm, xmm/m128: every lane by the same count (the source's low 64 bits)."""
-    name, width = _SHIFTS[insn.mnemonic]
-    a = ops.read(dst)
-    n = count.imm if count.kind is Kind.IMM else ops.trunc(X.read(ops, insn, count), 64)
-    ops.write(dst, ops.helper(name, a, n, width))
+    helper_name, width = SHIFTS[name]
+    return ops.helper(helper_name, a, count, width)
 
 
-@semantics("pslldq", "psrldq")
-def shift_bytes(ops, insn, dst, count):
-    """Whole-register byte shift; counts above 15 clear the register."""
-    a, n = ops.read(dst), 8 * min(count.imm, 16)
-    ops.write(dst, ops.shl(a, n, 128) if insn.mnemonic == "pslldq" else ops.shr(a, n))
+@X.lane_form("pslldq", "psrldq", kind=X.SHIFT)
+def shift_bytes(ops, name, insn, a, count):
+    """Whole-register byte shift by an imm8; counts above 15 clear the register."""
+    n = 8 * min(count, 16)
+    return ops.shl(a, n, 128) if name == "pslldq" else ops.shr(a, n)
 
 
 # -- shuffles, unpacks, packs -------------------------------------------------------------
@@ -221,15 +218,15 @@ def shufpd(a: int, b: int, order: int) -> int:
     return ((a >> 64 * (order & 1)) & MASK64) | (((b >> 64 * ((order >> 1) & 1)) & MASK64) << 64)
 
 
-@semantics("pshufd", "pshuflw", "pshufhw")
-def shuffle(ops, insn, dst, src, order):
-    ops.write(dst, ops.helper(insn.mnemonic, X.read(ops, insn, src), order.imm))
+@X.lane_form("pshufd", "pshuflw", "pshufhw", kind=X.UNARY)
+def shuffle(ops, name, insn, a, b):
+    """PSHUFD xmm1, xmm2/m128, imm8: lanes of the source chosen by the imm8."""
+    return ops.helper(name, b, insn.operands[-1].imm)
 
 
-@semantics("shufps", "shufpd")
-def shuffle2(ops, insn, dst, src, order):
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(insn.mnemonic, a, b, order.imm))
+@X.lane_form("shufps", "shufpd")
+def shuffle2(ops, name, insn, a, b):
+    return ops.helper(name, a, b, insn.operands[-1].imm)
 
 
 @helper
@@ -246,17 +243,16 @@ def unpack_high(a: int, b: int, width: int) -> int:
     return join([v for pair in zip(x[n:], y[n:], strict=True) for v in pair], width)
 
 
-_UNPACKS = {f"punpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
+UNPACKS = {f"punpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
             for s, w in (("bw", 8), ("wd", 16), ("dq", 32), ("qdq", 64))}
-_UNPACKS.update({f"unpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
+UNPACKS.update({f"unpck{h}{s}": (f"unpack_{half}", w) for h, half in (("l", "low"), ("h", "high"))
                  for s, w in (("ps", 32), ("pd", 64))})
 
 
-@semantics(*_UNPACKS)
-def unpack(ops, insn, dst, src):
-    name, width = _UNPACKS[insn.mnemonic]
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(name, a, b, width))
+@X.lane_form(*UNPACKS)
+def unpack(ops, name, insn, a, b):
+    helper_name, width = UNPACKS[name]
+    return ops.helper(helper_name, a, b, width)
 
 
 def pack_helper(name: str, width: int, signed_result: bool) -> None:
@@ -277,10 +273,9 @@ for _name, _width, _signed in (("packsswb", 16, True), ("packuswb", 16, False), 
     pack_helper(_name, _width, _signed)
 
 
-@semantics("packsswb", "packuswb", "packssdw")
-def pack(ops, insn, dst, src):
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper(insn.mnemonic, a, b))
+@X.lane_form("packsswb", "packuswb", "packssdw")
+def pack(ops, name, insn, a, b):
+    return ops.helper(name, a, b)
 
 
 @helper
@@ -297,14 +292,15 @@ def move_mask(ops, insn, dst, src):
 
 @semantics("pextrw")
 def pextrw(ops, insn, dst, src, index):
-    ops.write(dst, ops.and_(ops.shr(ops.read(src), 16 * (index.imm & 7)), 0xFFFF))
+    """PEXTRW r32, xmm/mm, imm8: the word imm8 modulo the register's word count."""
+    ops.write(dst, ops.and_(ops.shr(ops.read(src), 16 * (index.imm & (src.size // 16 - 1))), 0xFFFF))
 
 
 @semantics("pinsrw")
 def pinsrw(ops, insn, dst, src, index):
-    shift = 16 * (index.imm & 7)
+    shift = 16 * (index.imm & (dst.size // 16 - 1))
     a, word = ops.read(dst), ops.trunc(ops.read(src), 16)
-    ops.write(dst, ops.or_(ops.and_(a, MASK128 ^ (0xFFFF << shift)), ops.shl(word, shift, 128)))
+    ops.write(dst, ops.or_(ops.and_(a, ((1 << dst.size) - 1) ^ (0xFFFF << shift)), ops.shl(word, shift, dst.size)))
 
 
 # -- moves -------------------------------------------------------------------------------------
@@ -346,7 +342,7 @@ def movsd_xmm(ops, insn, dst, src):
 
 def cmpsd_xmm(ops, insn, dst, src, imm):
     """CMPSD xmm1, xmm2/m64, imm8 (the string module owns the mnemonic)."""
-    compare(ops, insn, dst, src, imm)
+    X.legacy(ops, insn, dst, src, imm)
 
 
 @semantics("movhps", "movhpd", "movlps", "movlpd")
@@ -397,32 +393,57 @@ FX_MXCSR, FX_ST0, FX_XMM0 = 24, 32, 160
 FX_SIZE = 512
 
 
+def save_legacy(cpu, image: bytearray, x87: bool, mxcsr: bool, xmm: bool) -> None:
+    """Write parts of the FXSAVE image (also XSAVE's legacy region): the x87 fields and registers (ST(0)..ST(7),
+    relative to TOP), MXCSR and MXCSR_MASK, the XMM registers."""
+    s = cpu.state
+    if x87:
+        fop = fip = fdp = 0                                  # not modelled
+        struct.pack_into("<HHBxHQQ", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp)
+        fpu = Fpu(cpu)
+        for i in range(8):                                   # each register's 6 reserved bytes written as 0
+            image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 16] = fpu.get(i).to_bytes(10, "little") + bytes(6)
+    if mxcsr:
+        struct.pack_into("<II", image, FX_MXCSR, s.mxcsr, MXCSR_MASK)
+    if xmm:
+        image[FX_XMM0:FX_XMM0 + 256] = b"".join(s.xmm(i).to_bytes(16, "little") for i in range(16))
+
+
+def image_mxcsr(image: bytes) -> int:
+    """The MXCSR of an FXSAVE image; #GP(0) when it sets reserved bits (then nothing may be loaded)."""
+    mxcsr = struct.unpack_from("<I", image, FX_MXCSR)[0]
+    if mxcsr & ~MXCSR_MASK:
+        raise GuestFault(Vector.GP, 0, detail=f"reserved MXCSR bits in {mxcsr:#x}")
+    return mxcsr
+
+
+def load_legacy(cpu, image: bytes, x87: bool, mxcsr: bool, xmm: bool) -> None:
+    """Load parts of an FXSAVE image (the caller has checked its MXCSR with :func:`image_mxcsr`)."""
+    s = cpu.state
+    if x87:
+        s.fcw, s.fsw, s.ftw = struct.unpack_from("<HHB", image)
+        Fpu(cpu).load_registers(b"".join(image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] for i in range(8)))
+    if mxcsr:
+        s.mxcsr = image_mxcsr(image)
+    if xmm:
+        for i in range(16):
+            s.set_xmm(i, int.from_bytes(image[FX_XMM0 + 16 * i:FX_XMM0 + 16 * i + 16], "little"))
+
+
 @call
 def fxsave(cpu, address: int) -> None:
-    """Write the x87/SSE state image; reserved bytes and bytes 464-511 are left untouched."""
-    s = cpu.state
+    """Write the x87/SSE state image; bytes 416-511 are left untouched."""
     image = bytearray(cpu.mem.read(address, FX_SIZE))      # one write below: a fault leaves memory as it was
-    fop = fip = fdp = 0                                      # not modelled
-    struct.pack_into("<HHBxHQQII", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp, s.mxcsr, MXCSR_MASK)
-    for i in range(8):
-        image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] = bytes(s.st_raw[10 * i:10 * i + 10])
-    image[FX_XMM0:FX_XMM0 + 256] = b"".join(s.xmm(i).to_bytes(16, "little") for i in range(16))
+    save_legacy(cpu, image, True, True, True)
     cpu.mem.write(address, image)
 
 
 @call
 def fxrstor(cpu, address: int) -> None:
     """Load the image written by FXSAVE; #GP(0) (and no change) when its MXCSR sets reserved bits."""
-    s = cpu.state
     image = cpu.mem.read(address, FX_XMM0 + 16 * 16)
-    fcw, fsw, ftw, mxcsr = struct.unpack_from("<HHB", image) + struct.unpack_from("<I", image, FX_MXCSR)
-    if mxcsr & ~MXCSR_MASK:
-        raise GuestFault(Vector.GP, 0, detail=f"fxrstor: reserved MXCSR bits in {mxcsr:#x}")
-    s.fcw, s.fsw, s.ftw, s.mxcsr = fcw, fsw, ftw, mxcsr
-    for i in range(8):
-        s.st_raw[10 * i:10 * i + 10] = image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10]
-    for i in range(16):
-        s.set_xmm(i, int.from_bytes(image[FX_XMM0 + 16 * i:FX_XMM0 + 16 * i + 16], "little"))
+    image_mxcsr(image)
+    load_legacy(cpu, image, True, True, True)
 
 
 def _fx_address(ops, opnd):

@@ -31,7 +31,7 @@ import math
 
 from cpu.semantics import helper, semantics
 from cpu.semantics import xmm as X
-from cpu.semantics.sse_float import F32, F64, IE, PE, Fmt, _daz, arith, encode, is_nan, is_snan, value
+from cpu.semantics.sse_float import F32, F64, IE, PE, Fmt, arith, daz, encode, is_nan, is_snan, value
 from cpu.semantics.xmm import RC_SHIFT, join, lanes
 
 _ROUND = (round, math.floor, math.ceil, math.trunc)
@@ -40,7 +40,7 @@ _ROUND = (round, math.floor, math.ceil, math.trunc)
 
 def round_lane(v: int, f: Fmt, imm: int, mxcsr: int) -> tuple[int, int]:
     """One lane of ROUNDxx: the integral value as bits, and the MXCSR flags raised."""
-    v = _daz(v, f, mxcsr)
+    v = daz(v, f, mxcsr)
     if is_nan(v, f):
         return v | f.quiet, IE if is_snan(v, f) else 0
     x = value(v, f)

@@ -63,7 +63,7 @@ class Fmt(NamedTuple):
     host: struct.Struct
 
 
-def _fmt(bits: int, fraction: int, code: str) -> Fmt:
+def fmt(bits: int, fraction: int, code: str) -> Fmt:
     sign = 1 << (bits - 1)
     inf = sign - (1 << fraction)
     quiet = 1 << (fraction - 1)
@@ -72,8 +72,8 @@ def _fmt(bits: int, fraction: int, code: str) -> Fmt:
                struct.Struct(code))
 
 
-F32 = _fmt(32, 23, "<f")
-F64 = _fmt(64, 52, "<d")
+F32 = fmt(32, 23, "<f")
+F64 = fmt(64, 52, "<d")
 
 
 def is_nan(v: int, f: Fmt) -> bool:
@@ -101,16 +101,16 @@ def encode(x: float, f: Fmt) -> int:
         return f.inf | (f.sign if x < 0 else 0)
 
 
-def _daz(v: int, f: Fmt, mxcsr: int) -> int:
+def daz(v: int, f: Fmt, mxcsr: int) -> int:
     """DAZ: a denormal source reads as a zero of the same sign."""
     return v & f.sign if mxcsr & DAZ and is_denormal(v, f) else v
 
 
-def _rounding(mxcsr: int) -> int:
+def rounding(mxcsr: int) -> int:
     return (mxcsr >> RC_SHIFT) & 3
 
 
-def _nan_result(f: Fmt, *sources: int) -> tuple[int, int] | None:
+def nan_result(f: Fmt, *sources: int) -> tuple[int, int] | None:
     """Table 4-7: the first NaN source, quieted; IE when any source is an SNaN."""
     for v in sources:
         if is_nan(v, f):
@@ -132,7 +132,7 @@ def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int,
     sign of (exact result - n/d).
     """
     c = encode(r, f)
-    rc = _rounding(mxcsr)
+    rc = rounding(mxcsr)
     negative = bool(c & f.sign)
     if c & ~f.sign == f.inf:                        # |exact| >= max + ulp/2: round to nearest overflows
         if rc == ROUND_NEAREST or rc == (ROUND_DOWN if negative else ROUND_UP):
@@ -164,7 +164,7 @@ def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int,
     return c, flags
 
 
-def _sign(d: int) -> int:
+def signum(d: int) -> int:
     return (d > 0) - (d < 0)
 
 
@@ -172,7 +172,7 @@ def _error(op: str, x: float, y: float, cn: int, cd: int) -> int:
     """Sign of (x op y, computed exactly) - cn/cd; x and y finite, cd > 0."""
     yn, yd = y.as_integer_ratio()
     if op == "sqrt":                                # sqrt(y) - c has the sign of y - c * c (c >= 0)
-        return _sign(yn * cd * cd - cn * cn * yd)
+        return signum(yn * cd * cd - cn * cn * yd)
     xn, xd = x.as_integer_ratio()
     if op == "add":
         n, d = xn * yd + yn * xd, xd * yd
@@ -182,7 +182,7 @@ def _error(op: str, x: float, y: float, cn: int, cd: int) -> int:
         n, d = xn * yn, xd * yd
     else:
         n, d = (xn * yd, xd * yn) if yn > 0 else (-xn * yd, -xd * yn)
-    return _sign(n * cd - cn * d)
+    return signum(n * cd - cn * d)
 
 
 _HOST = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
@@ -203,9 +203,9 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
         c = encode(_HOST[op](value(a, f), value(b, f)), f)
         if f.min_normal <= c & ~f.sign < f.inf:
             return c, 0
-    a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
+    a, b = daz(a, f, mxcsr), daz(b, f, mxcsr)
     sources = (b,) if op == "sqrt" else (a, b)
-    nan = _nan_result(f, *sources)
+    nan = nan_result(f, *sources)
     if nan is not None:
         return nan
     flags = DE if any(is_denormal(s, f) for s in sources) else 0
@@ -225,7 +225,7 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
             return f.indefinite, IE
     if math.isinf(x) or math.isinf(y):              # arithmetic on an infinity is exact
         return encode(r, f), flags
-    if r == 0 and op in ("add", "sub") and _rounding(mxcsr) == ROUND_DOWN:
+    if r == 0 and op in ("add", "sub") and rounding(mxcsr) == ROUND_DOWN:
         # IEEE 754 6.3: an exact zero sum is -0 when rounding down, unless both addends are +0
         both_plus_zero = x == 0 and math.copysign(1, x) > 0 and math.copysign(1, y if op == "add" else -y) > 0
         r = 0.0 if both_plus_zero else -0.0
@@ -234,7 +234,7 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
 
 def minmax(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
     """MINxx/MAXxx lane: the second operand unless the first is strictly smaller/greater (NaNs, +-0 too)."""
-    a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
+    a, b = daz(a, f, mxcsr), daz(b, f, mxcsr)
     if is_nan(a, f) or is_nan(b, f):
         return b, IE
     x, y = value(a, f), value(b, f)
@@ -277,27 +277,34 @@ for _op in ("add", "sub", "mul", "div", "sqrt", "min", "max"):
         ARITH.append(_op + _suffix)
 
 
-@semantics(*ARITH)
-def arithmetic(ops, insn, dst, src):
-    """ADDSD xmm1, xmm2/m64 and the rest: dst = dst op src, lane by lane (SQRT: dst = sqrt(src))."""
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, ops.reg("mxcsr")))
+@X.lane_form(*ARITH, flags=True)
+def arithmetic(ops, name, insn, a, b):
+    """ADDSD xmm1, xmm2/m64 and the rest: a op b, lane by lane (SQRT: sqrt(b)); a scalar op keeps a's upper lanes."""
+    return ops.helper(name, a, b, ops.reg("mxcsr"))
 
 
 # -- comparisons -------------------------------------------------------------------------------
-SIGNALING = frozenset({1, 2, 5, 6})       # LT, LE, NLT, NLE: a QNaN operand is invalid too
-TRUE_IF_UNORDERED = frozenset({3, 4, 5, 6})
+PREDICATES: tuple[tuple[Callable[[float, float], bool], bool, bool], ...] = (
+    # imm8 bits 3:0 (SDM Vol. 2A, CMPPD table 3-1): (ordered relation, result if unordered, QNaN signals)
+    (operator.eq, False, False), (operator.lt, False, True), (operator.le, False, True),     # EQ_OQ LT_OS LE_OS
+    (lambda x, y: False, True, False), (operator.ne, True, False),                           # UNORD_Q NEQ_UQ
+    (operator.ge, True, True), (operator.gt, True, True), (lambda x, y: True, False, False),  # NLT_US NLE_US ORD_Q
+    (operator.eq, True, False), (operator.lt, True, True), (operator.le, True, True),        # EQ_UQ NGE_US NGT_US
+    (lambda x, y: False, False, False), (operator.ne, False, False),                         # FALSE_OQ NEQ_OQ
+    (operator.ge, False, True), (operator.gt, False, True), (lambda x, y: True, True, False),  # GE_OS GT_OS TRUE_UQ
+)
+"""Predicates 16-31 (VEX only) are 0-15 with the QNaN signalling flipped; the legacy imm8 has 0-7."""
 
 
 def compare_lane(predicate: int, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[bool, int]:
-    """Predicate 0-7: EQ, LT, LE, UNORD, NEQ, NLT, NLE, ORD (SDM Vol. 2A, CMPPD table 3-1)."""
-    a, b = _daz(a, f, mxcsr), _daz(b, f, mxcsr)
+    """Predicate 0-31 (imm8 bits 4:0): whether it holds of a and b, and the exception flags."""
+    relation, unordered, signals = PREDICATES[predicate & 15]
+    a, b = daz(a, f, mxcsr), daz(b, f, mxcsr)
     if is_nan(a, f) or is_nan(b, f):
-        invalid = predicate in SIGNALING or is_snan(a, f) or is_snan(b, f)
-        return predicate in TRUE_IF_UNORDERED, IE if invalid else 0
+        invalid = signals != bool(predicate & 16) or is_snan(a, f) or is_snan(b, f)
+        return unordered, IE if invalid else 0
     x, y = value(a, f), value(b, f)
-    result = (x == y, x < y, x <= y, False, x != y, not x < y, not x <= y, True)[predicate]
-    return result, DE if is_denormal(a, f) or is_denormal(b, f) else 0
+    return relation(x, y), DE if is_denormal(a, f) or is_denormal(b, f) else 0
 
 
 def _compare_helper(name: str, f: Fmt, count: int) -> None:
@@ -316,15 +323,15 @@ for _suffix, (_f, _count) in SHAPES.items():
     _compare_helper("cmp" + _suffix, _f, _count)
 
 
-@semantics("cmpss", "cmpps", "cmppd")
-def compare(ops, insn, dst, src, predicate):
-    """CMPPS xmm1, xmm2/m128, imm8: each lane all ones when the predicate (imm8 bits 2:0) holds.
+@X.lane_form("cmpss", "cmpps", "cmppd", shared=("cmpsd",), flags=True)
+def compare(ops, name, insn, a, b):
+    """CMPPS xmm1, xmm2/m128, imm8: each lane all ones when the predicate holds (imm8 bits 2:0; VEX: 4:0).
 
-    Also CMPSD's XMM form, through ``sse.cmpsd_xmm``.  The decoder turns
-    capstone's pseudo-ops (``cmpltsd``) back into mnemonic + imm8.
+    The legacy CMPSD's XMM form comes through ``sse.cmpsd_xmm`` (the string module owns the mnemonic).
+    The decoder turns capstone's pseudo-ops (``cmpltsd``, ``vcmpneq_usps``) back into mnemonic + imm8.
     """
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, predicate.imm & 7, ops.reg("mxcsr")))
+    predicate = insn.operands[-1].imm & (31 if insn.mnemonic.startswith("v") else 7)
+    return ops.helper(name, a, b, predicate, ops.reg("mxcsr"))
 
 
 _CF, _PF, _ZF = int(Flag.CF), int(Flag.PF), int(Flag.ZF)
@@ -334,7 +341,7 @@ def _comis_helper(name: str, f: Fmt, signaling: bool) -> None:
     mask = f.mask
 
     def h(a: int, b: int, mxcsr: int) -> int:
-        a, b = _daz(a & mask, f, mxcsr), _daz(b & mask, f, mxcsr)
+        a, b = daz(a & mask, f, mxcsr), daz(b & mask, f, mxcsr)
         if is_nan(a, f) or is_nan(b, f):
             invalid = signaling or is_snan(a, f) or is_snan(b, f)
             return _ZF | _PF | _CF | ((IE if invalid else 0) << 128)
@@ -352,9 +359,11 @@ for _name, _f, _signaling in (("comiss", F32, True), ("comisd", F64, True),
 
 @semantics("comiss", "comisd", "ucomiss", "ucomisd")
 def compare_flags(ops, insn, first, second):
-    """Unordered: ZF = PF = CF = 1; less: CF; equal: ZF; greater: none.  OF, SF, AF are cleared."""
+    """Unordered: ZF = PF = CF = 1; less: CF; equal: ZF; greater: none.  OF, SF, AF are cleared.
+
+    Also the VEX forms (VCOMISS, ...: ``cpu.semantics.avx``), which have the same shape."""
     a, b = ops.read(first), X.read(ops, insn, second)
-    packed = ops.helper(insn.mnemonic, a, b, ops.reg("mxcsr"))
+    packed = ops.helper(insn.mnemonic.removeprefix("v"), a, b, ops.reg("mxcsr"))
     X.raise_flags(ops, ops.shr(packed, 128))
     ops.set_flags(CcOp.FLAGS, 64, ops.trunc(packed, 64), 0, 0)
 
@@ -363,12 +372,12 @@ def compare_flags(ops, insn, first, second):
 def to_int(v: int, f: Fmt, size: int, truncate: bool, mxcsr: int) -> tuple[int, int]:
     """CVT(T)xx2SI lane: NaN, infinity or out of range give the integer indefinite 100..0 and IE."""
     indefinite = 1 << (size - 1)
-    v = _daz(v, f, mxcsr)
+    v = daz(v, f, mxcsr)
     if is_nan(v, f) or v & ~f.sign == f.inf:
         return indefinite, IE
     x = value(v, f)
-    rounding = (round, math.floor, math.ceil, math.trunc)[3 if truncate else _rounding(mxcsr)]
-    r = rounding(x)
+    to_integer = (round, math.floor, math.ceil, math.trunc)[3 if truncate else rounding(mxcsr)]
+    r = to_integer(x)
     if not -indefinite <= r < indefinite:
         return indefinite, IE
     return r & ((1 << size) - 1), PE if r != x else 0
@@ -385,7 +394,7 @@ def from_int(n: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
     q, rest = m >> shift, m & ((1 << shift) - 1)
     if rest:
         half = 1 << (shift - 1)
-        rc = _rounding(mxcsr)
+        rc = rounding(mxcsr)
         up = (rest > half or (rest == half and q & 1)) if rc == ROUND_NEAREST else \
             (bool(sign) if rc == ROUND_DOWN else not sign if rc == ROUND_UP else False)
         q += up
@@ -398,7 +407,7 @@ def from_int(n: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
 
 def narrow(v: int, mxcsr: int) -> tuple[int, int]:
     """Double to single: NaNs keep their sign and top fraction bits, quieted."""
-    v = _daz(v, F64, mxcsr)
+    v = daz(v, F64, mxcsr)
     if is_nan(v, F64):
         nan = ((v >> 32) & F32.sign) | F32.inf | F32.quiet | ((v >> 29) & (F32.quiet - 1))
         return nan, IE if is_snan(v, F64) else 0
@@ -407,12 +416,12 @@ def narrow(v: int, mxcsr: int) -> tuple[int, int]:
     if math.isinf(x):
         return encode(x, F32), flags
     xn, xd = x.as_integer_ratio()
-    return round_result(x, lambda n, d: _sign(xn * d - n * xd), F32, mxcsr, flags)
+    return round_result(x, lambda n, d: signum(xn * d - n * xd), F32, mxcsr, flags)
 
 
 def widen(v: int, mxcsr: int) -> tuple[int, int]:
     """Single to double: exact; NaNs keep sign and fraction, quieted."""
-    v = _daz(v, F32, mxcsr)
+    v = daz(v, F32, mxcsr)
     if is_nan(v, F32):
         nan = ((v & F32.sign) << 32) | F64.inf | F64.quiet | ((v & (F32.min_normal - 1)) << 29)
         return nan, IE if is_snan(v, F32) else 0
@@ -458,11 +467,10 @@ for _name, _spec in _PACKED.items():
     _packed_helper(_name, *_spec)
 
 
-@semantics(*_PACKED)
-def convert_packed(ops, insn, dst, src):
+@X.lane_form(*_PACKED, kind=X.UNARY, flags=True)
+def convert_packed(ops, name, insn, a, b):
     """CVTDQ2PD xmm1, xmm2/m64 and the other packed conversions; results narrower than 128 bits zero the rest."""
-    b = X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, b, ops.reg("mxcsr")))
+    return ops.helper(name, b, ops.reg("mxcsr"))
 
 
 @helper
@@ -477,11 +485,10 @@ def cvtsi2ss(a: int, n: int, size: int, mxcsr: int) -> int:
     return (a & ~MASK32) | r | (flags << 128)
 
 
-@semantics("cvtsi2sd", "cvtsi2ss")
-def int_to_scalar(ops, insn, dst, src):
-    """CVTSI2SD xmm1, r/m32 or r/m64: the low lane, rounded per MXCSR.RC; upper lanes kept."""
-    a, n = ops.read(dst), ops.read(src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, n, src.size, ops.reg("mxcsr")))
+@X.lane_form("cvtsi2sd", "cvtsi2ss", flags=True)
+def int_to_scalar(ops, name, insn, a, n):
+    """CVTSI2SD xmm1, r/m32 or r/m64: the low lane, rounded per MXCSR.RC; a's upper lanes kept."""
+    return ops.helper(name, a, n, insn.operands[-1].size, ops.reg("mxcsr"))
 
 
 def _to_int_helper(name: str, f: Fmt, truncate: bool) -> None:
@@ -499,9 +506,9 @@ for _name, _f, _truncate in (("cvtsd2si", F64, False), ("cvttsd2si", F64, True),
 
 @semantics("cvtsd2si", "cvttsd2si", "cvtss2si", "cvttss2si")
 def scalar_to_int(ops, insn, dst, src):
-    """CVTSD2SI r32/r64, xmm/m64: rounded per MXCSR.RC (CVTT: toward zero)."""
+    """CVTSD2SI r32/r64, xmm/m64: rounded per MXCSR.RC (CVTT: toward zero); also the VEX forms."""
     v = X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, v, dst.size, ops.reg("mxcsr")), dst.size)
+    X.write_float(ops, dst, ops.helper(insn.mnemonic.removeprefix("v"), v, dst.size, ops.reg("mxcsr")), dst.size)
 
 
 @helper
@@ -516,7 +523,6 @@ def cvtss2sd(a: int, b: int, mxcsr: int) -> int:
     return (a & (MASK128 ^ MASK64)) | r | (flags << 128)
 
 
-@semantics("cvtsd2ss", "cvtss2sd")
-def scalar_convert(ops, insn, dst, src):
-    a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, ops.reg("mxcsr")))
+@X.lane_form("cvtsd2ss", "cvtss2sd", flags=True)
+def scalar_convert(ops, name, insn, a, b):
+    return ops.helper(name, a, b, ops.reg("mxcsr"))

@@ -10,7 +10,7 @@ value: ``pshufb(a, b)``, ``palignr(a, b, imm)``, where ``a`` is the first
 (destination) operand and ``b`` the second.  The VEX forms compute the same
 function per 128-bit lane, so they can call these helpers.
 
-Not modelled: the MMX (``mm0``-``mm7``) forms, which the decoder rejects (#UD).
+The MMX (``mm0``-``mm7``) forms run these semantics through ``mmx``.
 """
 
 from __future__ import annotations

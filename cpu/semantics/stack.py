@@ -1,15 +1,19 @@
 """Stack instructions: PUSH, POP, PUSHF, POPF, ENTER, LEAVE (Intel SDM Vol. 2; Vol. 1, 6.2-6.5).
 
 64-bit mode: the stack pointer is RSP; pushes default to 64 bits, 16 bits
-with a 0x66 prefix.  Memory is written before RSP changes, so a faulting
-push leaves RSP as it was.  PUSH FS/GS pushes the selector zero-extended;
+with a 0x66 prefix (there is no 32-bit form).  Memory is written before RSP
+changes, so a faulting push leaves RSP as it was.  With a 0x66 prefix LEAVE
+pops BP and ENTER pushes 2-byte frame pointers and sets BP, bits 63:16 of RBP
+kept (as this host's CPU does; the SDM's pseudocode for a 64-bit stack reads as
+if all of RBP took the frame address, and unicorn does that).  The stack
+addresses themselves are always 64-bit (RSP, RBP).  PUSH FS/GS pushes the selector zero-extended;
 POP FS/GS loads a selector (``cpu.semantics.privileged``).  POPF changes IF
 only when CPL <= IOPL and IOPL only at CPL 0 (SDM Vol. 2B, POPF).
 """
 
 from __future__ import annotations
 
-from cpu.decoder import Kind
+from cpu.decoder import Kind, Operand, operand_size_16
 from cpu.flags import USER_WRITABLE, Flag
 from cpu.semantics import privileged, semantics
 from cpu.state import SEGMENTS
@@ -32,9 +36,18 @@ def _segment(opnd) -> bool:
     return opnd.kind is Kind.REG and opnd.reg in SEGMENTS
 
 
+def _size(insn) -> int:
+    """The operand size of PUSH imm/Sreg, ENTER and LEAVE: 64, or 16 with a 0x66 prefix."""
+    return 16 if operand_size_16(insn.raw) else 64
+
+
+def _low(ops, value, size):
+    return value if size == 64 else ops.trunc(value, size)
+
+
 @semantics("push")
 def push(ops, insn, src):
-    size = src.size if src.kind is not Kind.IMM and not _segment(src) else (16 if insn.raw[0] == 0x66 else 64)
+    size = src.size if src.kind is not Kind.IMM and not _segment(src) else _size(insn)
     value = ops.read(src)
     if src.kind is Kind.IMM and src.size < size:
         value = ops.sext(value, src.size, size)
@@ -81,26 +94,30 @@ def popf(ops, insn):
 
 @semantics("leave")
 def leave(ops, insn):
+    size = _size(insn)
     rbp = ops.reg("rbp")
-    value = ops.load(rbp, 64)
-    ops.set_reg("rsp", ops.add(rbp, 8, 64))
-    ops.set_reg("rbp", value)
+    value = ops.load(rbp, size)
+    ops.set_reg("rsp", ops.add(rbp, size // 8, 64))
+    ops.write(Operand(Kind.REG, size, reg="rbp"), value)
 
 
 @semantics("enter")
 def enter(ops, insn, alloc, level):
-    """ENTER imm16, imm8 with nesting level 0 or 1 (what compilers emit); deeper levels copy frame pointers."""
+    """ENTER imm16, imm8: push the frame pointer, copy ``level - 1`` outer frame pointers from [RBP - i * size],
+    push the new frame's address (for ``level`` >= 1), point RBP at the frame and allocate ``imm16`` bytes."""
+    size = _size(insn)
+    step = size // 8
     nesting = level.imm & 31
     rsp = ops.reg("rsp")
     rbp = ops.reg("rbp")
-    frame = ops.sub(rsp, 8, 64)
-    ops.store(frame, 64, rbp)
+    frame = ops.sub(rsp, step, 64)
+    ops.store(frame, size, _low(ops, rbp, size))
     cursor = frame
     for i in range(1, nesting):
-        cursor = ops.sub(cursor, 8, 64)
-        ops.store(cursor, 64, ops.load(ops.sub(rbp, 8 * i, 64), 64))
+        cursor = ops.sub(cursor, step, 64)
+        ops.store(cursor, size, ops.load(ops.sub(rbp, step * i, 64), size))
     if nesting:
-        cursor = ops.sub(cursor, 8, 64)
-        ops.store(cursor, 64, frame)
-    ops.set_reg("rbp", frame)
-    ops.set_reg("rsp", ops.sub(cursor, alloc.imm, 64))
+        cursor = ops.sub(cursor, step, 64)
+        ops.store(cursor, size, _low(ops, frame, size))
+    ops.write(Operand(Kind.REG, size, reg="rbp"), _low(ops, frame, size))
+    ops.set_reg("rsp", ops.sub(cursor, alloc.imm & 0xFFFF, 64))

@@ -1,5 +1,13 @@
-"""System-level and miscellaneous instructions: SYSCALL, CPUID, RDTSC, HLT, INT3, UD2
-(Intel SDM Vol. 2; Vol. 3A ch. 5 and 6).  The privileged rest is in ``cpu.semantics.privileged``.
+"""System-level and miscellaneous instructions: SYSCALL, CPUID, RDTSC, RDPID, RDRAND, RDSEED,
+RDFSBASE, RDGSBASE, WRFSBASE, WRGSBASE, HLT, INT3, UD2 (Intel SDM Vol. 2; Vol. 3A ch. 5 and 6).
+The privileged rest is in ``cpu.semantics.privileged``.
+
+RDRAND and RDSEED always succeed (CF = 1; OF, SF, ZF, AF, PF cleared) with bits from the
+interpreter's generator (``Interpreter.entropy``): seeded from a fixed value in reproducible
+runs, from the host's random source otherwise.  Hardware's DRBG and entropy source, and their
+transient failures (CF = 0), are not modelled.  RDPID reads IA32_TSC_AUX.  The FS/GS base
+instructions raise #UD unless CR4.FSGSBASE is set; WRFSBASE and WRGSBASE raise #GP(0) for a
+non-canonical base.
 
 SYSCALL is an event: the instruction itself checks EFER.SCE and does what
 the SDM says it does to RCX and R11; then the host answers (``emu.user``),
@@ -13,8 +21,9 @@ tests and benchmarks use it as an end marker.
 
 from __future__ import annotations
 
-from cpu import cpuid as cpuid_leaves
+from cpu.cpuid import CR4_FSGSBASE
 from cpu.exceptions import Vector
+from cpu.flags import CcOp, Flag
 from cpu.semantics import call, semantics
 
 EFER_SCE = 1 << 0
@@ -34,7 +43,7 @@ def syscall(ops, insn):
 @call
 def cpuid(cpu) -> None:
     s = cpu.state
-    s.rax, s.rbx, s.rcx, s.rdx = cpuid_leaves.cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF)
+    s.rax, s.rbx, s.rcx, s.rdx = cpu.level.cpuid(s.rax & 0xFFFFFFFF, s.rcx & 0xFFFFFFFF, s.cr4)
 
 
 @semantics("cpuid")
@@ -53,6 +62,47 @@ def rdtsc(cpu) -> None:
 @semantics("rdtsc")
 def rdtsc_insn(ops, insn):
     ops.call("rdtsc")
+
+
+@call
+def random_bits(cpu, size: int) -> int:
+    return cpu.entropy.getrandbits(size)
+
+
+@semantics("rdrand", feature="rdrand")
+def rdrand(ops, insn, dst):
+    ops.write(dst, ops.call("random_bits", dst.size))
+    ops.set_flags(CcOp.FLAGS, dst.size, int(Flag.CF), 0, 0)
+
+
+@semantics("rdseed", feature="rdseed")
+def rdseed(ops, insn, dst):
+    rdrand(ops, insn, dst)
+
+
+@semantics("rdpid", feature="rdpid")
+def rdpid(ops, insn, dst):
+    ops.write(dst, ops.reg("tsc_aux"))
+
+
+def _fsgsbase_enabled(ops):
+    ops.fault_if(ops.eq(ops.and_(ops.reg("cr4"), CR4_FSGSBASE), 0), Vector.UD)
+
+
+@semantics("rdfsbase", "rdgsbase", feature="fsgsbase")
+def rdfsbase(ops, insn, dst):
+    _fsgsbase_enabled(ops)
+    ops.write(dst, ops.trunc(ops.reg(f"{insn.mnemonic[2:4]}_base"), dst.size))
+
+
+@semantics("wrfsbase", "wrgsbase", feature="fsgsbase")
+def wrfsbase(ops, insn, src):
+    _fsgsbase_enabled(ops)
+    base = ops.read(src)
+    if src.size == 64:
+        top = ops.shr(base, 47)                     # bits 63:47: all equal in a canonical address
+        ops.fault_if(ops.and_(ops.ne(top, 0), ops.ne(top, 0x1FFFF)), Vector.GP, 0)
+    ops.set_reg(f"{insn.mnemonic[2:4]}_base", base)
 
 
 @semantics("hlt")

@@ -14,16 +14,23 @@ MXCSR exception flags they raise above bit 128 (:func:`write_float`).  Flags
 only accumulate: an exception unmasked in MXCSR does not raise #XM (not
 modelled; every exception gets the masked response).
 
-No semantics are registered here.
+Lane forms (:data:`LANE_FORMS`): an SSE instruction whose result is a
+function of 128-bit source values registers that function once, with
+:func:`lane_form`, as ``compute(ops, name, insn, a, b)``; the same call
+registers its legacy semantics (``dst = compute(dst, src)``), and
+``cpu.semantics.avx`` applies it to each 128-bit half of its VEX form.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from enum import IntFlag
+from typing import NamedTuple
 
 from cpu.decoder import Kind, Operand
 from cpu.exceptions import Vector
+from cpu.semantics import semantics
 
 MASK32 = (1 << 32) - 1
 MASK64 = (1 << 64) - 1
@@ -112,3 +119,53 @@ def write_float(ops, dst: Operand, packed, size: int = 128) -> None:
     """Write the low ``size`` bits of a float helper's result to ``dst``; its flags go to MXCSR."""
     ops.write(dst, ops.trunc(packed, size))
     raise_flags(ops, ops.shr(packed, 128))
+
+
+# -- lane forms: one computation, a legacy and a VEX frame ---------------------------------
+BINARY, UNARY, SHIFT = "binary", "unary", "shift"
+"""What a lane form's ``a`` and ``b`` are.  BINARY: the two sources (legacy: the destination and the
+source; VEX: the second and third operands).  UNARY: ``b`` is the one source (PSHUFD, CVTDQ2PS).
+SHIFT: ``a`` is the source, ``b`` the count for every half (an imm8, or the low 64 bits of xmm/m128)."""
+
+
+class LaneForm(NamedTuple):
+    compute: Callable[..., object]   # (ops, legacy mnemonic, insn, a, b) -> a 128-bit value
+    kind: str
+    flags: bool                      # the result carries MXCSR exception flags above bit 128
+
+
+LANE_FORMS: dict[str, LaneForm] = {}
+
+
+def lane_form(*mnemonics: str, kind: str = BINARY, flags: bool = False, shared: tuple[str, ...] = ()) -> Callable:
+    """Register ``compute`` as the lane form of each mnemonic, and its legacy SSE semantics.
+
+    ``shared``: more mnemonics of this form whose legacy semantics another module owns (CMPSD: the string
+    instruction's module, which calls :func:`legacy` for the XMM form).
+    """
+    def register(compute: Callable) -> Callable:
+        for m in (*mnemonics, *shared):
+            LANE_FORMS[m] = LaneForm(compute, kind, flags)
+        semantics(*mnemonics)(legacy)
+        return compute
+    return register
+
+
+def legacy(ops, insn, dst, src, *imm):
+    """A legacy SSE lane form: ``dst = compute(dst, src)`` (UNARY: ``compute(src)``; SHIFT: by the count)."""
+    form = LANE_FORMS[insn.mnemonic]
+    if form.kind == SHIFT:
+        b = shift_count(ops, insn, src)
+    else:
+        b = read(ops, insn, src)
+    a = 0 if form.kind == UNARY else ops.read(dst)
+    result = form.compute(ops, insn.mnemonic, insn, a, b)
+    if form.flags:
+        write_float(ops, dst, result)
+    else:
+        ops.write(dst, result)
+
+
+def shift_count(ops, insn, count: Operand):
+    """A shift's count: an imm8, or the low 64 bits of an XMM register or m128."""
+    return count.imm if count.kind is Kind.IMM else ops.trunc(read(ops, insn, count), 64)

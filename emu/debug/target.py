@@ -386,7 +386,11 @@ class ProcessBackend:
         self.process = process
         self.state = process.state
         self.memory = process.memory
-        self.interp = Interpreter(process.state, process.memory)
+        self.interp = Interpreter(process.state, process.memory, cpu=process.cpu, entropy_seed=process.entropy_seed)
+        if process.jit != "off":
+            from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
+
+            self.interp.jit = Jit(self.interp, process.jit)
         process.interp = self.interp
         self.pid: int | None = process.kernel.pid
 

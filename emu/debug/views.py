@@ -131,6 +131,8 @@ class Registers:
             return Value(getattr(state, reg), 2)
         if reg.startswith("xmm"):
             return Value(state.xmm(int(reg[3:])), 16)
+        if reg.startswith("ymm"):
+            return Value(state.ymm(int(reg[3:])), 32)
         return None          # control registers: only on a full-system machine
 
     def write(self, name: str, value: int) -> None:
@@ -151,6 +153,9 @@ class Registers:
             reg, bits, high = parse_reg(name)
             if reg.startswith("xmm"):
                 state.set_xmm(int(reg[3:]), value & ((1 << 128) - 1))
+                return
+            if reg.startswith("ymm"):
+                state.set_ymm(int(reg[3:]), value & ((1 << 256) - 1))
                 return
             shift = 8 if high else 0
             mask = ((1 << bits) - 1) << shift

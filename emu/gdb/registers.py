@@ -5,14 +5,16 @@ Follows the GDB manual, appendix "Target Descriptions" (the XML format,
 appendix "Remote Serial Protocol" (``g``/``G``/``p``/``P``: each register as
 its target-byte-order bytes, in register-number order, here little-endian).
 
-The description has three features, in the order GDB's amd64 register
+The description has four features, in the order GDB's amd64 register
 numbering expects (it needs the x87 registers before the XMM registers):
 
 - ``org.gnu.gdb.i386.core``: rax..r15 in GDB's order (rax rbx rcx rdx rsi
   rdi rbp rsp r8..r15), rip, eflags, the six selectors, st0-st7 and the x87
   control registers fctrl fstat ftag fiseg fioff foseg fooff fop;
 - ``org.gnu.gdb.i386.sse``: xmm0-xmm15 and mxcsr;
-- ``org.gnu.gdb.i386.segments``: fs_base and gs_base.
+- ``org.gnu.gdb.i386.segments``: fs_base and gs_base;
+- ``org.gnu.gdb.i386.avx``: ymm0h-ymm15h, bits 255:128 of YMM0-15 (gdb
+  builds ``$ymm0`` from ``$xmm0`` and ``$ymm0h``).
 
 A full-system machine's description (:data:`SYSTEM`) adds a fourth feature,
 ``org.emu.x86.system``, that GDB does not know by name and shows as it is
@@ -24,12 +26,12 @@ CR4 and EFER are read-only here: changing paging under the MMU's TLBs from a
 debugger is refused (writing the value they already hold is accepted, as a
 ``G`` packet does).
 
-``st0``..``st7`` are ST(0)..ST(7), the FXSAVE slots of ``CpuState.st_raw``.
+``st0``..``st7`` are ST(0)..ST(7): physical registers R((TOP + i) mod 8) (``cpu.semantics.fpu``).
 ``ftag`` is the full 16-bit tag word (two bits per physical register, 11 =
 empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
 8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
 instruction and operand pointers and the last opcode are not modelled: they
-read as zero and writes to them are ignored.  Not described: AVX (ymm), the
+read as zero and writes to them are ignored.  Not described: AVX-512, the
 ``org.gnu.gdb.i386.linux`` feature (orig_rax), debug registers, GDTR/IDTR.
 """
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpu.flags import read_rflags, write_rflags
+from cpu.semantics.fpu import full_tag_word, physical_register, read_register, write_register
 from cpu.state import CpuState
 from emu.debug.views import CONTROL_BITS
 
@@ -63,13 +66,14 @@ _CORE = (
 _SSE = [Register(f"xmm{i}", 128, "vec128", "vector") for i in range(16)] + [Register("mxcsr", 32, "i386_mxcsr",
                                                                                       "vector")]
 _SEGMENTS = [Register("fs_base", 64, "int", "system"), Register("gs_base", 64, "int", "system")]
+_AVX = [Register(f"ymm{i}h", 128, "uint128", "vector") for i in range(16)]
 
 _SYSTEM = ([Register("kernel_gs_base", 64, "int64", "system")]
            + [Register(name, 64, f"x86_{name}" if name in CONTROL_BITS else "int64", "system")
               for name in ("cr0", "cr2", "cr3", "cr4", "cr8", "efer")])
 
 FEATURES = (("org.gnu.gdb.i386.core", _CORE), ("org.gnu.gdb.i386.sse", _SSE),
-            ("org.gnu.gdb.i386.segments", _SEGMENTS))
+            ("org.gnu.gdb.i386.segments", _SEGMENTS), ("org.gnu.gdb.i386.avx", _AVX))
 SYSTEM_FEATURES = (*FEATURES, ("org.emu.x86.system", _SYSTEM))
 
 _EFLAGS_FIELDS = (("CF", 0, 0), ("", 1, 1), ("PF", 2, 2), ("AF", 4, 4), ("ZF", 6, 6), ("SF", 7, 7), ("TF", 8, 8),
@@ -118,11 +122,6 @@ _X87_UNMODELLED = frozenset({"fiseg", "fioff", "foseg", "fooff", "fop"})
 _PAGING = frozenset({"cr0", "cr3", "cr4", "efer"})
 
 
-def _full_tag_word(state: CpuState) -> int:
-    """The 16-bit x87 tag word from the abridged one: 11 (empty) or 00 (valid) per physical register."""
-    return sum((0 if state.ftw >> i & 1 else 3) << (2 * i) for i in range(8))
-
-
 def _abridged_tag_word(full: int) -> int:
     return sum(1 << i for i in range(8) if (full >> (2 * i)) & 3 != 3)
 
@@ -131,10 +130,11 @@ def _read(state: CpuState, reg: Register) -> bytes:
     """A register's value as GDB expects it (little-endian, its bit size)."""
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
-        i = int(name[2:])
-        return bytes(state.st_raw[10 * i: 10 * i + 10])
+        return read_register(state, physical_register(state, int(name[2:]))).to_bytes(10, "little")
     if name.startswith("xmm"):
         value = state.xmm(int(name[3:]))
+    elif name.startswith("ymm"):
+        value = state.ymm(int(name[3:-1])) >> 128
     elif name == "eflags":
         value = read_rflags(state)
     elif name == "fctrl":
@@ -142,7 +142,7 @@ def _read(state: CpuState, reg: Register) -> bytes:
     elif name == "fstat":
         value = state.fsw
     elif name == "ftag":
-        value = _full_tag_word(state)
+        value = full_tag_word(state)
     elif name in _X87_UNMODELLED:
         value = 0
     else:
@@ -156,14 +156,16 @@ def _write(state: CpuState, reg: Register, data: bytes) -> None:
         raise ValueError(f"{reg.name} takes {reg.bits // 8} bytes, not {len(data)}")
     name = reg.name
     if name.startswith("st") and name[2:].isdigit():
-        i = int(name[2:])
-        state.st_raw[10 * i: 10 * i + 10] = data
+        write_register(state, physical_register(state, int(name[2:])), int.from_bytes(data, "little"))
         return
     value = int.from_bytes(data, "little")
     if name in _PAGING and value != getattr(state, name):
         raise ValueError(f"{name} is read-only from the debugger (paging would change under the TLBs)")
     if name.startswith("xmm"):
         state.set_xmm(int(name[3:]), value)
+    elif name.startswith("ymm"):
+        i = int(name[3:-1])
+        state.set_ymm(i, state.xmm(i) | value << 128)
     elif name == "eflags":
         write_rflags(state, value)
     elif name == "fctrl":

@@ -45,6 +45,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from cpu.cpuid import CpuLevel
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SIZE
 from emu.debug.target import ProcessBackend, Stop, StopKind, Target
@@ -412,11 +413,12 @@ def _connected(conn: socket.socket, peer: tuple, log: TextIO) -> socket.socket:
 
 
 def serve_program(argv: Sequence[str], env: Mapping[str, str] | None, address: str, *, seed: int = 0,
-                  deterministic: bool = False, log: TextIO | None = None) -> int:
+                  deterministic: bool = False, log: TextIO | None = None, cpu: CpuLevel | None = None) -> int:
     """``emu run --gdb ADDRESS``: load ``argv[0]``, wait for gdb, serve it; return the program's exit status."""
     log = log if log is not None else sys.stderr
     try:
-        process = Process(argv[0], argv, os.environ if env is None else env, seed=seed, deterministic=deterministic)
+        process = Process(argv[0], argv, os.environ if env is None else env, seed=seed, deterministic=deterministic,
+                          cpu=cpu)
     except ElfError as e:
         print(f"emu: error: {e}", file=log)
         return 2

@@ -56,6 +56,8 @@ BUILD_STEPS_REVISION = 1
 
 NOT_HASHED = frozenset({"README.md"})
 """Files in the recipe directory that describe it without changing its output."""
+OTHER_RECIPES = ("debian",)
+"""Subdirectories holding other guests' recipes (emu/machine/debian_guest.py), not part of this one."""
 
 KERNEL_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
 BUSYBOX = Path("/bin/busybox")  # installed by busybox-static
@@ -141,7 +143,8 @@ def recipe_hash(recipe_dir: Path = RECIPE_DIR) -> str:
     recipe_dir = Path(recipe_dir)
     for path in sorted(recipe_dir.rglob("*")):
         relative = path.relative_to(recipe_dir).as_posix()
-        if not path.is_file() or relative in NOT_HASHED or "__pycache__" in path.parts:
+        if not path.is_file() or relative in NOT_HASHED or "__pycache__" in path.parts \
+                or relative.split("/")[0] in OTHER_RECIPES:
             continue
         executable = os.access(path, os.X_OK)
         content = path.read_bytes()

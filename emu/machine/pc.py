@@ -1,14 +1,21 @@
 """The machine: a minimal PC that an unmodified Linux kernel boots on, and its run loop.
 
-Assembled in :meth:`Machine.__init__`, one step per device.  The address map
-(the one place that says where everything is):
+Assembled in :meth:`Machine.__init__`, one step per device.  Two machine types share everything but how disks
+are attached: ``microvm`` puts each virtio-blk disk on virtio-mmio, announced on the kernel command line, with
+no PCI; ``pc`` has a PCI host bridge and puts each disk on virtio-pci in slots 1, 2, ..., with BARs and
+interrupt lines assigned by the firmware before the kernel starts (firmware/pci.py).  The address map (the one
+place that says where everything is):
 
 ==============================  =================================================
 physical memory
 ``0x0000_0000 .. RAM size``     RAM (at most 3 GiB); the boot loader's layout is in firmware/linux.py
-``0xD000_0000 + 0x1000*n``      virtio-mmio device n (0x200 bytes of registers), IRQ 10 + n
+``0xD000_0000 + 0x1000*n``      microvm: virtio-mmio device n (0x200 bytes of registers), IRQ 10 + n
+``0xE000_0000 .. 0xFEC0_0000``  pc: the PCI memory window, where the firmware puts memory BARs (a hole in e820)
 I/O ports
 ``0x20-0x21``, ``0xA0-0xA1``    8259A PIC pair (devices/pic8259.py)
+``0x4D0-0x4D1``                 pc: the ELCR, PCI interrupt lines made level sensitive (devices/pic8259.py)
+``0xCF8-0xCFF``                 pc: PCI configuration mechanism #1 (devices/pci.py)
+``0xC000-0xFFFF``               pc: the PCI I/O window, where the firmware puts I/O BARs
 ``0x40-0x43``, ``0x61``         8254 PIT, and the PC's port B for channel 2 (devices/pit8254.py)
 ``0x60``, ``0x64``              i8042: only the reset line (devices/i8042.py)
 ``0x70-0x71``                   MC146818 RTC/CMOS, IRQ 8 (devices/cmos.py)
@@ -17,6 +24,9 @@ I/O ports
 ``0x3F8-0x3FF``                 16550A UART (COM1), IRQ 4 (devices/uart16550.py)
 everything else                 unassigned: reads all ones, writes ignored
 ==============================  =================================================
+
+PCI interrupts: INTA#-INTD# of slot s reach IRQ ``devices.pci.intx_irq(s, pin)`` (10, 11, 9 or 5), which
+the firmware writes in each function's Interrupt Line.
 
 The run loop: the CPU runs until the next clock deadline, an event (a port
 access, HLT, SYSCALL, STI) or a fault; the machine then fires due timers,
@@ -40,6 +50,7 @@ from typing import TextIO
 
 from cpu import cpuid, exceptions
 from cpu.codecache import CodeCache
+from cpu.cpuid import level
 from cpu.exceptions import GuestFault, TripleFault
 from cpu.flags import Flag
 from cpu.interp import Exit, ExitKind, Interpreter
@@ -51,12 +62,15 @@ from devices.clock import Clock
 from devices.cmos import Cmos
 from devices.debug_exit import DebugExit
 from devices.i8042 import I8042
-from devices.pic8259 import Pic8259Pair
+from devices.pci import PciHost
+from devices.pic8259 import Elcr, Pic8259Pair
 from devices.pit8254 import Pit8254
 from devices.uart16550 import Uart16550
 from devices.virtio_blk import VirtioBlk
 from devices.virtio_mmio import WINDOW_SIZE, VirtioMmio
+from devices.virtio_pci import VirtioPci
 from firmware.linux import BootInfo, load_linux
+from firmware.pci import assign_resources
 
 MAX_RAM = 3 << 30
 VIRTIO_BASE, VIRTIO_STRIDE, VIRTIO_IRQ = 0xD000_0000, 0x1000, 10
@@ -69,17 +83,38 @@ SLICE_NS = 1_000_000
 DEFAULT_APPEND = "console=ttyS0 earlyprintk=serial,ttyS0 reboot=t no_timer_check tsc_early_khz=1000000"
 
 
+MACHINES = ("microvm", "pc")
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A disk image and how the guest may use it."""
+
+    path: str
+    read_only: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Disk:
+        """``FILE`` or ``FILE,ro`` (the ``--disk`` syntax)."""
+        path, comma, option = text.rpartition(",")
+        if comma and option == "ro":
+            return cls(path, read_only=True)
+        return cls(text)
+
+
 @dataclass
 class MachineConfig:
     kernel: str
     initrd: str | None = None
-    disks: list[str] = field(default_factory=list)
+    disks: list[Disk] = field(default_factory=list)
+    machine: str = "microvm"        # microvm: virtio-mmio, no PCI; pc: PCI and virtio-pci
     append: str = DEFAULT_APPEND
     memory: int = 128 << 20
     snapshot: bool = False
-    rtc_base: int | None = None
+    rtc_base: int | None = None     # also seeds RDRAND: with it, two runs are the same
     code_cache: bool = True         # reuse blocks translated by earlier runs (cpu/codecache.py)
     jit: str = "off"                # off, on or eager: the native tier (cpu/jit.py)
+    cpu: str = "max"                # the CPU level: what CPUID says, which instructions exist (cpu/cpuid.py)
 
 
 class IsaPorts:
@@ -136,7 +171,8 @@ class Machine:
         self.ports = Bus("ports")
         self.phys = PhysicalMemory(config.memory, self.mmio)
         self.mmu = Mmu(self.state, self.phys)
-        self.cpu = Interpreter(self.state, self.mmu, code_cache=CodeCache.open() if config.code_cache else None)
+        self.cpu = Interpreter(self.state, self.mmu, code_cache=CodeCache.open() if config.code_cache else None,
+                               cpu=level(config.cpu), entropy_seed=config.rtc_base)
         if config.jit != "off":
             from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
 
@@ -163,16 +199,28 @@ class Machine:
         self.uart = Uart16550(self.pic.irq(UART_IRQ), output)
         self.ports.map(0x3F8, 8, self.uart, "uart")
 
-        # virtio-blk disks on the MMIO window, announced on the kernel command line.
-        self.disks: list[VirtioBlk] = []
+        # virtio-blk disks: /dev/vda, /dev/vdb, ... in this order.
+        if config.machine not in MACHINES:
+            raise ValueError(f"unknown machine {config.machine!r}: choose one of {', '.join(MACHINES)}")
+        self.disks = [VirtioBlk(d.path, snapshot=config.snapshot, read_only=d.read_only, log=self.log)
+                      for d in config.disks]
         append = config.append
-        for n, path in enumerate(config.disks):
-            disk = VirtioBlk(path, snapshot=config.snapshot, log=self.log)
-            self.disks.append(disk)
-            base = VIRTIO_BASE + VIRTIO_STRIDE * n
-            self.mmio.map(base, WINDOW_SIZE, VirtioMmio(disk, self.phys, self.pic.irq(VIRTIO_IRQ + n), log=self.log),
-                          f"virtio-blk{n}")
-            append += f" virtio_mmio.device={WINDOW_SIZE}@{base:#x}:{VIRTIO_IRQ + n}"
+        self.pci: PciHost | None = None
+        if config.machine == "microvm":
+            # On the MMIO window, announced on the kernel command line.
+            for n, disk in enumerate(self.disks):
+                base = VIRTIO_BASE + VIRTIO_STRIDE * n
+                transport = VirtioMmio(disk, self.phys, self.pic.irq(VIRTIO_IRQ + n), log=self.log)
+                self.mmio.map(base, WINDOW_SIZE, transport, f"virtio-blk{n}")
+                append += f" virtio_mmio.device={WINDOW_SIZE}@{base:#x}:{VIRTIO_IRQ + n}"
+        else:
+            # The PCI host bridge and the ELCR, a virtio-pci function per disk, then the firmware's POST.
+            self.ports.map(0x4D0, 2, Elcr(self.pic), "elcr")
+            self.pci = PciHost(self.ports, self.mmio, config.memory, self.pic.irq, log=self.log)
+            self.ports.map(0xCF8, 8, self.pci, "pci-conf1")
+            for n, disk in enumerate(self.disks):
+                self.pci.attach(1 + n, VirtioPci(disk, self.phys, log=self.log).function)
+            assign_resources(self.ports)
 
         # The kernel, loaded as a boot loader would.
         self.boot: BootInfo = load_linux(self.phys, self.state, config.kernel, initrd=config.initrd,

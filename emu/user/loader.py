@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from cpu.cpuid import LEAF1_EDX
+from cpu.cpuid import CR4_FSGSBASE, CpuLevel, Reg, level
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from cpu.state import CpuState
 from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, USER_TOP, AddressSpace, page_round_up
@@ -44,9 +44,8 @@ STACK_SIZE = 8 << 20
 """The default RLIMIT_STACK: 8 MiB."""
 STACK_TOP = USER_TOP
 
-HWCAP_DEFAULT = LEAF1_EDX
-"""AT_HWCAP is CPUID.1:EDX on x86 (Linux copies it from the boot CPU): by default what emu's CPU reports,
-a subset of a baseline x86-64's 0x078bfbff."""
+HWCAP2_FSGSBASE = 1 << 1
+"""AT_HWCAP2 bit 1: the kernel (Linux >= 5.9) enabled CR4.FSGSBASE, so RDFSBASE and friends work in user mode."""
 
 MINSIGSTKSZ = 2048
 """AT_MINSIGSTKSZ: enough for a signal frame with legacy FXSAVE state (no AVX)."""
@@ -98,7 +97,7 @@ class LoadedProgram:
 
 
 def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Sequence[str | bytes],
-                 env: Sequence[str | bytes], *, seed: int | None = 0, hwcap: int = HWCAP_DEFAULT,
+                 env: Sequence[str | bytes], *, seed: int | None = 0, cpu: CpuLevel | None = None,
                  execfn: str | bytes | None = None, interpreter: ElfImage | None = None,
                  aslr: random.Random | None = None) -> LoadedProgram:
     """Map ``image`` (and its dynamic linker ``interpreter``) into ``space`` and set ``state`` to the entry,
@@ -106,11 +105,15 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
 
     ``env`` holds ``NAME=value`` strings.  AT_RANDOM's 16 bytes come from
     ``seed`` (``None``: from the host's random source).  ``execfn`` is the
-    file name the program was started as (default: ``image.path``).
+    file name the program was started as (default: ``image.path``).  ``cpu``: the CPU level (default
+    ``max``): AT_HWCAP is its CPUID.1:EDX, as Linux copies it from the boot CPU; where it has FSGSBASE,
+    CR4.FSGSBASE is set and AT_HWCAP2 says so, as Linux >= 5.9 does.
     ``aslr``, when given, draws the random placement of a PIE, the break and
     the mmap area; without it they are where Linux puts them with
     randomisation off.
     """
+    cpu = cpu if cpu is not None else level()
+    fsgsbase = cpu.has("fsgsbase")
     if aslr is not None:
         space.mmap_next -= aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT
     if image.header.e_type == ElfType.ET_DYN:
@@ -127,7 +130,7 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
     random_bytes = os.urandom(16) if seed is None else random.Random(seed).randbytes(16)
     auxv = {
         Auxv.AT_MINSIGSTKSZ: MINSIGSTKSZ,
-        Auxv.AT_HWCAP: hwcap,
+        Auxv.AT_HWCAP: cpu.register(1, Reg.EDX),
         Auxv.AT_PAGESZ: PAGE_SIZE,
         Auxv.AT_CLKTCK: CLOCK_TICKS,
         Auxv.AT_PHDR: image.phdr_address,
@@ -142,13 +145,15 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
         Auxv.AT_EGID: os.getegid(),
         Auxv.AT_SECURE: 0,
         Auxv.AT_RANDOM: 0,
-        Auxv.AT_HWCAP2: 0,
+        Auxv.AT_HWCAP2: HWCAP2_FSGSBASE if fsgsbase else 0,
         Auxv.AT_EXECFN: 0,
         Auxv.AT_PLATFORM: 0,
     }
     sp = _build_stack(space, [os.fsencode(a) for a in argv], [os.fsencode(e) for e in env],
                       os.fsencode(image.path if execfn is None else execfn), random_bytes, auxv)
     state.reset_user()
+    if not fsgsbase:
+        state.cr4 &= ~CR4_FSGSBASE
     state.rip = entry
     state.rsp = sp
     return LoadedProgram(entry, sp, space.brk, auxv, base)

@@ -15,8 +15,8 @@ execve(2) replaces it with a fresh ``emu run`` of the new program with the
 same options (:meth:`Process.exec`, ``emu.user.forkexec``).
 
 ``deterministic=True`` makes a run reproducible: the clocks count one
-nanosecond per retired instruction from a fixed date, getrandom(2) draws from
-``seed``, and the host name is ``emu``.  AT_RANDOM always comes from ``seed``.
+nanosecond per retired instruction from a fixed date, getrandom(2) and RDRAND
+draw from ``seed``, and the host name is ``emu``.  AT_RANDOM always comes from ``seed``.
 
 Not modelled: threads, core dumps.
 """
@@ -33,13 +33,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from cpu import cpuid
+from cpu.cpuid import CpuLevel, level
 from cpu.exceptions import GuestFault, Vector
 from cpu.state import CpuState
 from emu.user.address_space import AddressSpace
 from emu.user.elf import ARCH_STATUS, ElfError, ElfImage, read_elf
 from emu.user.fdtable import FdTable
 from emu.user.linux import SIG_IGN, ProcessExit, Signal, signal_name
-from emu.user.loader import HWCAP_DEFAULT, load_program
+from emu.user.loader import load_program
 from emu.user.signals import FAULT_SIGNALS, HostSignals, deliver, inherited, synchronous
 from emu.user.sigstate import SignalState
 from emu.user.syscalls import Kernel
@@ -62,7 +63,7 @@ class Process:
 
     def __init__(self, path: str, argv: Sequence[str], env: Mapping[str, str], *, seed: int = 0,
                  deterministic: bool = False, stdin: int = 0, stdout: int = 1, stderr: int = 2,
-                 hwcap: int = HWCAP_DEFAULT, trace: TextIO | None = None, log: TextIO | None = None,
+                 cpu: CpuLevel | None = None, trace: TextIO | None = None, log: TextIO | None = None,
                  code_cache: bool = True, jit: str = "off", sysroot: Sysroot | None = None,
                  randomize: bool = False, fds: FdTable | None = None, signals: SignalState | None = None,
                  exec_options: Sequence[str] = ()) -> None:
@@ -70,11 +71,15 @@ class Process:
         for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2, unless
         ``fds`` gives the whole table.  ``code_cache``: reuse blocks translated by earlier runs
         (``cpu.codecache``; also off with ``EMU_CODE_CACHE=0``).  ``jit``: "off", "on" or "eager"
-        (``cpu.jit``).  ``sysroot`` is where the dynamic linker and other absolute paths are looked up
-        first; ``randomize`` places a PIE, the break and the mmap area at random, as Linux does.
-        ``signals``: the ignored signals and mask it starts with; ``exec_options``: the ``emu run`` options
-        an execve(2) passes on to the emulator that runs the next program.
+        (``cpu.jit``).  ``cpu``: the CPU level (``cpu.cpuid``, default ``max``).  ``sysroot`` is where the
+        dynamic linker and other absolute paths are looked up first; ``randomize`` places a PIE, the break
+        and the mmap area at random, as Linux does.  ``signals``: the ignored signals and mask it starts
+        with; ``exec_options``: the ``emu run`` options an execve(2) passes on to the emulator that runs the
+        next program.
         """
+        self.cpu = cpu if cpu is not None else level()
+        self.entropy_seed = seed if deterministic else None
+        """RDRAND's seed: ``seed`` in a reproducible run, else None (the host's random source)."""
         self.code_cache = code_cache
         self.jit = jit
         cpuid.vendor = cpuid.USER_VENDOR
@@ -84,7 +89,7 @@ class Process:
         self.memory = AddressSpace()
         self.state = CpuState()
         self.program = load_program(self.memory, self.state, self.image, argv,
-                                    [f"{name}={value}" for name, value in env.items()], seed=seed, hwcap=hwcap,
+                                    [f"{name}={value}" for name, value in env.items()], seed=seed, cpu=self.cpu,
                                     interpreter=interpreter, aslr=random.Random() if randomize else None)
         self.interp: Interpreter | None = None
         self.cache: CodeCache | None = None
@@ -133,7 +138,8 @@ class Process:
             from cpu.codecache import CodeCache
 
             self.cache = CodeCache.open()
-        self.interp = interp = Interpreter(self.state, self.memory, code_cache=self.cache)
+        self.interp = interp = Interpreter(self.state, self.memory, code_cache=self.cache, cpu=self.cpu,
+                                           entropy_seed=self.entropy_seed)
         if self.jit != "off":
             from cpu.jit import Jit  # only here, so that llvmlite is loaded only when the JIT is on
 
@@ -248,9 +254,9 @@ class Process:
 def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, seed: int = 0,
                 deterministic: bool = False, trace: TextIO | None = None,
                 max_instructions: int | None = None, stats: bool = False, code_cache: bool = True,
-                jit: str = "off", sysroot: str | None = None, argv0: str | None = None,
-                signal_state: tuple[int, int] | None = None, die_by_signal: bool = False,
-                aslr: bool = False, inherit_fds: bool = False) -> int:
+                jit: str = "off", cpu: CpuLevel | None = None, sysroot: str | None = None,
+                argv0: str | None = None, signal_state: tuple[int, int] | None = None,
+                die_by_signal: bool = False, aslr: bool = False, inherit_fds: bool = False) -> int:
     """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or when it cannot run
     the status :class:`ElfError` gives.
 
@@ -281,13 +287,14 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
     ignored, blocked = signal_state if signal_state is not None else inherited()
     aslr = aslr and not deterministic
     options = [f"--seed={seed}", f"--jit={jit}", *(["--deterministic"] if deterministic else []),
+               *([f"--cpu={cpu.name}"] if cpu is not None else []),
                *(["--aslr"] if aslr else []),
                *(["--no-code-cache"] if not code_cache else []),
                *([f"-L{os.fsdecode(root.prefix)}"] if root.prefix else [])]
     try:
         process = Process(argv[0], [argv0 if argv0 is not None else argv[0], *argv[1:]],
                           os.environ if env is None else env, seed=seed, deterministic=deterministic, trace=trace,
-                          code_cache=code_cache, jit=jit, sysroot=root, randomize=aslr,
+                          code_cache=code_cache, jit=jit, cpu=cpu, sysroot=root, randomize=aslr,
                           fds=FdTable.inherited() if inherit_fds else None, signals=SignalState(ignored, blocked),
                           exec_options=options)
     except ElfError as e:

@@ -97,3 +97,10 @@ def test_bad_expressions_give_messages(counter_program: str) -> None:
     assert out[7].startswith("invalid character") or out[7].startswith("unexpected")
     assert "octal" in out[8]
     assert out[9] == "$1 = 1"
+
+
+def test_ymm_registers_print_and_set_with_their_xmm_halves(counter_program: str) -> None:
+    s = run_session(counter_program, "set $ymm2 = (1 << 200) | 0x77\np/x $ymm2\np/x $xmm2\ni r ymm2\n")
+    assert outputs(s)[1].strip() == f"$1 = {(1 << 200) | 0x77:#x}"
+    assert outputs(s)[2].strip() == "$2 = 0x77"
+    assert outputs(s)[3].split()[0] == "ymm2"

@@ -143,3 +143,19 @@ def test_kill_ends_the_program(counter_program: str) -> None:
     s = run_session(counter_program, "kill\nc\n")
     assert outputs(s)[0].strip() == "Program terminated with signal SIGKILL"
     assert outputs(s)[1].strip() == "The program is not being run."
+
+
+def test_a_session_with_the_jit_gives_the_answers_of_the_python_tier(counter_program: str) -> None:
+    """Breakpoints, a watchpoint, stepping, finish and the exit through a pipe: --jit=eager and --jit=on
+    print what --jit=off prints; `info jit` shows the blocks went native."""
+    script = ("break add\nc\nbt\nfinish\nwatch counter\nc\nc\nsi\nni\ninfo registers rip rax rsp\ndelete\n"
+              "tbreak add\nc\nx/4gx $rsp\nc\nq\n")
+    runs = {mode: emu_debug(f"--jit={mode}", "--deterministic", counter_program, stdin=script)
+            for mode in ("off", "on", "eager")}
+    for mode, done in runs.items():
+        assert done.returncode == 0 and done.stderr == "", f"{mode}: {done.stderr}"
+    assert "Watchpoint 2: write of 8 bytes" in runs["off"].stdout and "exited with code 10" in runs["off"].stdout
+    assert runs["on"].stdout == runs["off"].stdout
+    assert runs["eager"].stdout == runs["off"].stdout
+    status = emu_debug("--jit=eager", "--deterministic", counter_program, stdin="c\ninfo jit\n").stdout
+    assert re.search(r"^\(emu\) JIT eager: [1-9]\d* of \d+ blocks native", status, re.M), status

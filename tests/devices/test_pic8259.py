@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devices.bus import Bus
-from devices.pic8259 import Pic8259Pair
+from devices.pic8259 import Elcr, Pic8259Pair
 
 MASTER_CMD, MASTER_DATA, SLAVE_CMD, SLAVE_DATA = 0x20, 0x21, 0xA0, 0xA1
 NON_SPECIFIC_EOI = 0x20
@@ -19,6 +19,7 @@ class Machine:
         self.ports = Bus("ports")
         self.ports.map(0x20, 2, self.pic.master, "pic-master")
         self.ports.map(0xA0, 2, self.pic.slave, "pic-slave")
+        self.ports.map(0x4D0, 2, Elcr(self.pic), "elcr")
 
     def outb(self, port: int, value: int) -> None:
         self.ports.write(port, 1, value)
@@ -303,3 +304,37 @@ def test_info_names_registers_of_both_chips(m: Machine) -> None:
     assert "master: irr=01 isr=00 imr=fa vector_base=0x20" in text
     assert "slave: irr=00 isr=00 imr=ff vector_base=0x28" in text
     assert "intr=1" in text
+
+
+def test_elcr_makes_irq11_level_sensitive_so_a_line_still_high_after_eoi_asks_again(m: Machine) -> None:
+    """PIIX ELCR2 bit 3: a PCI INTx line shared by two devices stays high while one of them still needs service;
+    Linux's mask_and_ack_8259A masks, EOIs, runs the handler and unmasks: the request must come back."""
+    m.outb(0x4D1, 1 << 3)
+    assert m.inb(0x4D1) == 1 << 3
+    m.unmask(11)
+    m.pic.irq(11).raise_()
+    assert m.pic.acknowledge() == 0x28 + 3
+    m.mask(11)
+    m.eoi(11)
+    m.unmask(11)
+    assert m.pic.pending()          # still high: asked again (an edge input would have latched nothing new)
+    assert m.pic.acknowledge() == 0x28 + 3
+    m.mask(11)
+    m.eoi(11)
+    m.pic.irq(11).lower()           # this time the handler served the device
+    m.unmask(11)
+    assert not m.pic.pending()
+
+
+def test_without_elcr_the_same_line_held_high_is_served_once(m: Machine) -> None:
+    m.unmask(11)
+    m.pic.irq(11).raise_()
+    m.pic.acknowledge()
+    m.eoi(11)
+    assert not m.pic.pending()
+
+
+def test_elcr_bits_of_the_timer_keyboard_cascade_rtc_and_fpu_stay_edge(m: Machine) -> None:
+    m.outb(0x4D0, 0xFF)
+    m.outb(0x4D1, 0xFF)
+    assert (m.inb(0x4D0), m.inb(0x4D1)) == (0xF8, 0xDE)

@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from devices import virtio_blk
+from devices.virtio import Feature, Status
 from devices.virtio_blk import BlkFeature, DiskError, VirtioBlk
-from devices.virtio_mmio import Feature, Status
 from tests.devices.virtio_driver import (
     INDIRECT,
     INDIRECT_TABLE,

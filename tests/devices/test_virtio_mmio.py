@@ -6,8 +6,9 @@ import struct
 
 import pytest
 
+from devices.virtio import Feature, Interrupt, Status
 from devices.virtio_blk import BlkFeature, VirtioBlk
-from devices.virtio_mmio import WINDOW_SIZE, Feature, Interrupt, Reg, Status
+from devices.virtio_mmio import WINDOW_SIZE, Reg
 from tests.devices.virtio_driver import AVAIL, DESC, RAM_SIZE, T_GET_ID, USED, GuestDriver, make_image
 
 
@@ -99,8 +100,8 @@ def test_queue_configuration_is_frozen_while_ready(driver):
     driver.start()
     driver.put(Reg.QUEUE_DESC_LOW, RAM_SIZE * 4)
     driver.put(Reg.QUEUE_NUM, 6)
-    assert driver.mmio.state.queues[0].desc == DESC
-    assert driver.mmio.state.queues[0].size == 8
+    assert driver.mmio.core.state.queues[0].desc == DESC
+    assert driver.mmio.core.state.queues[0].size == 8
 
 
 def test_config_space_holds_capacity_bytewise_and_as_two_words(driver):
@@ -139,7 +140,7 @@ def test_writing_zero_to_status_resets_queues_features_and_interrupt(driver):
     assert driver.get(Reg.QUEUE_READY) == 0
     assert driver.get(Reg.INTERRUPT_STATUS) == 0
     assert not driver.irq.level
-    assert driver.mmio.state.driver_features == 0
+    assert driver.mmio.core.state.driver_features == 0
 
 
 def test_notify_before_driver_ok_is_ignored(driver):

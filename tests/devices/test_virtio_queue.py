@@ -12,8 +12,9 @@ import struct
 
 import pytest
 
+from devices.virtio import Interrupt, Status
 from devices.virtio_blk import VirtioBlk
-from devices.virtio_mmio import Interrupt, Reg, Status
+from devices.virtio_mmio import Reg
 from tests.devices.virtio_driver import (
     AVAIL,
     DATA,

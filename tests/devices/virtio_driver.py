@@ -14,8 +14,9 @@ from pathlib import Path
 from cpu.physical import PhysicalMemory
 from devices.bus import Bus
 from devices.irq import IrqLine
+from devices.virtio import Status
 from devices.virtio_blk import VirtioBlk
-from devices.virtio_mmio import Reg, Status, VirtioMmio
+from devices.virtio_mmio import Reg, VirtioMmio
 
 RAM_SIZE = 0x10000
 DESC, AVAIL, USED = 0x1000, 0x2000, 0x3000   # the ring areas the driver chooses

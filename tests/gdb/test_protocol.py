@@ -128,6 +128,7 @@ def test_the_target_description_is_x86_64_with_gdbs_register_order(session: tupl
                                                         "fooff", "fop"]
     assert features["org.gnu.gdb.i386.sse"] == [f"xmm{i}" for i in range(16)] + ["mxcsr"]
     assert features["org.gnu.gdb.i386.segments"] == ["fs_base", "gs_base"]
+    assert features["org.gnu.gdb.i386.avx"] == [f"ymm{i}h" for i in range(16)]
     assert [int(r.get("regnum")) for r in root.iter("reg")] == list(range(len(REGISTERS)))
 
 

@@ -91,6 +91,17 @@ def test_gdb_breaks_at_main_disassembles_steps_and_runs_to_the_exit(program: Pat
     assert "Traceback" not in err
 
 
+def test_gdb_shows_and_sets_the_ymm_registers(program: Path) -> None:
+    """gdb builds $ymm1 from $xmm1 and $ymm1h (the org.gnu.gdb.i386.avx feature) and writes both halves back."""
+    emu = Emu([str(program)])
+    out = run_gdb(emu, program, "break main", "continue", "set var $ymm1.v8_int32 = {1, 2, 3, 4, 5, 6, 7, 8}",
+                  "p $ymm1.v8_int32", "p $xmm1.v4i32", "p/x $ymm1h", "kill")
+    emu.finish()
+    assert "= {1, 2, 3, 4, 5, 6, 7, 8}" in out, out
+    assert "= {1, 2, 3, 4}" in out, out
+    assert "= 0x8000000070000000600000005" in out, out
+
+
 def test_gdb_watch_on_a_global_stops_after_each_change(program: Path) -> None:
     emu = Emu([str(program)])
     out = run_gdb(emu, program, "break main", "continue", "watch counter", "continue", "continue",

@@ -39,8 +39,9 @@ CODE_SIZE = 0x1000
 JUMP_BACK = 14
 """Bytes hostrun.c appends to the snippet: an indirect jump back to the driver."""
 
-needs_host = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not shutil.which("gcc"),
-                                reason="the host-CPU oracle needs an x86-64 host with gcc")
+available = platform.machine() in ("x86_64", "AMD64") and shutil.which("gcc") is not None
+"""Can this host serve as the oracle (an x86-64 with gcc)?"""
+needs_host = pytest.mark.skipif(not available, reason="the host-CPU oracle needs an x86-64 host with gcc")
 
 _REQUEST = struct.Struct(f"<IIQ16QQ256s{CODE_SIZE}s{DATA_SIZE}s")
 _REPLY = struct.Struct(f"<II16QQQ256s{DATA_SIZE}s")
@@ -94,4 +95,4 @@ def check_host(case: Case) -> None:
     compare(case, run_host(case), "host")
 
 
-__all__ = ["CODE", "HostError", "check_host", "needs_host", "run_host"]
+__all__ = ["CODE", "HostError", "available", "check_host", "needs_host", "run_host"]

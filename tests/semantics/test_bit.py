@@ -1,34 +1,22 @@
 """Bit test and bit scan (cpu/semantics/bit.py), run in emu and in unicorn and compared.
 
-unicorn's CPU advertises BMI1 and LZCNT, so it runs TZCNT and LZCNT as the
-new instructions.  emu advertises neither and runs them as BSF and BSR, as a
-processor without those features does; so they are checked against unicorn
-running ``bsf``/``bsr`` padded with a NOP to the same length
-(:func:`check_as`).
+TZCNT and LZCNT are in ``test_bmi.py``, and as BSF and BSR on a CPU level without
+BMI1 and LZCNT in ``tests/test_cpu_levels.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
 
 from cpu.flags import UNDEFINED
-from tests.semantics.harness import DATA, Case, check, random_flags, run_emu, run_unicorn, values
+from tests.semantics.harness import DATA, Case, check, random_flags, values
 
 SIZES = (16, 32, 64)
 REG = {16: ("bx", "ax"), 32: ("ebx", "eax"), 64: ("rbx", "rax")}
 PTR = {16: "word", 32: "dword", 64: "qword"}
 BASE = DATA + 0x1000             # memory bit strings are addressed from the middle of the data page
-
-
-def check_as(case: Case, oracle_asm: str) -> None:
-    """Assert emu running ``case`` agrees with unicorn running ``oracle_asm`` from the same state."""
-    theirs = run_unicorn(dataclasses.replace(case, asm=oracle_asm))
-    problems = [f"{mode}: {p}" for mode, blocks in (("stepped", False), ("block", True))
-                for p in run_emu(case, blocks).diff(theirs, case.undefined)]
-    assert not problems, f"`{case.asm}` (as `{oracle_asm}`) from {case.regs}:\n  " + "\n  ".join(problems)
 
 
 # -- BT, BTS, BTR, BTC ---------------------------------------------------------------
@@ -92,7 +80,7 @@ def test_bit_string_offset_outside_memory_faults_in_both(mnemonic, rng):
             check(bit_case(mnemonic, size, "mem,reg", offset, 0, rng))
 
 
-# -- BSF, BSR, TZCNT, LZCNT, POPCNT ---------------------------------------------------------
+# -- BSF, BSR, POPCNT ---------------------------------------------------------------------------
 
 def scan_values(size: int, rng: random.Random, n: int) -> list[int]:
     """Zero, single bits, boundaries and random values, with now and then a sparse one."""
@@ -113,20 +101,11 @@ def scan_case(mnemonic: str, size: int, source_kind: str, value: int, rng: rando
     else:
         data[16:16 + size // 8] = value.to_bytes(size // 8, "little")
         source = f"{PTR[size]} ptr [rsi + 16]"
-    scan = {"tzcnt": "bsf", "lzcnt": "bsr"}.get(mnemonic, mnemonic)
     return Case(f"{mnemonic} {REG[size][0]}, {source}", regs, rflags=random_flags(rng), data=bytes(data),
-                undefined=UNDEFINED[scan])
+                undefined=UNDEFINED[mnemonic])
 
 
-def check_scan(case: Case, mnemonic: str) -> None:
-    if mnemonic in ("tzcnt", "lzcnt"):
-        scan = {"tzcnt": "bsf", "lzcnt": "bsr"}[mnemonic]
-        check_as(case, case.asm.replace(mnemonic, scan, 1) + "; nop")
-    else:
-        check(case)
-
-
-SCAN_FORMS = [(m, size, kind) for m in ("bsf", "bsr", "tzcnt", "lzcnt", "popcnt") for size in SIZES
+SCAN_FORMS = [(m, size, kind) for m in ("bsf", "bsr", "popcnt") for size in SIZES
               for kind in ("reg", "mem")]
 
 
@@ -134,7 +113,7 @@ SCAN_FORMS = [(m, size, kind) for m in ("bsf", "bsr", "tzcnt", "lzcnt", "popcnt"
 def test_bit_scan_matches_unicorn(form, rng):
     mnemonic, size, kind = form
     for value in scan_values(size, rng, 8):
-        check_scan(scan_case(mnemonic, size, kind, value, rng), mnemonic)
+        check(scan_case(mnemonic, size, kind, value, rng))
 
 
 def test_bsf_of_zero_sets_zf_and_keeps_the_destination():
@@ -157,4 +136,4 @@ def test_bit_fuzz(rng):
             check(bit_case(mnemonic, size, operands, offset, rng.getrandbits(size), rng))
         else:
             mnemonic, size, kind = rng.choice(SCAN_FORMS)
-            check_scan(scan_case(mnemonic, size, kind, scan_values(size, rng, 10)[-1], rng), mnemonic)
+            check(scan_case(mnemonic, size, kind, scan_values(size, rng, 10)[-1], rng))

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.semantics.harness import DATA, Case, check, run_emu
+from tests.semantics.host import check_host, needs_host
 from tests.semantics.operands import Setup
 
 CASES = 8
@@ -147,6 +148,40 @@ ARITH_FORMS = [(m, f) for m in ARITH for f in ("xmm", "mem")]
 def test_arithmetic_matches_unicorn(rng, mnemonic, form):
     for case in arith_cases(mnemonic, form, rng, CASES):
         check(case)
+
+
+def ordinary(rng: random.Random, width: int, exponent: int) -> int:
+    """A lane with this biased exponent and a random or short significand (so results are exact or not)."""
+    fraction = 23 if width == 32 else 52
+    significand = rng.getrandbits(fraction) if rng.random() < 0.6 else rng.getrandbits(3) << (fraction - 3)
+    return (rng.getrandbits(1) << (width - 1)) | (exponent << fraction) | significand
+
+
+def window_lane(rng: random.Random, width: int) -> int:
+    """Mostly numbers well inside the exponent range; some at the edges of the JIT's native window
+    (cpu.backends.llvm_float: biased 50..252 for single, 108..2018 for double) and beyond."""
+    edges = (49, 50, 51, 251, 252, 253, 1, 254) if width == 32 else (107, 108, 109, 2017, 2018, 2019, 1, 2046)
+    bias = 127 if width == 32 else 1023
+    exponent = rng.choice(edges) if rng.random() < 0.3 else bias + rng.randint(-30, 30)
+    return ordinary(rng, width, exponent)
+
+
+@needs_host
+@pytest.mark.parametrize("mnemonic", [m for m in ARITH if not m.startswith(("min", "max"))])
+def test_ordinary_arithmetic_and_its_precision_flag_match_this_cpu(rng, mnemonic):
+    """The JIT computes these natively when the operands and result lie well inside the exponent range and
+    MXCSR rounds to nearest, deciding PE exactly; the host CPU checks the result and MXCSR's flags (stored
+    to memory) in every tier, across that window's edges and under another rounding mode too."""
+    width = WIDTH[mnemonic[-2:]]
+    for _ in range(24):
+        s = Setup(rng, data_bytes=0x200)
+        a, b = (sum(window_lane(rng, width) << (width * i) for i in range(128 // width)) for _ in range(2))
+        if mnemonic.startswith("sqrt"):
+            b &= sum(((1 << (width - 1)) - 1) << (width * i) for i in range(128 // width))
+        control = MXCSR_DEFAULT | (rng.choice((0, 0, 0, 1, 2, 3)) << 13) | (PE if rng.random() < 0.3 else 0)
+        s.mem(0x1F0, 32, control)
+        check_host(s.case(f"ldmxcsr dword ptr [rsi + 0x1f0]; {mnemonic} xmm0, xmm1; stmxcsr dword ptr [rsi + 0x1f4]",
+                          xmm={0: a, 1: b}))
 
 
 # -- comparisons ------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from cpu.flags import ARITH, Flag
+from tests.semantics import host
 from tests.semantics.harness import DATA, check, random_flags, values
+from tests.semantics.host import check_host, needs_host
 from tests.semantics.operands import Setup
 
 TOP = DATA + 0x1000
@@ -145,6 +147,49 @@ def test_enter_leave_pair(rng):
         check(s.case("enter 0x20, 0; mov qword ptr [rbp - 8], rax; leave; enter 0x10, 1; leave"))
 
 
+ENTER_16 = ".byte 0x66, 0xc8, {low}, {high}, {level}"
+"""ENTER imm16, imm8 with a 0x66 prefix (keystone does not take a 16-bit ENTER)."""
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3, 33])
+def test_enter_with_a_16_bit_operand_size_pushes_words(rng, level):
+    """Frame pointers in the data page: unicorn and the host agree."""
+    for alloc in (0, 6, 0x1F0):
+        s = _stack(rng)
+        s.set("rbp", s.regs["rsp"] + 2 * rng.randrange(4, 20))
+        case = s.case(ENTER_16.format(low=alloc & 0xFF, high=alloc >> 8, level=level), random_flags(rng))
+        check(case)
+        if host.available:
+            check_host(case)
+
+
+@needs_host
+@pytest.mark.parametrize("level", [0, 1])
+def test_enter_with_a_16_bit_operand_size_sets_bp_and_keeps_the_rest_of_rbp(rng, level):
+    """unicorn puts the whole frame address in RBP; this CPU changes BP only."""
+    for _ in range(4):
+        s = _stack(rng)
+        s.set("rbp", (rng.getrandbits(15) << 32) | rng.getrandbits(32))
+        check_host(s.case(ENTER_16.format(low=8, high=0, level=level), random_flags(rng)))
+
+
+@pytest.mark.parametrize("form", [".byte 0x66, 0xc9", ".byte 0x66, 0x48, 0xc9"], ids=["leave16", "rex.w wins"])
+def test_leave_with_a_16_bit_operand_size_pops_bp(rng, form):
+    for _ in range(6):
+        s = _stack(rng)
+        s.set("rbp", s.regs["rsp"] + 2 * rng.randrange(0, 12))
+        s.mem(s.regs["rbp"] - DATA, 64, rng.getrandbits(64))
+        case = s.case(form, random_flags(rng))
+        check(case)
+        if host.available:
+            check_host(case)
+
+
+def test_push_and_pop_of_fs_and_gs_with_a_16_bit_operand_size_move_two_bytes(rng):
+    s = _stack(rng)
+    check(s.case(".byte 0x66, 0x0f, 0xa0; .byte 0x66, 0x0f, 0xa8; push word ptr [rsp]; pop ax", random_flags(rng)))
+
+
 FUZZ_CASES = 4_500
 
 
@@ -168,6 +213,9 @@ def test_fuzz_stack(rng):
         elif kind < 0.85:
             asm = FLAG_FORMS[rng.choice(list(FLAG_FORMS))]
             _at_rsp(s, 0, 64, _flag_image(rng))
-        else:
+        elif kind < 0.93:
             asm = f"enter {rng.choice((0, 8, 0x30))}, {rng.randrange(0, 4)}; leave"
+        else:
+            enter = ENTER_16.format(low=rng.choice((0, 6, 0x30)), high=0, level=rng.randrange(0, 4))
+            asm = f"{enter}; .byte 0x66, 0xc9"
         check(s.case(asm, _flag_image(rng)))

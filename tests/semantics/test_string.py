@@ -115,6 +115,15 @@ def test_rep_across_pages(rng, asm, df):
         check(s.case(asm, random_flags(rng) | df))
 
 
+@pytest.mark.parametrize("asm", ["rep stosw", "rep stosd", "rep stosq"])
+@pytest.mark.parametrize("pattern", [0, 0x4242_4242_4242_4242, 0x4242_4242_4242_4243, 0xFF42_4242_4242_4242])
+def test_rep_stos_of_one_repeated_byte_and_of_others(rng, asm, pattern):
+    """memset's and clear_page's patterns (one byte repeated: the JIT's native path) and near misses, across pages."""
+    s = _setup(rng, 0, 0x13, acc=pattern)
+    s.set("rcx", 5000 // {"w": 2, "d": 4, "q": 8}[asm[-1]])
+    check(s.case(asm, random_flags(rng)))
+
+
 @pytest.mark.parametrize("distance", [1, 2, 3, 7, 8, 9, 64, -1, -3, -8, -100])
 @pytest.mark.parametrize("asm", ["rep movsb", "rep movsw", "rep movsq"])
 def test_rep_movs_overlapping(rng, asm, distance):

@@ -7,10 +7,11 @@ import struct
 
 import pytest
 
-from cpu.cpuid import PDPE1GB, PSE, RDTSCP, cpuid
+from cpu.cpuid import FEATURE_BITS, level
 from cpu.exceptions import Vector
 from cpu.flags import Flag, read_rflags
 from cpu.msr import APIC_DEFAULT
+from cpu.state import CpuState
 from tests.system.baremetal import (
     GDT,
     KERNEL_CODE,
@@ -138,8 +139,29 @@ def test_rdtscp_returns_tsc_aux_and_cpuid_advertises_it_with_the_page_sizes(bm: 
     bm.code("rdtscp; hlt")
     bm.run()
     assert bm.state.rcx == 7
-    assert cpuid(0x8000_0001, 0)[3] & (RDTSCP | PDPE1GB) == RDTSCP | PDPE1GB
-    assert cpuid(1, 0)[3] & PSE
+    for feature in ("rdtscp", "pdpe1gb", "pse"):
+        bit = FEATURE_BITS[feature]
+        assert level().cpuid(bit.leaf, bit.subleaf)[bit.reg.value] >> bit.bit & 1, feature
+
+
+def test_fs_and_gs_base_instructions_need_cr4_fsgsbase_which_the_kernel_may_set(bm: BareMetal) -> None:
+    """#UD while CR4.FSGSBASE is clear; once MOV CR4 sets it, WRGSBASE and RDFSBASE work at CPL 0."""
+    bm.state.fs_base = 0x1234
+    bm.code("""
+        lea r13, [rip + after]
+        rdfsbase rax
+    after:
+        mov rbx, cr4
+        or rbx, 0x10000
+        mov cr4, rbx
+        mov rcx, 0x5000
+        wrgsbase rcx
+        rdfsbase rdx
+        hlt
+    """)
+    bm.run()
+    assert bm.log(Vector.UD)[0] == 1 and bm.state.rax == 0
+    assert bm.state.gs_base == 0x5000 and bm.state.rdx == 0x1234 and bm.state.cr4 & 0x10000
 
 
 def test_fs_base_from_msr_applies_to_fs_relative_loads_and_swapgs_swaps_gs(bm: BareMetal) -> None:
@@ -246,6 +268,16 @@ def test_control_and_debug_registers_read_back(bm: BareMetal) -> None:
     s = bm.state
     assert (s.r8, s.r9, s.dr7) == (5, 0x400, 0x400)
     assert s.r10 & (1 << 3) and not s.r11 & (1 << 3)
+
+
+def test_the_kernel_enables_avx_as_linux_does_cr4_osxsave_then_xsetbv(bm: BareMetal) -> None:
+    """Linux's fpu__init_cpu_xstate: CR4.OSXSAVE, then XCR0 = x87 | SSE | AVX; VEX instructions then run, and
+    XCR0 starts at its reset value, x87 only (SDM Vol. 3A, table 10-1)."""
+    bm.code("mov rax, cr4; bts rax, 18; mov cr4, rax; xor ecx, ecx; xgetbv; mov r8, rax; "
+            "mov eax, 7; xor edx, edx; xsetbv; xgetbv; mov r9, rax; vpcmpeqd ymm3, ymm3, ymm3; hlt")
+    bm.run()
+    assert (bm.state.r8, bm.state.r9, bm.state.xcr0, bm.state.ymm(3)) == (1, 7, 7, (1 << 256) - 1)
+    assert CpuState().xcr0 == 1
 
 
 def test_verw_sets_zf_for_a_writable_data_segment_as_linux_mds_clearing_uses_it(bm: BareMetal) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cpu.cpuid import LEAF1_EDX
+from cpu.cpuid import Reg, level
 from cpu.state import GPR64, CpuState
 from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, USER_TOP, AddressSpace
 from emu.user.elf import PIE_BASE, read_elf
-from emu.user.loader import STACK_SIZE, Auxv, LoadedProgram, load_program
+from emu.user.loader import HWCAP2_FSGSBASE, STACK_SIZE, Auxv, LoadedProgram, load_program
 from tests.user.elfs import BASE, ET_DYN, PF_R, PF_W, PF_X, Segment, build, code_offset, write
 
 ARGV = ["prog", "first arg", ""]
@@ -54,7 +54,7 @@ def test_the_stack_holds_argc_argv_envp_and_auxv(static_program: str) -> None:
     assert auxv[Auxv.AT_PHNUM] == image.header.e_phnum
     assert auxv[Auxv.AT_PAGESZ] == 4096
     assert auxv[Auxv.AT_BASE] == 0 and auxv[Auxv.AT_FLAGS] == 0 and auxv[Auxv.AT_SECURE] == 0
-    assert auxv[Auxv.AT_HWCAP] == LEAF1_EDX and auxv[Auxv.AT_HWCAP2] == 0
+    assert auxv[Auxv.AT_HWCAP] == level().register(1, Reg.EDX) and auxv[Auxv.AT_HWCAP2] == HWCAP2_FSGSBASE
     assert auxv[Auxv.AT_CLKTCK] == 100
     assert (auxv[Auxv.AT_UID], auxv[Auxv.AT_EUID]) == (os.getuid(), os.geteuid())
     assert (auxv[Auxv.AT_GID], auxv[Auxv.AT_EGID]) == (os.getgid(), os.getegid())
