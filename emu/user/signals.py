@@ -8,8 +8,8 @@ sigtimedwait(2), kill(2), alarm(2), setitimer(2), and the kernel's arch/x86/kern
 
 * the frame (``struct rt_sigframe``) goes 128 bytes (the red zone) below the interrupted rsp, or to the
   top of the alternate stack for an SA_ONSTACK handler; below it the FXSAVE image of the x87/SSE
-  state (512 bytes, 64-byte aligned; the CPU has no XSAVE, so there are no xstate magic words and
-  ``uc_flags`` has no UC_FP_XSTATE), then the frame itself, placed so that rsp + 8 is 16-byte aligned
+  state (512 bytes, 64-byte aligned, no xstate magic words, no UC_FP_XSTATE in ``uc_flags``: the
+  FXSAVE layout Linux uses on a CPU without XSAVE), then the frame itself, placed so that rsp + 8 is 16-byte aligned
   as at a function's entry: the restorer as return address, the ucontext (flags, link, the
   alternate stack, the sigcontext with the registers in Linux's order, err, trapno, oldmask, cr2 and
   the fpstate pointer, the saved mask), then the siginfo;
@@ -28,7 +28,10 @@ guest by :class:`HostSignals`, which also stops the run loop so that delivery is
 Not modelled: queued real-time signals (one instance of each pending signal is kept, like a standard
 signal), the sender's pid and uid of a forwarded host signal (si_code SI_USER, si_pid 0), SIGSEGV, SIGBUS,
 SIGFPE, SIGILL and SIGTRAP sent by other processes (the emulator keeps the host's handling of those),
-ITIMER_VIRTUAL and ITIMER_PROF, XSAVE state in the frame, and the 32-bit frames.
+ITIMER_VIRTUAL and ITIMER_PROF, and the 32-bit frames.  With XSAVE advertised, Linux writes an XSAVE
+frame (UC_FP_XSTATE, the magic words, the AVX component); emu writes the FXSAVE layout and keeps the
+upper halves of YMM0-15 itself across the handler (restored by rt_sigreturn of that frame), so the
+interrupted code's AVX state survives a handler, but a handler cannot read or change it in the frame.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from emu.user.linux import (
 )
 from emu.user.loader import MINSIGSTKSZ
 from emu.user.sigstate import (
+    KEPT_FRAMES,
     NEVER_BLOCKED,
     NSIG,
     SS_AUTODISARM,
@@ -296,6 +300,9 @@ def setup_frame(k: Kernel, sig: int, info: bytes, act: KernelSigaction, *, trapn
         k.write_struct(frame_at, frame)
     except GuestFault:
         raise ProcessExit(signal=Signal.SIGSEGV) from None
+    sigs.upper_halves[frame_at] = [st.ymm(i) >> 128 for i in range(16)]
+    while len(sigs.upper_halves) > KEPT_FRAMES:
+        del sigs.upper_halves[next(iter(sigs.upper_halves))]
     if sigs.altstack is not None and sigs.altstack.ss_flags & SS_AUTODISARM and sigs.on_altstack(sp):
         sigs.altstack = None
     st.rdi, st.rsi, st.rdx, st.rax = sig, frame_at + _INFO_OFFSET, frame_at + _UC_OFFSET, 0
@@ -338,6 +345,10 @@ def sigreturn(k: Kernel) -> int:
             fxrstor(_Cpu(state=st, mem=k.mem), mc.fpstate)
     except GuestFault:
         raise ProcessExit(signal=Signal.SIGSEGV) from None
+    upper = sigs.upper_halves.pop(frame_at, None)
+    if upper is not None:
+        for i, high in enumerate(upper):
+            st.set_ymm(i, st.xmm(i) | high << 128)
     for name in _GREGS:
         setattr(st, name, getattr(mc, name))
     write_rflags(st, (read_rflags(st) & ~FIX_EFLAGS) | (mc.eflags & FIX_EFLAGS))

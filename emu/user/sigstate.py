@@ -22,6 +22,7 @@ def bit(sig: int) -> int:
 
 
 NEVER_BLOCKED = bit(Signal.SIGKILL) | bit(Signal.SIGSTOP)
+KEPT_FRAMES = 64
 
 
 class Interrupted(Exception):
@@ -41,6 +42,9 @@ class SignalState:
         """The mask rt_sigsuspend replaced, restored when the handler returns (or at once without one)."""
         self.restart: int | None = None
         """The number of the system call a signal just interrupted (to restart or fail with EINTR)."""
+        self.upper_halves: dict[int, list[int]] = {}
+        """Bits 255:128 of YMM0-15 at each live frame's address, restored by rt_sigreturn (the frame holds
+        FXSAVE state only); at most :data:`KEPT_FRAMES`, the oldest dropped (handlers that siglongjmp out)."""
         self.wake: tuple[int, int] | None = None
         """The pipe the host signal handler writes to, so that a blocking wait ends (set by HostSignals)."""
 

@@ -6,9 +6,10 @@ Covered: a SIGSEGV handler that siglongjmps out (si_addr, SEGV_MAPERR and SEGV_A
 FPE_INTDIV, SIGALRM from ITIMER_REAL ending a busy loop, a read from a pipe restarted with SA_RESTART and
 failing with EINTR without it, poll interrupted (EINTR even with SA_RESTART), a stack overflow caught on
 the alternate stack, a SIGILL handler that moves REG_RIP past ud2 and changes registers in the ucontext
-before returning, SIGTRAP from int3, blocked and pending signals, sigsuspend, sigtimedwait, SA_RESETHAND,
-a child's kill and SIGCHLD, Ctrl-C (SIGINT sent to the emulator), death by a signal's default action, and
-rt_sigreturn of a frame that cannot be read or holds an invalid MXCSR (SIGSEGV).
+before returning, SIGTRAP from int3, AVX registers kept across a handler, blocked and pending signals,
+sigsuspend, sigtimedwait, SA_RESETHAND, a child's kill and SIGCHLD, Ctrl-C (SIGINT sent to the emulator),
+death by a signal's default action, and rt_sigreturn of a frame that cannot be read or holds an invalid
+MXCSR (SIGSEGV).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def signals(build_static) -> Path:
     return build_static(PROGRAM, "O1")
 
 
-@pytest.mark.parametrize("subtest", ["segv", "fpe", "alarm", "restart", "poll", "overflow", "ucontext", "trap",
+@pytest.mark.parametrize("subtest", ["segv", "fpe", "alarm", "restart", "poll", "overflow", "ucontext", "trap", "avx",
                                      "masks", "children"])
 def test_a_handler_sees_and_does_what_it_does_natively(subtest: str, signals: Path, same_as_native) -> None:
     same_as_native([str(signals), subtest], env=ENV)

@@ -189,6 +189,24 @@ static void bad_fpu(void) {
     printf("returned from the handler\n");
 }
 
+static void clobber_ymm(int sig) {
+    (void)sig;
+    __asm__ volatile("vpcmpeqd %%ymm0, %%ymm0, %%ymm0" ::: "xmm0");
+}
+
+static void avx_state(void) {
+    /* The interrupted code's AVX registers survive a handler that changes them (the kernel saves them) */
+    signal(SIGUSR1, clobber_ymm);
+    unsigned char in[32], out[32];
+    for (int i = 0; i < 32; i++)
+        in[i] = (unsigned char)i;
+    __asm__ volatile("vmovdqu %1, %%ymm0\n\t"
+                     "mov $62, %%eax\n\tmov %2, %%edi\n\tmov $10, %%esi\n\tsyscall\n\t"
+                     "vmovdqu %%ymm0, %0"
+                     : "=m"(out) : "m"(in), "r"(getpid()) : "rax", "rdi", "rsi", "rcx", "r11", "xmm0", "memory");
+    printf("ymm0 after a handler that set it: %s\n", memcmp(in, out, 32) ? "changed" : "kept");
+}
+
 static void bad_frame(void) {
     /* rt_sigreturn with the stack pointer on an unmapped page: the kernel cannot read a frame there */
     __asm__ volatile("mov $16, %%rsp\n\tmov $15, %%eax\n\tsyscall" ::: "memory");
@@ -296,6 +314,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(what, "trap")) trap();
     else if (!strcmp(what, "badframe")) bad_frame();
     else if (!strcmp(what, "badfpu")) bad_fpu();
+    else if (!strcmp(what, "avx")) avx_state();
     else if (!strcmp(what, "die")) { signal(SIGSEGV, SIG_DFL); raise(SIGSEGV); }
     else return 2;
     return 0;
