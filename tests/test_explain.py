@@ -40,6 +40,7 @@ BYTES = {
     "endbr64": "f3 0f 1e fa", "endbr32": "f3 0f 1e fb", "movsxd": "48 63 c3", "sal": "48 d1 f0",
     "ud0": "0f ff c0", "ud1": "0f b9 c0", "int": "cd 80", "out": "e6 80", "sysretq": "48 0f 07",
     "pextrq": "66 48 0f 3a 16 c0 01", "pinsrq": "66 48 0f 3a 22 c0 01",
+    "vpextrq": "c4 e3 f9 16 c8 03", "vpinsrq": "c4 e3 f1 22 c0 01",
     "rdpid": "f3 0f c7 f8",
     "fbld": "df 26", "fbstp": "df 37", "ffree": "dd c3", "ffreep": "df c1", "fstpnce": "d9 d9",
     "fcmovb": "da c1", "fcmove": "da c9", "fcmovbe": "da d1", "fcmovu": "da d9",

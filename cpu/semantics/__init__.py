@@ -61,6 +61,7 @@ def load_all() -> dict[str, Semantic]:
     from cpu.semantics import (  # noqa: F401
         aes,
         avx,
+        avx_sse4,
         binary,
         bit,
         bmi,

@@ -91,21 +91,21 @@ def blendv(a: int, b: int, mask: int, width: int) -> int:
     return (a & ~take & MASK128) | (b & take)
 
 
-_BLEND_WIDTH = {"pblendw": 16, "blendps": 32, "blendpd": 64, "pblendvb": 8, "blendvps": 32, "blendvpd": 64}
+BLEND_WIDTH = {"pblendw": 16, "blendps": 32, "blendpd": 64, "pblendvb": 8, "blendvps": 32, "blendvpd": 64}
 
 
 @semantics("pblendw", "blendps", "blendpd", feature="sse4_1")
 def blend_imm(ops, insn, dst, src, imm):
     """PBLENDW xmm1, xmm2/m128, imm8: lanes chosen by the immediate's bits."""
     a, b = ops.read(dst), X.read(ops, insn, src)
-    ops.write(dst, ops.helper("blend", a, b, imm.imm, _BLEND_WIDTH[insn.mnemonic]))
+    ops.write(dst, ops.helper("blend", a, b, imm.imm, BLEND_WIDTH[insn.mnemonic]))
 
 
 @semantics("pblendvb", "blendvps", "blendvpd", feature="sse4_1")
 def blend_variable(ops, insn, dst, src):
     """PBLENDVB xmm1, xmm2/m128, <XMM0>: lanes chosen by the top bits of XMM0's lanes."""
     a, b, mask = ops.read(dst), X.read(ops, insn, src), ops.reg("xmm0")
-    ops.write(dst, ops.helper("blendv", a, b, mask, _BLEND_WIDTH[insn.mnemonic]))
+    ops.write(dst, ops.helper("blendv", a, b, mask, BLEND_WIDTH[insn.mnemonic]))
 
 
 # -- sign and zero extension ----------------------------------------------------------------------
@@ -150,14 +150,14 @@ def ptest_insn(ops, insn, first, second):
 
 
 # -- extract and insert -----------------------------------------------------------------------------
-_LANE = {"pextrb": 8, "pextrw": 16, "pextrd": 32, "pextrq": 64, "extractps": 32,
+LANE = {"pextrb": 8, "pextrw": 16, "pextrd": 32, "pextrq": 64, "extractps": 32,
          "pinsrb": 8, "pinsrd": 32, "pinsrq": 64}
 
 
 @semantics("pextrb", "pextrd", "pextrq", "extractps", feature="sse4_1")
 def extract(ops, insn, dst, src, index):
     """PEXTRB r32/m8, xmm, imm8 and the others: lane (imm8 mod lanes) to a register (zero-extended) or memory."""
-    width = _LANE[insn.mnemonic]
+    width = LANE[insn.mnemonic]
     shift = width * (index.imm % (128 // width))
     ops.write(dst, ops.trunc(ops.shr(ops.read(src), shift), width))
 
@@ -174,7 +174,7 @@ def insert(a: int, value: int, index: int, width: int) -> int:
 def insert_insn(ops, insn, dst, src, index):
     """PINSRB xmm1, r32/m8, imm8 and the others."""
     a, value = ops.read(dst), ops.read(src)
-    ops.write(dst, ops.helper("insert", a, value, index.imm, _LANE[insn.mnemonic]))
+    ops.write(dst, ops.helper("insert", a, value, index.imm, LANE[insn.mnemonic]))
 
 
 @helper
