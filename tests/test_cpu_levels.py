@@ -254,3 +254,37 @@ def test_the_debugger_runs_the_level_it_is_given(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "emu", "debug", "--cpu", "x86-64-v2", str(exe)], input="c\nquit\n",
                           capture_output=True, text=True, timeout=300)
     assert "Program received signal SIGILL: #UD: pdep needs bmi2, which --cpu x86-64-v2 lacks" in proc.stdout
+
+
+STRINGS = r"""#include <stdio.h>
+#include <string.h>
+int main(void) {
+    static char buf[4096], copy[4096];
+    unsigned long sum = 0;
+    for (int n = 0; n < 300; n += 7) {
+        memset(buf, 'a' + n % 26, n);
+        buf[n] = 0;
+        memcpy(copy, buf, n + 1);
+        sum += strlen(copy) + !!strchr(copy, 'a' + n % 26) + !!memchr(copy, 0, n + 1) + !strcmp(copy, buf);
+    }
+    printf("%lu\n", sum);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize(("name", "chosen"), [("max", "__strlen_avx2"), ("x86-64-v3", "__strlen_avx2"),
+                                              ("x86-64-v2", "__strlen_sse2")])
+def test_glibc_picks_its_avx2_string_functions_when_the_level_has_avx2(tmp_path, name, chosen):
+    """glibc's ifunc resolvers read CPUID and XGETBV: at v3 and max its AVX2 strlen runs (the debugger stops
+    there), at v2 its SSE2 one; the program prints what it prints natively, in every JIT tier."""
+    exe = compile_c(tmp_path, "strings", STRINGS)
+    native = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    for jit in ("off", "on", "eager"):
+        assert emu("run", "--cpu", name, f"--jit={jit}", str(exe)).stdout == native
+    session = subprocess.run([sys.executable, "-m", "emu", "debug", "--cpu", name, str(exe)], capture_output=True,
+                             text=True, timeout=120, input="break __strlen_avx2\nbreak __strlen_sse2\nc\nq\n",
+                             cwd=Path(__file__).resolve().parents[1])
+    stop = next(line for line in session.stdout.splitlines() if ", 0x" in line and "Breakpoint" in line)
+    expected = 1 if chosen == "__strlen_avx2" else 2
+    assert stop.startswith(f"(emu) Breakpoint {expected}, "), session.stdout
