@@ -353,6 +353,30 @@ class PciHost:
                 self._intx_lines[irq] = WiredOr(self.irq(irq))
             function.on_intx = self._intx_lines[irq].input(f"{function.name}-int{'ABCD'[pin - 1]}").set
 
+    def info(self) -> str:
+        """The functions on bus 0 as QEMU's ``info pci`` shows them: IDs, class, IRQ and pin, BARs."""
+        out = []
+        for slot, function in sorted(self.functions.items()):
+            read = function.config_read
+            class_code = read(Reg.CLASS_CODE, 3)
+            kind = {ClassCode.HOST_BRIDGE: "Host bridge", ClassCode.SCSI_STORAGE: "SCSI controller"}.get(
+                class_code, f"Class {class_code >> 8:04x}")
+            out.append(f"  Bus  0, device {slot:3d}, function 0:")
+            out.append(f"    {kind}: PCI device {read(Reg.VENDOR_ID, 2):04x}:{read(Reg.DEVICE_ID, 2):04x}")
+            subsystem = read(Reg.SUBSYSTEM_VENDOR_ID, 2), read(Reg.SUBSYSTEM_ID, 2)
+            if subsystem[0]:
+                out.append(f"      PCI subsystem {subsystem[0]:04x}:{subsystem[1]:04x}")
+            pin = read(Reg.INTERRUPT_PIN, 1)
+            if 1 <= pin <= 4:
+                out.append(f"      IRQ {read(Reg.INTERRUPT_LINE, 1)}, pin {'ABCD'[pin - 1]}")
+            for index, bar in sorted(function.bars.items()):
+                base = function.bar_address(index)
+                where = "I/O" if bar.kind is BarKind.IO else "32 bit memory"
+                shown = f"at {base:#x} [{base + bar.size - 1:#x}]" if base else "unassigned"
+                out.append(f"      BAR{index}: {where} {shown}.")
+            out.append(f'      id "{function.name}"')
+        return "\n".join(out)
+
     # -- configuration mechanism #1 ----------------------------------------------
 
     def read(self, offset: int, size: int) -> int:

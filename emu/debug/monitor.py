@@ -36,7 +36,9 @@ _ACCESSES = {"read": READ, "write": WRITE, "fetch": FETCH}
 MACHINE_TOPICS = {"tlb": "the MMU's cached translations (full system)",
                   "mem": "the page tables: mapped virtual ranges and their rights (full system)",
                   "pic": "the 8259 PICs: IRR, ISR, IMR and vector base (full system)",
-                  "devices": "the I/O port and MMIO maps, with each device's state (full system)"}
+                  "devices": "the I/O port and MMIO maps, with each device's state (full system)",
+                  "pci": "the PCI functions: IDs, class, IRQ and pin, BARs as the firmware placed them "
+                         "(the pc machine)"}
 
 
 def unescape(text: str) -> bytes:
@@ -123,6 +125,12 @@ class MachineCommands:
 
     def _info_devices(self, arg: str) -> None:
         self._lines(device_lines(self._machine("info devices")))
+
+    def _info_pci(self, arg: str) -> None:
+        pci = self._machine("info pci").pci
+        if pci is None:
+            raise DebugError("This machine has no PCI bus (boot with --machine pc).")
+        self._lines(pci.info().splitlines())
 
     def _info_clock(self, arg: str) -> None:
         machine = getattr(self.target.backend, "machine", None)

@@ -440,7 +440,7 @@ class Debugger(BreakpointCommands, MachineCommands, cmd.Cmd):
 
     def do_info(self, arg: str) -> None:
         """info TOPIC (i): registers [REG...] (i r), breakpoints (i b), watchpoints, symbol ADDR, clock, jit;
-        on a full-system machine also tlb, mem, pic, devices.  `info` alone lists the topics there are."""
+        on a full-system machine also tlb, mem, pic, devices, pci.  `info` alone lists the topics there are."""
         word, _, rest = arg.partition(" ")
         if not word:
             for name, what in INFO_TOPICS.items():

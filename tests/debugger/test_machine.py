@@ -301,3 +301,26 @@ def test_ctrl_c_interrupts_the_running_machine_and_its_clock_stands_still_at_the
     time.sleep(0.5)
     assert repl("info clock") == first and int(re.search(r"retired: (\d+)", first)[1]) > 0
     assert repl.quit() == 0
+
+
+def test_info_pci_lists_the_pc_machine_s_functions_with_the_bars_and_irqs_the_firmware_assigned(guest, tmp_path):
+    """Two disks on --machine pc: the host bridge and a virtio-blk function per disk, as QEMU's `info pci`
+    shows them; the microvm machine has no PCI bus and says so."""
+    disks = [tmp_path / f"disk{i}.img" for i in range(2)]
+    for disk in disks:
+        disk.write_bytes(bytes(1 << 20))
+    repl = Repl(tmp_path / "serial.txt", "--machine", "pc", *(f"--disk={d}" for d in disks))
+    listing = repl("info pci")
+    assert repl.quit() == 0
+    assert "Bus  0, device   0, function 0:\n    Host bridge: PCI device 8086:1237" in listing
+    functions = re.findall(r"device +(\d+), function 0:\n    SCSI controller: PCI device 1af4:1001\n"
+                           r"      PCI subsystem 1af4:0002\n      IRQ (\d+), pin A\n"
+                           r"      BAR0: I/O at (0x[0-9a-f]+) \[(0x[0-9a-f]+)\]\.\n"
+                           r"      BAR1: 32 bit memory at (0x[0-9a-f]+) \[(0x[0-9a-f]+)\]\.", listing)
+    assert [int(f[0]) for f in functions] == [1, 2], listing
+    assert {int(f[1]) for f in functions} <= {5, 9, 10, 11} and functions[0][1] != functions[1][1]
+    bars = sorted((int(start, 16), int(end, 16)) for f in functions for start, end in (f[2:4], f[4:6]))
+    assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(bars, bars[1:], strict=False)), bars
+    microvm = Repl(tmp_path / "serial2.txt")
+    assert "no PCI bus" in microvm("info pci")
+    assert microvm.quit() == 0
