@@ -12,7 +12,7 @@ operands 1, 2, 3 of the instruction (operand 1 the destination):
   FMADDSUB subtracts in the even elements and adds in the odd ones, FMSUBADD
   the other way round.
 
-Each lane is computed exactly (Python rationals), then rounded once per
+Each lane is computed exactly (an integer over a power of two), then rounded once per
 MXCSR through the rounding machinery of ``sse_float`` (a single-precision
 result is first rounded to 53 bits "to odd", which makes the second rounding
 to 24 bits exact), so PE, UE, OE and the directed modes are exact.  Invalid
@@ -27,7 +27,6 @@ the other SSE arithmetic.  Not modelled: #XM for unmasked exceptions.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 from cpu.semantics import helper, semantics, vex
 from cpu.semantics import sse_float as F
@@ -39,11 +38,17 @@ KINDS = {"fmadd": 0, "fmsub": SUBTRACT_EVEN | SUBTRACT_ODD, "fnmadd": NEGATE_PRO
 """What each form does to the product and to the addend of each lane."""
 
 
-def _round_to_odd(exact: Fraction) -> float:
-    """``exact`` as a double rounded "to odd": truncated, with the last bit set when anything was cut off."""
-    nearest = float(exact)
-    if Fraction(nearest) != exact and int.from_bytes(F.F64.host.pack(nearest), "little") & 1 == 0:
-        nearest = math.nextafter(nearest, math.inf if exact > nearest else -math.inf)
+def _ratio(v: int, f: F.Fmt) -> tuple[int, int]:
+    """The magnitude of a finite lane as ``n / d`` with ``d`` a power of two (exact)."""
+    return F.value(v & ~f.sign, f).as_integer_ratio()
+
+
+def _round_to_odd(n: int, d: int) -> float:
+    """``n / d`` as a double rounded "to odd": truncated, with the last bit set when anything was cut off."""
+    nearest = n / d                                 # Python divides integers correctly rounded
+    a, b = nearest.as_integer_ratio()
+    if a * d != n * b and int.from_bytes(F.F64.host.pack(nearest), "little") & 1 == 0:
+        nearest = math.nextafter(nearest, math.inf if n * b > a * d else -math.inf)
     return nearest
 
 
@@ -67,26 +72,28 @@ def fma_lane(x: int, y: int, z: int, negate: bool, subtract: bool, f: F.Fmt, mxc
         return product_sign | f.inf, flags
     if z & ~f.sign == f.inf:
         return addend_sign | f.inf, flags
-    product = Fraction(F.value(x & ~f.sign, f)) * Fraction(F.value(y & ~f.sign, f))
-    addend = Fraction(F.value(z & ~f.sign, f))
-    exact = (-product if product_sign else product) + (-addend if addend_sign else addend)
-    if exact == 0:
+    # The exact result as n / d over one power of two (a rational, without Fraction's gcd on every step).
+    (xn, xd), (yn, yd), (an, ad) = _ratio(x, f), _ratio(y, f), _ratio(z, f)
+    pn, pd = xn * yn, xd * yd
+    d = max(pd, ad)
+    n = (-pn if product_sign else pn) * (d // pd) + (-an if addend_sign else an) * (d // ad)
+    if n == 0:
         down = F.rounding(mxcsr) == F.ROUND_DOWN
-        if product == 0 and addend == 0:
+        if pn == 0 and an == 0:
             sign = (product_sign | addend_sign) if down else (product_sign & addend_sign)
         else:
             sign = f.sign if down else 0
         return sign, flags
     if f is F.F32:
-        r = _round_to_odd(exact)
+        r = _round_to_odd(n, d)
     else:
         try:
-            r = float(exact)
+            r = n / d
         except OverflowError:
-            r = math.inf if exact > 0 else -math.inf
+            r = math.inf if n > 0 else -math.inf
 
-    def error(n: int, d: int) -> int:               # d > 0
-        difference = exact * d - n
+    def error(cn: int, cd: int) -> int:             # the sign of n/d - cn/cd, cd > 0
+        difference = n * cd - cn * d
         return (difference > 0) - (difference < 0)
     return F.round_result(r, error, f, mxcsr, flags)
 
