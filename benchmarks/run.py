@@ -107,42 +107,26 @@ def _time(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - start, proc
 
 
-def bench_c_workload(size: int, workdir: Path, jit: str) -> dict[str, object]:
-    exe = workdir / "sha256"
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), str(ROOT / "tests/programs/sha256.c")], check=True)
-    native_s, native = _time([str(exe), str(size)])
-    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", f"--jit={jit}", str(exe), str(size)])
+def bench_program(source: str, flags: list[str], args: list[str], workdir: Path, jit: str = "on") -> dict[str, object]:
+    """A C program built static with ``flags``, run with ``args`` natively, under emu (wall time, guest
+    instructions; the output must be the native one) and under qemu-x86_64 -cpu max when installed."""
+    exe = workdir / Path(source).stem
+    subprocess.run(["gcc", "-static", *flags, "-o", str(exe), str(ROOT / source)], check=True)
+    native_s, native = _time([str(exe), *args])
+    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", f"--jit={jit}", str(exe), *args])
     if emu.stdout != native.stdout:
-        raise SystemExit(f"emu and native disagree on sha256:\n{emu.stdout}{emu.stderr}\nvs\n{native.stdout}")
-    match = re.search(r"(\d+) instructions", emu.stderr)
-    instructions = int(match.group(1)) if match else 0
-    result: dict[str, object] = {"native_s": native_s, "emu_s": emu_s, "instructions": instructions}
-    qemu = shutil.which("qemu-x86_64")
-    if qemu:
-        result["qemu_s"], _ = _time([qemu, str(exe), str(size)])
-    return result
-
-
-FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
-"""benchmarks/programs/fp.c's two kernels and how each is built (the AVX2 one vectorised to 256-bit FMA)."""
-
-
-def bench_fp(kind: str, n: int, workdir: Path) -> dict[str, object]:
-    """One floating-point kernel under emu (wall time, guest instructions), natively and under qemu-x86_64."""
-    exe = workdir / f"fp-{kind}"
-    subprocess.run(["gcc", "-static", *FP_BUILDS[kind], "-o", str(exe), str(ROOT / "benchmarks/programs/fp.c")],
-                   check=True)
-    native_s, native = _time([str(exe), kind, str(n)])
-    emu_s, emu = _time([sys.executable, "-m", "emu", "run", "--stats", str(exe), kind, str(n)])
-    if emu.stdout != native.stdout:
-        raise SystemExit(f"emu and native disagree on fp {kind}:\n{emu.stdout}{emu.stderr[-2000:]}\n"
+        raise SystemExit(f"emu and native disagree on {source} {' '.join(args)}:\n{emu.stdout}{emu.stderr[-2000:]}\n"
                          f"vs\n{native.stdout}")
     match = re.search(r"(\d+) instructions", emu.stderr)
     result: dict[str, object] = {"native_s": native_s, "emu_s": emu_s, "instructions": int(match[1]) if match else 0}
     qemu = shutil.which("qemu-x86_64")
     if qemu:
-        result["qemu_s"], _ = _time([qemu, "-cpu", "max", str(exe), kind, str(n)])
+        result["qemu_s"], _ = _time([qemu, "-cpu", "max", str(exe), *args])
     return result
+
+
+FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
+"""benchmarks/programs/fp.c's two kernels and how each is built (the AVX2 one vectorised to 256-bit FMA)."""
 
 
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
@@ -212,7 +196,7 @@ def main() -> int:
         rows.append(("tight loop: unicorn (TCG)", f"{uc_loop / 1e6:,.1f} M insn/s", ""))
     for jit in ("off", "on"):
         with tempfile.TemporaryDirectory() as tmp:
-            c = bench_c_workload((1 << 20) // scale, Path(tmp), jit)
+            c = bench_program("tests/programs/sha256.c", ["-O2"], [str((1 << 20) // scale)], Path(tmp), jit)
         ins, emu_s, native_s = c["instructions"], c["emu_s"], c["native_s"]
         versus = f", {emu_s / c['qemu_s']:,.1f}x qemu-x86_64" if "qemu_s" in c else ""
         rows.append((f"sha256 1 MiB: emu --jit={jit}", f"{emu_s:.2f} s",
@@ -224,7 +208,7 @@ def main() -> int:
         rows.append(("sha256 1 MiB: qemu-x86_64", "not installed", "apt-get install qemu-user"))
     for kind, label, n in (("x87", "long double (x87)", 50_000 // scale), ("avx", "AVX2+FMA float", 200 // scale)):
         with tempfile.TemporaryDirectory() as tmp:
-            fp = bench_fp(kind, n, Path(tmp))
+            fp = bench_program("benchmarks/programs/fp.c", FP_BUILDS[kind], [kind, str(n)], Path(tmp))
         ins, emu_s = fp["instructions"], fp["emu_s"]
         versus = f", {emu_s / fp['qemu_s']:,.1f}x qemu-x86_64 ({fp['qemu_s']:.2f} s)" if "qemu_s" in fp else ""
         rows.append((f"fp {label}, n={n:,}: emu", f"{emu_s:.2f} s",

@@ -91,10 +91,11 @@ static void write_byte(int sig) {
         _exit(9);
 }
 
-static void restart(int flags) {
+/* A fresh pipe in pipefd, hits = 0, and SIGALRM to handler (with flags) in 50 ms. */
+static void pipe_and_alarm(void (*handler)(int), int flags) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = write_byte;
+    sa.sa_handler = handler;
     sa.sa_flags = flags;
     sigaction(SIGALRM, &sa, NULL);
     if (pipe(pipefd) != 0)
@@ -102,6 +103,10 @@ static void restart(int flags) {
     hits = 0;
     struct itimerval t = {{0, 0}, {0, 50000}};
     setitimer(ITIMER_REAL, &t, NULL);
+}
+
+static void restart(int flags) {
+    pipe_and_alarm(write_byte, flags);
     char c = 0;
     ssize_t n = read(pipefd[0], &c, 1);
     int err = errno;
@@ -112,16 +117,7 @@ static void restart(int flags) {
 }
 
 static void poll_interrupted(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = count;
-    sa.sa_flags = SA_RESTART;              /* poll is never restarted after a handler, even so */
-    sigaction(SIGALRM, &sa, NULL);
-    if (pipe(pipefd) != 0)
-        perror("pipe");
-    hits = 0;
-    struct itimerval t = {{0, 0}, {0, 50000}};
-    setitimer(ITIMER_REAL, &t, NULL);
+    pipe_and_alarm(count, SA_RESTART);     /* poll is never restarted after a handler, even so */
     struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
     int n = poll(&p, 1, 10000);
     int err = errno;
