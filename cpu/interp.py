@@ -487,9 +487,9 @@ class Interpreter:
         snap = tr.snapshot_at(frame_line[1]) if frame_line else tr.snapshots[0]
         local = frame_line[0] if frame_line else {}
         state = self.state
-        for name in snap.dirty:
-            if name in local:
-                for line in field_store(name, repr(local[name])):
+        for name, var in snap.dirty:
+            if var in local:
+                for line in field_store(name, repr(local[var])):
                     exec(line, {"s": state})  # noqa: S102 - our own field-store text
         if snap.cc is not None:
             values = [v if isinstance(v, int) else local.get(v, 0) for v in snap.cc]

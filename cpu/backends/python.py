@@ -42,7 +42,7 @@ class Snapshot:
     """Where the guest state lives at one point of a block."""
 
     index: int                 # instruction index in the block
-    dirty: tuple[str, ...]     # fields whose locals are newer than CpuState
+    dirty: tuple[tuple[str, str], ...]     # (field, the local holding it) where that is newer than CpuState
     cc: Cc | None              # static cc record, None when CpuState holds it
 
 
@@ -91,57 +91,8 @@ def signed(v: int, size: int) -> int:
 _TEMP = re.compile(r"_\d+")
 """A temporary's name.  No word boundaries (which make the search ~50x slower): generated code has no other
 ``_<digits>`` in it, and a spurious match could only keep a line, never drop one."""
-_TEMP_WORD = re.compile(r"\b_\d+\b")
-"""A temporary's name as a whole word: what :func:`propagate_copies` rewrites (``H_mul_128`` stays)."""
 _PURE_ASSIGN = re.compile(r"\s*(_\d+) = (.*)")
-_COPY = re.compile(r"\s*(_\d+) = ([a-z]\w*)$")
-_ASSIGN = re.compile(r"\s*([a-z]\w*) = ")
 _SIDE_EFFECT = re.compile(r"\b(?:ld\d+|C_\w+)\(|\braise\b")
-
-
-def propagate_copies(body: list[str], starts: list[int], snapshots: list[Snapshot]) -> list[Snapshot]:
-    """Read a register's local in place of a copy of it (``_4 = rsp``), where the register is not assigned
-    between the copy and the copy's last use; rewrite ``body`` in place and return the snapshots renamed.
-
-    Reading an operand copies its register so that the value survives the register's write at the
-    instruction's end; most copies need not, and each costs ``compile()`` a statement and every run a
-    store and a load (a boot's translations: about a quarter of their lines).  A snapshot's cc record
-    counts as a use at the last line of its instruction, where a fault could still read it back.
-    The copy itself is then dead and :func:`eliminate_dead_code` drops it.
-    """
-    copies: dict[str, tuple[int, str]] = {}
-    mentions: dict[str, list[int]] = {}
-    assigned: dict[str, list[int]] = {}
-    for i, line in enumerate(body):
-        copy = _COPY.match(line)
-        if copy:
-            copies[copy[1]] = (i, copy[2])
-        else:
-            for name in _TEMP.findall(line):
-                mentions.setdefault(name, []).append(i)
-        target = _ASSIGN.match(line)
-        if target:
-            assigned.setdefault(target[1], []).append(i)
-    bounds = [*starts, len(body)]
-    for i, snap in enumerate(snapshots):
-        for v in snap.cc or ():
-            if isinstance(v, str) and v in copies:
-                mentions.setdefault(v, []).append(bounds[i + 1] - 1)
-    rename: dict[str, str] = {}
-    for name, (at, register) in copies.items():
-        used = mentions.get(name)
-        if not used:
-            continue
-        writes = assigned.get(register, ())
-        after = bisect.bisect_right(writes, at)
-        if after == len(writes) or writes[after] > max(used):
-            rename[name] = register
-    if not rename:
-        return snapshots
-    for i in sorted({i for name in rename for i in mentions[name] if i < len(body)}):
-        body[i] = _TEMP_WORD.sub(lambda m: rename.get(m[0], m[0]), body[i])
-    return [Snapshot(snap.index, snap.dirty, tuple(rename.get(v, v) if isinstance(v, str) else v for v in snap.cc))
-            if snap.cc is not None else snap for snap in snapshots]
 
 
 def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snapshot]) -> tuple[list[str], list[int]]:
@@ -186,7 +137,8 @@ class PyOps(Ops):
     def __init__(self) -> None:
         self.body: list[str] = []
         self.ntmp = 0
-        self.defined: set[str] = set()
+        self.local: dict[str, str] = {}
+        self.versions: Counter[str] = Counter()
         self.dirty: set[str] = set()
         self.pending: dict[str, V] = {}
         self.cc: Cc | None = None
@@ -213,7 +165,7 @@ class PyOps(Ops):
 
     def _snapshot(self) -> None:
         self.lines.append(len(self.body))       # a body index until finish() turns it into a line number
-        self.snapshots.append(Snapshot(self.index, tuple(sorted(self.dirty)), self.cc))
+        self.snapshots.append(Snapshot(self.index, tuple(sorted((n, self.local[n]) for n in self.dirty)), self.cc))
 
     def begin(self, insn: Insn) -> None:
         self.insn = insn
@@ -223,10 +175,17 @@ class PyOps(Ops):
             self.emit("if cpu.code_written: raise CodeWritten()")
             self.stored = False
 
+    def _assign(self, name: str, value: str) -> None:
+        """Bind a new local to the field ``name``: each local is assigned once, so a value read earlier
+        (kept in a cc record, a jump target, another register's new value) keeps meaning what it meant."""
+        self.versions[name] += 1
+        version = self.versions[name]
+        local = self.local[name] = name if version == 1 else f"{name}_v{version}"
+        self.emit(f"{local} = {value}")
+
     def end(self) -> None:
         for name, value in self.pending.items():
-            self.emit(f"{name} = {value}")
-            self.defined.add(name)
+            self._assign(name, value)
             self.dirty.add(name)
         self.pending.clear()
 
@@ -236,14 +195,13 @@ class PyOps(Ops):
         self._flush()
         target = self.target if self.target is not None else insns[-1].next
         self.emit(f"return {target}")
-        snapshots = propagate_copies(self.body, self.lines, self.snapshots)
-        body, lines = eliminate_dead_code(self.body, self.lines, snapshots)
+        body, lines = eliminate_dead_code(self.body, self.lines, self.snapshots)
         source = "def block():\n" + "\n".join(body) + "\n"
-        return Translation(source, insns, self.event_name, lines, snapshots)
+        return Translation(source, insns, self.event_name, lines, self.snapshots)
 
     def _flush(self) -> None:
         for name in sorted(self.dirty):
-            for line in field_store(name, name):
+            for line in field_store(name, self.local[name]):
                 self.emit(line)
         self.dirty.clear()
         if self.cc is not None and self.cc_changed:
@@ -256,10 +214,9 @@ class PyOps(Ops):
     def reg(self, name: str) -> V:
         if name in self.pending:
             return self.pending[name]
-        if name not in self.defined:
-            self.emit(f"{name} = {field_load(name)}")
-            self.defined.add(name)
-        return self.tmp(name)
+        if name not in self.local:
+            self._assign(name, field_load(name))
+        return self.local[name]
 
     def set_reg(self, name: str, value: V) -> None:
         self.pending[name] = value
@@ -504,7 +461,7 @@ class PyOps(Ops):
     def call(self, name: str, *args: V) -> V:
         self.end()
         self._flush()
-        self.defined.clear()
+        self.local.clear()
         # CpuState is now complete: a fault inside the call must roll back nothing, so the
         # progress the call stored before faulting (a REP's RCX, RSI, RDI) survives.
         self._snapshot()
