@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -508,7 +509,15 @@ def _jit_option(parser: argparse.ArgumentParser, default: str) -> None:
                              f"eager: every block compiled (default: EMU_JIT, else {default}; docs/jit.md)")
 
 
+GC_THRESHOLD = (100_000, 50, 100)
+"""The cyclic collector's thresholds for an emulator process.  Translation and the code cache allocate
+millions of short-lived objects that never form cycles, and at Python's default (700 allocations) the
+collector ran ~8 % of a warm boot, mostly scanning the long-lived translated blocks (measured: 3.65 ->
+3.40 s to the boot's /init marker)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    gc.set_threshold(*GC_THRESHOLD)
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
