@@ -232,9 +232,14 @@ class LoweringError(Exception):
 class LlvmOps:
     """Builds the IR of one block function (see the module docstring)."""
 
-    def __init__(self, name: str, helper_ids: dict[str, int], call_ids: dict[str, int], site_base: int) -> None:
+    def __init__(self, name: str, helper_ids: dict[str, int], call_ids: dict[str, int], site_base: int,
+                 sites: str = "@sites") -> None:
+        """``site_base``: the number of the block's first exit site within its module; ``sites``: the module's
+        global that holds the module's first site number in the process (written when the module is installed,
+        so that the code does not depend on what was compiled before it and can be kept in the code cache)."""
         self.name = name
         self.site_base = site_base
+        self.sites_global = sites
         self.b = Builder()
         self.helper_ids = helper_ids
         self.call_ids = call_ids
@@ -289,7 +294,7 @@ class LlvmOps:
         self._add_icount(len(insns))
         if self.event_name is not None:
             self.sites.append(Site(len(insns) - 1, event=self.event_name))
-            self._ctx_store("site", self.site_base + len(self.sites) - 1)
+            self._store_site()
         self._ctx_store("exit", EXIT_EVENT if self.event_name is not None else EXIT_NEXT)
         self.b.emit(f"ret i64 {self.b.at(target, 64)}")
         body = "\n".join(self.b.lines)
@@ -326,6 +331,11 @@ class LlvmOps:
         kind = "ptr" if width == 0 else f"i{width}"
         return self.b.value(f"load {kind}, ptr {self._ptr('%x', _ctx_offset(name))}", width)
 
+    def _store_site(self) -> None:
+        """``x.site`` = the number of the exit site just appended: the module's base plus its place in the module."""
+        base = self.b.value(f"load i64, ptr {self.sites_global}", 64)
+        self._ctx_store("site", self.b.binop("add", base, self.site_base + len(self.sites) - 1, 64))
+
     def _ctx_store(self, name: str, value: V, index: int = 0) -> None:
         offset = _ctx_offset(name) + 8 * index
         self.b.emit(f"store i64 {self.b.at(value, 64)}, ptr {self._ptr('%x', offset)}")
@@ -354,7 +364,6 @@ class LlvmOps:
     def _exit_at_site(self, cond: str | None, site: Site, store: bool = True) -> None:
         """Leave through ``site`` (when the ``i1`` ``cond`` holds, or always), state as the instruction began."""
         self.sites.append(site)
-        number = self.site_base + len(self.sites) - 1
         out = self.b.fresh("out")
         go = self.b.fresh("go")
         if cond is not None:
@@ -366,7 +375,7 @@ class LlvmOps:
             cur, dirty, cc, changed = self.begin_state
             self._store_state(cur, dirty, cc, changed)
         self._ctx_store("exit", EXIT_FAULT)
-        self._ctx_store("site", number)
+        self._store_site()
         self.b.emit(f"ret i64 {literal(self.insn.address, 64)}")
         self.b.label(go)
 
