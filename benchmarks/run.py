@@ -9,6 +9,8 @@ Reports (speed is measured here, never asserted in tests):
   instructions per second and wall time, native wall time, and qemu-x86_64's when installed;
 - floating point (benchmarks/programs/fp.c): a long double kernel (x87) and an AVX2/FMA one, the same
   three ways;
+- Debian's python3 (dynamically linked): `python3 -c pass`, and with --suites a selection of CPython's
+  regression tests, natively, under emu and under qemu-x86_64;
 - booting the default guest to its /init marker: emu's wall time and guest instructions, and
   qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed; for each
   emu boot, the Python tier's cost per translated block (the cold path) and the JIT's line, with its
@@ -125,6 +127,34 @@ def bench_program(source: str, flags: list[str], args: list[str], workdir: Path,
     return result
 
 
+PYTHON = "/usr/bin/python3"
+CPYTHON_TESTS = ["test_int", "test_bool"]
+"""The CPython regression tests tests/user/test_cpython.py runs under emu (Debian's libpython3.11-testsuite)."""
+
+
+def bench_command(argv: list[str]) -> dict[str, object]:
+    """A dynamically linked host program (Debian's python3) natively, under emu (its second run: the code
+    cache warm, as a test runner sees it after the first test) and under qemu-x86_64 when installed."""
+    native_s, native = _time(argv)
+    emu_cmd = [sys.executable, "-m", "emu", "run", "--stats", *argv]
+    _time(emu_cmd)
+    emu_s, emu = _time(emu_cmd)
+    if emu.returncode != native.returncode or emu.stdout != native.stdout:
+        raise SystemExit(f"emu and native disagree on {' '.join(argv)}:\n{emu.stdout[-2000:]}{emu.stderr[-2000:]}")
+    match = re.search(r"(\d+) instructions", emu.stderr)
+    result: dict[str, object] = {"native_s": native_s, "emu_s": emu_s, "instructions": int(match[1]) if match else 0}
+    qemu = shutil.which("qemu-x86_64")
+    if qemu:
+        result["qemu_s"], _ = _time([qemu, "-cpu", "max", *argv])
+    return result
+
+
+def _command_rows(label: str, c: dict[str, object]) -> list[tuple[str, str, str]]:
+    versus = f", qemu-x86_64 {c['qemu_s']:.2f} s ({c['emu_s'] / c['qemu_s']:,.0f}x)" if "qemu_s" in c else ""
+    return [(f"{label}: emu", f"{c['emu_s']:.2f} s",
+             f"{c['instructions']:,} guest insns, native {c['native_s']:.3f} s{versus}")]
+
+
 FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
 """benchmarks/programs/fp.c's two kernels and how each is built (the AVX2 one vectorised to 256-bit FMA)."""
 
@@ -179,6 +209,8 @@ def bench_boot(jit: str, cold: bool = False) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+    parser.add_argument("--suites", action="store_true",
+                        help="also run the test suites a runner is used for (CPython's tests: minutes)")
     parser.add_argument("--no-boot", action="store_true", help="skip the Linux boot (it builds the guest on first use)")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
@@ -213,6 +245,11 @@ def main() -> int:
         versus = f", {emu_s / fp['qemu_s']:,.1f}x qemu-x86_64 ({fp['qemu_s']:.2f} s)" if "qemu_s" in fp else ""
         rows.append((f"fp {label}, n={n:,}: emu", f"{emu_s:.2f} s",
                      f"{ins / emu_s / 1e6:,.2f} M insn/s, native {fp['native_s']:.3f} s{versus}"))
+    if Path(PYTHON).exists():
+        rows += _command_rows("python3 -c pass", bench_command([PYTHON, "-c", "pass"]))
+        if args.suites:
+            rows += _command_rows(f"CPython tests {' '.join(CPYTHON_TESTS)}",
+                                  bench_command([PYTHON, "-m", "test", *CPYTHON_TESTS]))
     if not args.no_boot:
         for jit, cold in (("off", False), ("on", True), ("on", False)):
             boot = bench_boot(jit, cold)
