@@ -362,6 +362,24 @@ def test_masked_out_elements_never_fault(rng, store):
         check_host(case(rng, asm, [ints(rng), mask, ints(rng), ints(rng)]))
 
 
+@pytest.mark.parametrize("mnemonic", ["maskmovdqu", "vmaskmovdqu"])
+@pytest.mark.parametrize("where", [0x101, 0x2000 - 16, 0x2000 - 15, 0x2000 - 1, -DATA])
+def test_byte_masked_stores_match_the_host(rng, mnemonic, where):
+    """MASKMOVDQU xmm1, xmm2 stores at RDI: inside the data page, at its end, across onto the unmapped page
+    after it, and at address 0; masks none, one, some and all bytes (the host faults on any unmapped byte,
+    selected or not; then nothing is written).  An FS prefix adds the FS base, a 67H one uses EDI."""
+    for selected in (0, 1 << 15, 1, rng.getrandbits(16), 0xFFFF):
+        mask = sum(rng.randrange(0x80, 0x100) << (8 * j) if selected >> j & 1 else rng.randrange(0x80) << (8 * j)
+                   for j in range(16))
+        c = case(rng, f"mov rdi, rsi; add rdi, {where}; {mnemonic} xmm1, xmm2", [ints(rng), ints(rng), mask, ints(rng)])
+        check_host(c)
+    other = case(rng, f"lea rdi, [rsi + {where}]; bts rdi, 40; .byte 0x67; {mnemonic} xmm1, xmm2",
+                 [ints(rng), ints(rng), rng.getrandbits(128), 0])
+    check_host(other)
+    check_host(case(rng, f"mov rdi, {where - 0x800}; .byte 0x64; {mnemonic} xmm1, xmm2", [ints(rng), ints(rng),
+                                                                                  rng.getrandbits(128), 0]))
+
+
 GATHERS = {"vgatherdps": (32, 32), "vgatherdpd": (32, 64), "vgatherqps": (64, 32), "vgatherqpd": (64, 64),
            "vpgatherdd": (32, 32), "vpgatherdq": (32, 64), "vpgatherqd": (64, 32), "vpgatherqq": (64, 64)}
 
