@@ -80,6 +80,7 @@ def load_all() -> dict[str, Semantic]:
         pcmpstr,
         privileged,
         reciprocal,
+        segment,
         sha,
         shift,
         sse,
