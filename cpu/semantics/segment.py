@@ -1,7 +1,9 @@
-"""Far pointers in memory: LFS, LGS and LSS, and the far CALL and JMP through memory (FF /3, FF /5).
+"""Selectors at work outside MOV: LFS, LGS and LSS, the far CALL and JMP through memory (FF /3, FF /5),
+and the descriptor queries LAR and LSL.
 
-Intel SDM Vol. 2A/2B, the LDS/LES/LFS/LGS/LSS, CALL and JMP pages ("far call/jump in IA-32e mode"), and
-Vol. 3A, 3.4.5 (segment descriptors) and 5.8 (privilege checks on control transfers).
+Intel SDM Vol. 2A/2B, the LDS/LES/LFS/LGS/LSS, CALL, JMP, LAR and LSL pages ("far call/jump in IA-32e
+mode"), and Vol. 3A, 3.4.5 (segment descriptors), 3.5 (system descriptor types) and 5.8 (privilege
+checks on control transfers).
 
 The operand is a far pointer ``m16:16``, ``m16:32`` or ``m16:64``: the offset first, its size the operand
 size (LFS r32, m16:32; a 66H prefix gives m16:16, REX.W m16:64), then the 16-bit selector.  capstone
@@ -18,6 +20,13 @@ reports sizes that are not these, so they are computed here from the destination
   operand size) and the return RIP, each an operand-size slot, in one write that either completes or
   faults; RETF (``privileged.far_return``) pops them.
 
+- LAR and LSL never fault on the selector: when it names a GDT descriptor within the limit, visible at
+  the current privilege (a conforming code segment always; others with DPL >= CPL and DPL >= RPL) and of
+  a type they accept (code and data; LDT and available or busy 64-bit TSS; LAR also the 64-bit call
+  gate), ZF is set and the destination gets the access rights (bytes 5 and 6 of the descriptor, masked
+  with 00FFFF00H; 16 bits: FF00H) or the byte-granular limit; otherwise ZF is cleared and the destination
+  is left alone, upper half included (measured on the host, ``tests/semantics/test_segment.py``).
+
 Not modelled: call gates, task gates and TSS selectors (no privilege change or task switch through a far
 transfer: #GP(selector)); compatibility mode (a code segment with L = 0 is refused with #GP(selector)
 instead of being entered); the LDT (``privileged.gdt_entry``); the descriptor's accessed bit.  User mode
@@ -29,6 +38,7 @@ from __future__ import annotations
 from cpu.decoder import operand_size_16
 from cpu.descriptors import SegmentDescriptor
 from cpu.exceptions import GuestFault, Vector, is_canonical
+from cpu.flags import Flag
 from cpu.memory import MASK64
 from cpu.semantics import call, semantics
 from cpu.semantics.privileged import gdt_entry
@@ -97,3 +107,39 @@ def far_indirect(ops, insn, target):
     """CALL m16:xx (FF /3), JMP m16:xx (FF /5): see the module docstring."""
     ops.jump(ops.call("far_transfer", ops.address(target), far_size(insn), int(insn.mnemonic == "lcall"),
                       insn.next))
+
+
+SYSTEM_TYPES = {"lar": frozenset({0x2, 0x9, 0xB, 0xC}), "lsl": frozenset({0x2, 0x9, 0xB})}
+"""The system descriptor types LAR and LSL accept in 64-bit mode: LDT, 64-bit TSS (available, busy), call gate."""
+
+
+@call
+def descriptor_query(cpu, selector: int, limit: int) -> int:
+    """LAR (``limit`` 0) or LSL: bit 32 set when the selector passes (see the module docstring), with the
+    access rights or the limit below it."""
+    s = cpu.state
+    if not selector & 0xFFFC or selector & 4 or (selector & 0xFFF8) + 7 > s.gdtr_limit:
+        return 0
+    raw = gdt_entry(cpu, selector, 8)[1]
+    desc = SegmentDescriptor.from_buffer_copy(raw)
+    if desc.code_or_data:
+        visible = desc.conforming_code or desc.dpl >= max(s.cpl, selector & 3)
+    else:
+        visible = desc.type in SYSTEM_TYPES["lsl" if limit else "lar"] and desc.dpl >= max(s.cpl, selector & 3)
+    if not visible:
+        return 0
+    value = desc.limit if limit else int.from_bytes(raw[4:8], "little") & 0x00FF_FF00
+    return 1 << 32 | value
+
+
+@semantics("lar", "lsl")
+def query(ops, insn, dst, src):
+    """LAR r, r/m16 and LSL r, r/m16: ZF and, when it is set, the access rights or limit in r."""
+    packed = ops.call("descriptor_query", ops.trunc(ops.read(src), 16), int(insn.mnemonic == "lsl"))
+    valid = ops.shr(packed, 32)
+    value = ops.trunc(packed, 32)
+    if dst.size == 16:
+        ops.write(dst, ops.select(valid, ops.trunc(value, 16), ops.read(dst)))
+    else:
+        ops.set_reg(dst.reg, ops.select(valid, value, ops.reg(dst.reg)))
+    ops.set_rflags(ops.shl(valid, Flag.ZF.bit_length() - 1, 64), int(Flag.ZF))

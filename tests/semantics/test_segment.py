@@ -1,4 +1,4 @@
-"""LFS, LGS, LSS and the far CALL and JMP through memory (``cpu/semantics/segment.py``), and INT1.
+"""LFS, LGS, LSS, the far CALL and JMP through memory, LAR and LSL (``cpu/semantics/segment.py``), and INT1.
 
 emu runs these cases with Linux's GDT (arch/x86/include/asm/segment.h, the 64-bit layout: kernel CS
 0x10 and DS 0x18, user 32-bit CS 0x23, user DS 0x2b, user CS 0x33, a TSS at 0x40, empty TLS slots,
@@ -32,7 +32,7 @@ LINUX_GDT = b"".join(struct.pack("<Q", d) for d in (
     _descriptor(0xA0FB), 0,
     0x0000_8900_0000_0067, 0,                       # the TSS (a 16-byte system descriptor)
     0, 0, 0, 0, 0,                                   # the LDT (absent) and the TLS slots (empty)
-    _descriptor(0x40F5),                             # CPUNODE: a read-only data segment at DPL 3
+    0x0040_F500_0000_0001,                           # CPUNODE: data at DPL 3, its limit the CPU number (1)
 ))
 SELECTORS = (0, 3, 0x2B, 0x28, 0x33, 0x23, 0x10, 0x18, 0x40, 0x63, 0x2C, 0x83, 0x2A)
 """Null (RPL 0 and 3), user data (RPL 3 and 0), user code (64- and 32-bit, readable), kernel code and data
@@ -106,6 +106,26 @@ def test_a_far_transfer_to_compatibility_mode_is_refused(rng, kind):
     for blocks, jit in ((False, "off"), (True, "off"), (True, "eager")):
         out = run_emu(c, blocks, jit)
         assert out.faulted and out.regs["rsp"] == DATA + 0x200 and out.data[0x1F0:0x200] == c.data[0x1F0:0x200]
+
+
+QUERIES = {"lar": ("lar cx, ax", "lar ecx, eax", "lar rcx, eax", "lar ecx, word ptr [rsi + 0x10]"),
+           "lsl": (".byte 0x66, 0x0f, 0x03, 0xc8", "lsl ecx, eax", ".byte 0x48, 0x0f, 0x03, 0xc8",
+                   ".byte 0x0f, 0x03, 0x4e, 0x10")}
+"""16-, 32- and 64-bit destinations, a register and a memory source (keystone spells only some LSL forms)."""
+
+
+@needs_host
+@pytest.mark.parametrize("mnemonic", ["lar", "lsl"])
+def test_lar_and_lsl_match_the_host(rng, mnemonic):
+    """ZF and the access rights or limit for what CPL 3 may see; ZF clear and the register untouched (its upper
+    half too) for the rest.  LSL of Linux's CPUNODE entry (0x78) is the CPU the host runs on: only LAR reads it."""
+    for selector in (*SELECTORS, 0x7B, 0x7A, 0x48):
+        if mnemonic == "lsl" and selector & 0xFFF8 == 0x78:
+            continue
+        for asm in QUERIES[mnemonic]:
+            c = case(asm, rng, bytes(0x10) + selector.to_bytes(2, "little"))
+            c.regs["rax"] = rng.getrandbits(48) << 16 | selector
+            check_host(c)
 
 
 @needs_host

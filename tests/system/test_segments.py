@@ -1,6 +1,7 @@
-"""Far pointers and INT1 at system level (cpu/semantics/segment.py, cpu/exceptions.py), on the bare machine
-with Linux's GDT: what a kernel sees, where the user-mode host tests (tests/semantics/test_segment.py)
-cannot go: CPL 0, a descriptor with a base, the error codes and INT1 through a DPL-0 gate."""
+"""Far pointers, LAR/LSL, SMSW/LMSW and INT1 at system level (cpu/semantics/segment.py, privileged.py,
+cpu/exceptions.py), on the bare machine with Linux's GDT: what a kernel sees, where the user-mode host tests
+(tests/semantics/test_segment.py) cannot go: CPL 0, a descriptor with a base, the error codes, CR0 and
+INT1 through a DPL-0 gate."""
 
 from __future__ import annotations
 
@@ -93,3 +94,33 @@ def test_lfs_loads_the_descriptor_s_base_and_lss_the_kernel_stack_segment(bm: Ba
     s = bm.state
     assert (s.rcx, s.rdx, s.fs_base, s.rax & 0xFFFF, s.rbx & 0xFFFF) == (0x1234, 0x1234, SEGMENT_BASE,
                                                                         DATA_WITH_BASE, KERNEL_DS)
+
+
+def test_lar_and_lsl_at_cpl_0_see_the_kernel_s_segments_and_the_tss(bm: BareMetal) -> None:
+    """At CPL 3 the host hides these (DPL 0); at CPL 0 LSL gives the TSS limit (103) and the flat limit."""
+    bm.code(f"""
+        mov eax, {TSS_SELECTOR}; lar ecx, eax; setz r8b; lsl edx, eax; setz r9b
+        mov eax, {KERNEL_CS}; lar r10d, eax; lsl r11d, eax
+        mov eax, 0x78; lar r12d, eax; setz r14b
+        hlt""")
+    bm.run()
+    s = bm.state
+    assert (s.r8 & 0xFF, s.rcx, s.r9 & 0xFF, s.rdx) == (1, 0x8900 | (s.rcx & 0xF0_0000), 1, 103)
+    assert (s.r10, s.r11, s.r14 & 0xFF) == (0xAF9B00, 0xFFFF_FFFF, 0)
+
+
+def test_smsw_reads_cr0_at_any_cpl_and_lmsw_sets_ts_but_cannot_clear_pe(bm: BareMetal) -> None:
+    """LMSW loads MP, EM and TS (bits 3:1); its bit 0 may set PE but a 0 leaves it set.  At CPL 3 it is #GP(0)."""
+    cr0 = bm.state.cr0
+    assert cr0 & 2, "the machine starts with CR0.MP, which LMSW 8 clears"
+    bm.code(f"""
+        smsw rbx; smsw word ptr [{POINTER:#x}]
+        mov eax, 0x8; lmsw ax; smsw r8
+        mov eax, 0; lmsw ax; smsw r9
+        {enter_user(USER_CODE)}""")
+    bm.code("smsw esi; lea r13, [rip + resume]; lmsw ax; resume: mov eax, 60; syscall", USER_CODE)
+    bm.run()
+    s = bm.state
+    assert s.rbx == cr0 and bm.phys.ram[POINTER:POINTER + 2] == (cr0 & 0xFFFF).to_bytes(2, "little")
+    assert s.r8 == (cr0 & ~0xE) | 8 and s.r9 == cr0 & ~0xE and cr0 & 1
+    assert s.rsi == s.r9 & 0xFFFF_FFFF and bm.log(Vector.GP)[:2] == (1, 0)
