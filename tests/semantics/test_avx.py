@@ -27,7 +27,7 @@ from cpu.semantics.sse import SHIFTS
 from cpu.semantics.sse3 import ARITH as SSE3_FLOAT
 from cpu.state import CR4_OSXSAVE, CpuState
 from emu.user.address_space import AddressSpace
-from tests.semantics.harness import CODE, DATA, DATA_SIZE, Case, assemble, run_emu
+from tests.semantics.harness import CODE, DATA, DATA_SIZE, Case, assemble, check, run_emu
 from tests.semantics.host import check_host, needs_host
 from tests.semantics.test_sse import vector as int_vector
 from tests.semantics.test_sse_float import WIDTH, number
@@ -378,6 +378,17 @@ def test_byte_masked_stores_match_the_host(rng, mnemonic, where):
     check_host(other)
     check_host(case(rng, f"mov rdi, {where - 0x800}; .byte 0x64; {mnemonic} xmm1, xmm2", [ints(rng), ints(rng),
                                                                                   rng.getrandbits(128), 0]))
+
+
+def test_maskmovdqu_inside_the_page_matches_unicorn(rng):
+    """unicorn has MASKMOVDQU (not the VEX form) and writes the selected bytes; it does not fault on bytes
+    it does not write, so only stores within the data page are compared with it."""
+    for where in (0, 0x101, 0x1FF0):
+        for selected in (0, 0x8001, rng.getrandbits(16), 0xFFFF):
+            mask = sum((0x80 | rng.getrandbits(7) if selected >> j & 1 else rng.getrandbits(7)) << (8 * j)
+                       for j in range(16))
+            check(Case("maskmovdqu xmm1, xmm2", {"rdi": DATA + where}, xmm={1: rng.getrandbits(128), 2: mask},
+                       data=rng.randbytes(0x2000)))
 
 
 GATHERS = {"vgatherdps": (32, 32), "vgatherdpd": (32, 64), "vgatherqps": (64, 32), "vgatherqpd": (64, 64),
