@@ -76,6 +76,17 @@ class SegmentDescriptor(ctypes.LittleEndianStructure):
     def conforming_code(self) -> bool:
         return self.code and bool(self.type & 0x4)
 
+    @property
+    def long_mode(self) -> bool:
+        """L: a 64-bit code segment (else, in IA-32e mode, a compatibility-mode one)."""
+        return bool(self.limit_flags & 0x20)
+
+    @property
+    def limit(self) -> int:
+        """The segment limit in bytes, scaled by G (4 KiB granularity): what LSL reports."""
+        raw = self.limit_low | (self.limit_flags & 0xF) << 16
+        return raw << 12 | 0xFFF if self.limit_flags & 0x80 else raw
+
 
 class SystemDescriptor(ctypes.LittleEndianStructure):
     """A 16-byte long-mode system descriptor: a TSS (or LDT) in the GDT (SDM 8.2.3)."""

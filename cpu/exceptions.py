@@ -69,8 +69,10 @@ ERROR_CODE = frozenset({Vector.DF, Vector.TS, Vector.NP, Vector.SS, Vector.GP, V
 CONTRIBUTORY = frozenset({Vector.DE, Vector.TS, Vector.NP, Vector.SS, Vector.GP})
 """Contributory exceptions (SDM 6.15, table 6-4); #PF is a class of its own, everything else is benign."""
 
-TRAPS = frozenset({Vector.BP, Vector.OF})
-"""Exceptions reported after their instruction: INT3 and INTO (SDM 6.5)."""
+TRAPS = frozenset({Vector.BP, Vector.OF, Vector.DB})
+"""Exceptions reported after their instruction: INT3, INTO and INT1, the only source of #DB emu has (SDM 6.5)."""
+SOFTWARE_TRAPS = frozenset({Vector.BP, Vector.OF})
+"""The traps delivered as software interrupts, their gate's DPL checked (SDM 6.12.1.1): not INT1's #DB."""
 
 
 class CodeWritten(Exception):  # noqa: N818 - an event, not an error
@@ -157,19 +159,19 @@ def deliver(cpu: Any, vector: int, error_code: int | None = None, *, software: b
     controller (never an error code, benign for double faults).  ``fault``:
     the GuestFault the run loop returned; its address goes to CR2 for #PF,
     and an INT3 trap (#BP, RIP already past the one-byte INT3) is delivered
-    as the software interrupt it is.
+    as the software interrupt it is; INT1's #DB trap as a hardware exception.
     """
     s = cpu.state
     trap = fault is not None and fault.vector in TRAPS
     try:
-        _deliver_once(cpu, vector, error_code, software=software or trap, external=external,
-                      address=fault.address if fault is not None else None)
+        _deliver_once(cpu, vector, error_code, software=software or (trap and vector in SOFTWARE_TRAPS),
+                      external=external, address=fault.address if fault is not None else None)
     except GuestFault as second:
         if software:
             raise
         if second.vector == Vector.PF and second.address is not None:
             s.cr2 = second.address          # loaded when the #PF is detected, even if it becomes #DF
-        if trap:                    # the fault belongs to the INT3 instruction: restart it after the handler
+        if trap:                    # the fault belongs to the INT3 or INT1 instruction: restart it after the handler
             s.rip -= 1
             deliver(cpu, second.vector, second.error_code, fault=second)
         elif vector == Vector.DF and not external:

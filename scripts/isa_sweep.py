@@ -60,6 +60,10 @@ BY_NAME = {
                              "umonitor", "umwait", "hreset", "pconfig", "rdpru", "rdtscp", "invlpg",
                              "incsspd", "incsspq", "rdsspd", "rdsspq", "saveprevssp", "rstorssp", "wrssd",
                              "wrssq", "wrussd", "wrussq", "setssbsy", "clrssbsy", "endbr32", "endbr64")},
+    **{m: "vmx" for m in ("vmclear", "vmlaunch", "vmptrld", "vmptrst", "vmread", "vmresume", "vmwrite", "vmxoff",
+                          "vmxon")},
+    **{m: "svm" for m in ("vmrun", "vmload", "vmsave", "vmmcall")},
+    **{m: "xop" for m in ("vpermil2pd", "vpermil2ps")},
     **{m: "x87" for m in ("fwait", "wait", "ffreep", "fnstsw", "fnstcw", "fnclex", "fninit", "fnstenv", "fnsave")},
     **{m: "xsave" for m in ("xsave", "xrstor", "xsave64", "xrstor64", "xgetbv")},
     **{m: "xsaveopt" for m in ("xsaveopt", "xsaveopt64")},
@@ -160,13 +164,25 @@ PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 """Name prefixes for what capstone leaves without a telling group, tried after the groups' AVX-family names."""
 
 
+FMA4 = re.compile(r"vfn?m(add|sub|addsub|subadd)(ps|pd|ss|sd)")
+"""AMD's four-operand FMA names (VEX 0F 3A 5C-7F), which capstone groups as FMA: Intel's have 132/213/231."""
+WIDE_ONLY = {"vaesenc": "vaes", "vaesenclast": "vaes", "vaesdec": "vaes", "vaesdeclast": "vaes",
+             "vpclmulqdq": "vpclmulqdq"}
+"""Names whose VEX.256 form belongs to another extension than their VEX.128 one (capstone says AVX)."""
+
+
 def extension(name: str, groups: set[str]) -> str:
     """The extension an instruction emu lacks belongs to."""
     if name.endswith(" (MMX)"):
         return "mmx"
+    wide = name.endswith(" (256-bit)")
     name = name.split()[0]
     if name in BY_NAME:
         return BY_NAME[name]
+    if FMA4.fullmatch(name):
+        return "fma4"
+    if wide and name in WIDE_ONLY:
+        return WIDE_ONLY[name]
     known = [GROUP_FEATURE[g] for g in sorted(groups) if g in GROUP_FEATURE]
     for preferred in ("avx512", "fma4", "xop", "fma", "f16c", "aes", "pclmulqdq", "sha", "avx2", "avx", "3dnow"):
         if preferred in known:

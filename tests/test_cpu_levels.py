@@ -108,6 +108,21 @@ def test_v2_instructions_are_undefined_at_v1(asm):
     assert exit_ is not None and exit_.kind is ExitKind.FAULT and exit_.fault.vector == Vector.UD
 
 
+@pytest.mark.parametrize("asm, lacking, having", [
+    ("vrcpps ymm0, ymm1", "x86-64-v2", "x86-64-v3"), ("vdpps ymm0, ymm1, ymm2, 0xff", "x86-64-v2", "x86-64-v3"),
+    ("vpcmpistri xmm1, xmm2, 0", "x86-64-v2", "x86-64-v3"), ("vmpsadbw xmm0, xmm1, xmm2, 0", "x86-64-v2", "x86-64-v3"),
+    ("vaesenc xmm0, xmm1, xmm2", "x86-64-v3", "max"), ("vpclmulqdq xmm0, xmm1, xmm2, 0", "x86-64-v3", "max"),
+    ("rcpps xmm0, xmm1", None, "x86-64-v1"), ("maskmovdqu xmm0, xmm1", None, "x86-64-v1"),
+])
+def test_the_vex_forms_need_their_level_and_the_sse_gaps_are_baseline(asm, lacking, having):
+    """VPCMPISTRI needs AVX though v2 has SSE4.2; VAESENC and VPCLMULQDQ need AES and PCLMULQDQ (max only)."""
+    if lacking is not None:
+        state, exit_ = run_at(level(lacking), asm, rdi=0x10000)
+        assert exit_.kind is ExitKind.FAULT and exit_.fault.vector == Vector.UD and state.rip == 0x10000
+    state, exit_ = run_at(level(having), asm, rdi=0x10000)
+    assert exit_ is None or exit_.kind is not ExitKind.FAULT or exit_.fault.vector != Vector.UD
+
+
 @pytest.mark.parametrize("mnemonic, older", [("tzcnt", "bsf"), ("lzcnt", "bsr")])
 @pytest.mark.parametrize("source", [0, 1, 0x8000, 0x1234_5678_0000_0000, 2**64 - 1])
 def test_tzcnt_and_lzcnt_are_bsf_and_bsr_without_their_feature(mnemonic, older, source):

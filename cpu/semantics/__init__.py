@@ -61,6 +61,7 @@ def load_all() -> dict[str, Semantic]:
     from cpu.semantics import (  # noqa: F401
         aes,
         avx,
+        avx_crypto,
         avx_sse4,
         binary,
         bit,
@@ -78,6 +79,8 @@ def load_all() -> dict[str, Semantic]:
         muldiv,
         pcmpstr,
         privileged,
+        reciprocal,
+        segment,
         sha,
         shift,
         sse,

@@ -1,8 +1,9 @@
-"""The VEX forms of SSE4.1 instructions that are more than one helper of two sources.
+"""The VEX forms of SSE4.1 and SSE4.2 instructions that are more than one helper of two sources, and VLDDQU.
 
 Intel SDM Vol. 2, the V-forms on the pages of BLENDPS/BLENDPD/PBLENDW, BLENDVPS/BLENDVPD/PBLENDVB,
-ROUNDPS/PD/SS/SD, PMOVSX/PMOVZX, PEXTRB/D/Q, EXTRACTPS, PINSRB/D/Q and INSERTPS.  Each applies the
-legacy instruction's helper (``cpu.semantics.sse4``, ``sse4_float``) to its sources, 128 bits at a time
+ROUNDPS/PD/SS/SD, PMOVSX/PMOVZX, PEXTRB/D/Q, EXTRACTPS, PINSRB/D/Q, INSERTPS, DPPS/DPPD, MPSADBW,
+PHMINPOSUW, MOVNTDQA, LDDQU and PCMPESTRI/PCMPESTRM/PCMPISTRI/PCMPISTRM.  Each applies the
+legacy instruction's helper (``cpu.semantics.sse4``, ``sse4_float``, ``pcmpstr``) to its sources, 128 bits at a time
 where the instruction has a 256-bit form, and clears the destination above the vector length:
 
 - VBLENDPS/VBLENDPD ymm take the next immediate bits for the upper half; VPBLENDW uses the same imm8 for
@@ -12,16 +13,24 @@ where the instruction has a 256-bit form, and clears the destination above the v
   VROUNDSS/VROUNDSD take the upper lanes from the first source;
 - VPMOVSX/VPMOVZX ymm widen twice as many source lanes (the source's low 128 bits for a 256-bit result);
 - the extracts and inserts are VEX.128 only and work as their legacy forms, the inserts with a separate
-  first source.
+  first source;
+- VDPPS ymm computes each half's dot product with the same imm8; VDPPD is VEX.128 only;
+- VMPSADBW ymm (AVX2) takes its upper half's block offsets from imm8[5:3], as the SDM's operation does;
+- VPHMINPOSUW and the string compares are VEX.128 only.  The string compares need SSE4.2 and AVX: they are
+  registered under AVX, which every ``--cpu`` level with AVX has with SSE4.2;
+- VLDDQU loads without alignment; VMOVNTDQA needs its operand aligned to its size (``vex.ALIGNED``).
 
-Not here (still #UD): VDPPS/VDPPD, VMPSADBW, VPHMINPOSUW, VLDDQU, VMOVNTDQA and the string compares
-(docs/isa.md).
+Not implemented: VPCMPESTRx with VEX.W = 1 (64-bit lengths from RAX and RDX, as REX.W gives the legacy
+form; the host runs it), which capstone does not decode, so it raises #UD.
+
+Not modelled: the 256-bit VMPSADBW and VMOVNTDQA are not refused without AVX2 (no ``--cpu`` level has AVX
+without AVX2, as ``cpu.semantics.avx`` says for the other 256-bit integer forms).
 """
 
 from __future__ import annotations
 
 from cpu.decoder import Kind
-from cpu.semantics import semantics, vex
+from cpu.semantics import pcmpstr, semantics, vex
 from cpu.semantics import xmm as X
 from cpu.semantics.sse4 import BLEND_WIDTH, EXTENSIONS, LANE
 
@@ -100,3 +109,50 @@ def insert(ops, insn, dst, src1, src2, index):
     else:
         value = ops.helper("insert", a, ops.read(src2), index.imm, LANE[insn.mnemonic[1:]])
     vex.write_halves(ops, insn, dst, [value])
+
+
+@semantics("vdpps", "vdppd", feature="avx")
+def dot(ops, insn, dst, src1, src2, imm):
+    """VDPPS ymm1, ymm2, ymm3/m256, imm8: DPPS on each 128-bit half; VDPPD xmm1, xmm2, xmm3/m128, imm8."""
+    vex.check(ops)
+    a, b, mxcsr = vex.halves(ops, insn, src1), vex.halves(ops, insn, src2), ops.reg("mxcsr")
+    parts, flags = [], 0
+    for i in range(len(b)):
+        packed = ops.helper(insn.mnemonic[1:], a[i], b[i], imm.imm, mxcsr)
+        parts.append(ops.trunc(packed, 128))
+        flags = ops.or_(flags, ops.shr(packed, 128))
+    vex.write_halves(ops, insn, dst, parts)
+    X.raise_flags(ops, flags)
+
+
+@semantics("vmpsadbw", feature="avx")
+def mpsadbw(ops, insn, dst, src1, src2, imm):
+    """VMPSADBW ymm1, ymm2, ymm3/m256, imm8: MPSADBW per half, the upper half with imm8[5:3]."""
+    vex.check(ops)
+    a, b = vex.halves(ops, insn, src1), vex.halves(ops, insn, src2)
+    vex.write_halves(ops, insn, dst, [ops.helper("mpsadbw", a[i], b[i], (imm.imm >> (3 * i)) & 7)
+                                      for i in range(len(b))])
+
+
+@semantics("vphminposuw", feature="avx")
+def phminposuw(ops, insn, dst, src):
+    """VPHMINPOSUW xmm1, xmm2/m128."""
+    vex.check(ops)
+    vex.write_halves(ops, insn, dst, [ops.helper("phminposuw", vex.read(ops, insn, src))])
+
+
+@semantics("vlddqu", "vmovntdqa", feature="avx")
+def load(ops, insn, dst, src):
+    """VLDDQU ymm1, m256 (any alignment); VMOVNTDQA ymm1, m256 (#GP(0) unless aligned; the hint is not modelled)."""
+    vex.check(ops)
+    vex.write_halves(ops, insn, dst, vex.halves(ops, insn, src))
+
+
+@semantics("vpcmpestri", "vpcmpestrm", "vpcmpistri", "vpcmpistrm", feature="avx")
+def compare_strings(ops, insn, first, second, control):
+    """VPCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: as the legacy forms (any alignment); VPCMPxSTRM
+    clears YMM0's upper half."""
+    vex.check(ops)
+    pcmpstr.compare(ops, insn, vex.read(ops, insn, first), vex.read(ops, insn, second), control.imm, False)
+    if insn.mnemonic.endswith("m"):
+        ops.set_reg("ymmh0", 0)

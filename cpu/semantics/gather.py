@@ -1,6 +1,7 @@
-"""Masked vector memory access: VMASKMOVPS/PD and VPMASKMOVD/Q, the gathers (VGATHERxxx, VPGATHERxxx).
+"""Masked vector memory access: VMASKMOVPS/PD and VPMASKMOVD/Q, MASKMOVDQU and VMASKMOVDQU, the gathers
+(VGATHERxxx, VPGATHERxxx).
 
-Intel SDM Vol. 2B/2C, the pages of VMASKMOV, VPMASKMOV, VGATHERDPS/DPD,
+Intel SDM Vol. 2B/2C, the pages of VMASKMOV, VPMASKMOV, MASKMOVDQU, VGATHERDPS/DPD,
 VGATHERQPS/QPD, VPGATHERDD/DQ, VPGATHERQD/QQ, and Vol. 2A, 2.3.12 (VSIB
 memory addressing).  An element's mask is the top bit of the same element of
 the mask register.
@@ -9,6 +10,11 @@ the mask register.
   masked store writes only the selected ones; an element whose mask bit is
   clear never faults.  A faulting store writes nothing: every selected
   element is translated for writing before the first is written.
+* MASKMOVDQU xmm1, xmm2 (and VMASKMOVDQU) stores the bytes of xmm1 whose byte of xmm2 has its top bit
+  set to DS:RDI (EDI with a 67H prefix; an FS or GS prefix adds that base).  Whether bytes it does not
+  write may fault the SDM leaves to the processor; this CPU does as the host measured
+  (``tests/semantics/test_avx.py``): the whole 16 bytes are translated for writing first, so a
+  store touching an unmapped page faults, having written nothing, whatever the mask.
 * A gather loads element j from base + sign-extended index[j] * scale +
   displacement, in element order, for each element whose mask bit is set,
   and clears that mask element once it is loaded; at the end the whole mask
@@ -21,7 +27,7 @@ They touch memory element by element, so they are calls (``cpu.semantics.CALLS``
 that read and write the registers in ``CpuState`` themselves.
 
 Not modelled: the order of a gather's element loads on a real CPU (only the
-order of faults is architectural); a 32-bit address size (67H prefix) for a
+order of faults is architectural); MASKMOVDQU's non-temporal hint; a 32-bit address size (67H prefix) for a
 gather's element addresses (they are computed with 64 bits).
 """
 
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cpu.decoder import Kind
+from cpu.decoder import Kind, legacy_prefixes
 from cpu.exceptions import GuestFault, Vector
 from cpu.memory import WRITE
 from cpu.semantics import call, semantics, vex
@@ -77,6 +83,34 @@ def maskmov(ops, insn, dst, mask, src):
         ops.call("masked_store", ops.address(dst), selected, vex.number(src), width, bits)
     else:
         ops.call("masked_load", ops.address(src), selected, vex.number(dst), width, bits)
+
+
+@semantics("maskmovdqu")
+@semantics("vmaskmovdqu", feature="avx")
+def maskmovdqu(ops, insn, src, mask):
+    """MASKMOVDQU xmm1, xmm2: the bytes of xmm1 whose byte of xmm2 has its top bit set, stored at DS:RDI."""
+    if insn.mnemonic == "vmaskmovdqu":
+        vex.check(ops)
+    prefixes = legacy_prefixes(insn.raw)
+    address = ops.reg("rdi")
+    if 0x67 in prefixes:
+        address = ops.trunc(address, 32)
+    segments = [p for p in prefixes if p in (0x64, 0x65)]
+    if segments:                                        # the last segment prefix counts
+        address = ops.add(address, ops.reg("fs_base" if segments[-1] == 0x64 else "gs_base"), 64)
+    selected = ops.helper("movmsk", ops.read(mask), 8)
+    ops.call("byte_masked_store", address, selected, vex.number(src))
+
+
+@call
+def byte_masked_store(cpu, address: int, mask: int, src: int) -> None:
+    """Store the bytes of XMM ``src`` whose bit is set in ``mask`` once all 16 bytes are writable."""
+    value = cpu.state.xmm(src)
+    for byte in (address, (address + 15) & MASK64):
+        cpu.mem.entry(byte, WRITE)
+    for j in range(16):
+        if mask >> j & 1:
+            cpu.mem.write((address + j) & MASK64, bytes([value >> (8 * j) & 0xFF]))
 
 
 @call

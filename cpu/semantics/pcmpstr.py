@@ -124,10 +124,13 @@ def _rex_w(insn) -> bool:
 def pcmpstr(ops, insn, first, second, control):
     """PCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: E = explicit lengths, I = implicit; I = index
     to ECX, M = mask to XMM0."""
-    imm = control.imm
-    a, b = ops.read(first), X.read(ops, insn, second)
-    if insn.mnemonic.startswith("pcmpe"):
-        size = 64 if _rex_w(insn) else 32
+    compare(ops, insn, ops.read(first), X.read(ops, insn, second), control.imm, _rex_w(insn))
+
+
+def compare(ops, insn, a, b, imm: int, wide: bool) -> None:
+    """The string compare of ``a`` and ``b`` (legacy and VEX forms); ``wide``: 64-bit explicit lengths."""
+    if insn.mnemonic.lstrip("v").startswith("pcmpe"):
+        size = 64 if wide else 32
         la = ops.helper("explicit_length", ops.trunc(ops.reg("rax"), size), size, imm)
         lb = ops.helper("explicit_length", ops.trunc(ops.reg("rdx"), size), size, imm)
     else:

@@ -1,6 +1,7 @@
-"""System instructions of a 64-bit kernel: control and debug registers, descriptor tables, segment loads,
-TLB control, interrupt flag, port I/O, MSRs, and the privilege transitions IRET, SYSRET, INT n and far RET
-(Intel SDM Vol. 2, each mnemonic's page; Vol. 3A ch. 2.5-2.8, 5.8-5.9, 6, 16.5 for I/O protection).
+"""System instructions of a 64-bit kernel: control and debug registers (SMSW and LMSW too), descriptor
+tables, segment loads, TLB control, interrupt flag, port I/O, MSRs, and the privilege transitions IRET,
+SYSRET, INT n and far RET (Intel SDM Vol. 2, each mnemonic's page; Vol. 3A ch. 2.5-2.8, 5.8-5.9, 6, 16.5
+for I/O protection).
 
 Privilege is a guest value, so every check is ``ops.fault_if`` on CPL (and
 IOPL for CLI, STI, IN, OUT, INS, OUTS: #GP(0) when CPL > IOPL).  Work that
@@ -17,7 +18,7 @@ with IOPL 0 faults first.
 Not modelled: the TSS I/O permission bitmap (CPL > IOPL is always #GP), the
 LDT (LLDT only stores the selector; a selector with TI = 1 is #GP), debug
 registers' effects (MOV DRn stores), CR8 as an interrupt priority (stored),
-far JMP/CALL, task switches, accessed bits in segment descriptors, and
+task switches, accessed bits in segment descriptors, and
 XGETBV, MONITOR, MWAIT, INTO, which have no semantics and so raise #UD
 (INTO is invalid in 64-bit mode anyway; the others are not advertised).
 """
@@ -106,6 +107,24 @@ def write_cr(cpu, n: int, value: int) -> None:
         if value >> 4:
             raise _gp(f"CR8 {value:#x}: bits 63:4 are reserved")
         s.cr8 = value
+
+
+@semantics("smsw")
+def smsw(ops, insn, dst):
+    """SMSW r/m16: CR0's low 16 bits to memory or a 16-bit register; a 32- or 64-bit register gets CR0's low
+    32 or 64 bits (the SDM leaves the bits above 15 undefined; processors store CR0's).  Allowed at any CPL:
+    UMIP is not advertised.  User mode's CR0 is 0x20 (``CpuState.reset_user``), so a program reads that where
+    under Linux it reads 0x80050033 (the kernel's CR0, or its UMIP emulation's stand-in)."""
+    ops.write(dst, ops.trunc(ops.reg("cr0"), dst.size))
+
+
+@semantics("lmsw")
+def lmsw(ops, insn, src):
+    """LMSW r/m16: CR0.MP, EM and TS from the source's bits 3:1; PE can be set, not cleared (CPL 0 only)."""
+    require_cpl0(ops)
+    cr0 = ops.reg("cr0")
+    ops.set_reg("cr0", ops.or_(ops.and_(cr0, ~0xE & MASK64), ops.and_(ops.read(src), 0xF)))
+    ops.jump(insn.next)
 
 
 @semantics("clts")

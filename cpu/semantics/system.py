@@ -1,5 +1,5 @@
 """System-level and miscellaneous instructions: SYSCALL, CPUID, RDTSC, RDPID, RDRAND, RDSEED,
-RDFSBASE, RDGSBASE, WRFSBASE, WRGSBASE, HLT, INT3, UD2 (Intel SDM Vol. 2; Vol. 3A ch. 5 and 6).
+RDFSBASE, RDGSBASE, WRFSBASE, WRGSBASE, HLT, INT3, INT1, UD2 (Intel SDM Vol. 2; Vol. 3A ch. 5 and 6).
 The privileged rest is in ``cpu.semantics.privileged``.
 
 RDRAND and RDSEED always succeed (CF = 1; OF, SF, ZF, AF, PF cleared) with bits from the
@@ -116,6 +116,12 @@ def hlt(ops, insn):
 @semantics("int3")
 def int3(ops, insn):
     ops.fault(Vector.BP, detail="int3")
+
+
+@semantics("int1")
+def int1(ops, insn):
+    """INT1 (ICEBP, F1): a #DB trap, delivered as a hardware exception (no gate DPL check; SDM Vol. 3A 6.12.1.1)."""
+    ops.fault(Vector.DB, detail="int1")
 
 
 @semantics("ud2", "ud1", "ud0")

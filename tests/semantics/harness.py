@@ -30,6 +30,7 @@ DATA_SIZE = 0x2000
 STACK = 0x30000
 STACK_SIZE = 0x2000
 FS_BASE = DATA + 0x800
+GDT = 0x40000
 HLT = b"\xf4"
 
 UC_GPR = {name: getattr(U, f"UC_X86_REG_{name.upper()}") for name in GPR64}
@@ -64,6 +65,7 @@ class Case:
     data: bytes = b""
     undefined: int = 0        # RFLAGS bits not to compare
     max_steps: int = 10_000
+    gdt: bytes = b""          # emu's GDT (at GDT, read-only); the host has its kernel's, unicorn none
 
 
 @dataclass
@@ -129,6 +131,9 @@ def run_emu(case: Case, blocks: bool = False, jit: str = "off") -> Outcome:
         setattr(state, name, value)
     write_rflags(state, case.rflags)
     state.fs_base = FS_BASE
+    if case.gdt:
+        mem.map(GDT, 0x1000, 1, case.gdt)
+        state.gdtr_base, state.gdtr_limit = GDT, len(case.gdt) - 1
     for i, value in case.xmm.items():
         state.set_xmm(i, value)
     state.rip = CODE

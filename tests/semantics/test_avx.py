@@ -27,7 +27,7 @@ from cpu.semantics.sse import SHIFTS
 from cpu.semantics.sse3 import ARITH as SSE3_FLOAT
 from cpu.state import CR4_OSXSAVE, CpuState
 from emu.user.address_space import AddressSpace
-from tests.semantics.harness import CODE, DATA, DATA_SIZE, Case, assemble, run_emu
+from tests.semantics.harness import CODE, DATA, DATA_SIZE, Case, assemble, check, run_emu
 from tests.semantics.host import check_host, needs_host
 from tests.semantics.test_sse import vector as int_vector
 from tests.semantics.test_sse_float import WIDTH, number
@@ -360,6 +360,35 @@ def test_masked_out_elements_never_fault(rng, store):
         asm = (f"vmaskmovps ymmword ptr [rsi + {top:#x}], ymm1, ymm2" if store
                else f"vmaskmovps ymm0, ymm1, ymmword ptr [rsi + {top:#x}]")
         check_host(case(rng, asm, [ints(rng), mask, ints(rng), ints(rng)]))
+
+
+@pytest.mark.parametrize("mnemonic", ["maskmovdqu", "vmaskmovdqu"])
+@pytest.mark.parametrize("where", [0x101, 0x2000 - 16, 0x2000 - 15, 0x2000 - 1, -DATA])
+def test_byte_masked_stores_match_the_host(rng, mnemonic, where):
+    """MASKMOVDQU xmm1, xmm2 stores at RDI: inside the data page, at its end, across onto the unmapped page
+    after it, and at address 0; masks none, one, some and all bytes (the host faults on any unmapped byte,
+    selected or not; then nothing is written).  An FS prefix adds the FS base, a 67H one uses EDI."""
+    for selected in (0, 1 << 15, 1, rng.getrandbits(16), 0xFFFF):
+        mask = sum(rng.randrange(0x80, 0x100) << (8 * j) if selected >> j & 1 else rng.randrange(0x80) << (8 * j)
+                   for j in range(16))
+        c = case(rng, f"mov rdi, rsi; add rdi, {where}; {mnemonic} xmm1, xmm2", [ints(rng), ints(rng), mask, ints(rng)])
+        check_host(c)
+    other = case(rng, f"lea rdi, [rsi + {where}]; bts rdi, 40; .byte 0x67; {mnemonic} xmm1, xmm2",
+                 [ints(rng), ints(rng), rng.getrandbits(128), 0])
+    check_host(other)
+    check_host(case(rng, f"mov rdi, {where - 0x800}; .byte 0x64; {mnemonic} xmm1, xmm2", [ints(rng), ints(rng),
+                                                                                  rng.getrandbits(128), 0]))
+
+
+def test_maskmovdqu_inside_the_page_matches_unicorn(rng):
+    """unicorn has MASKMOVDQU (not the VEX form) and writes the selected bytes; it does not fault on bytes
+    it does not write, so only stores within the data page are compared with it."""
+    for where in (0, 0x101, 0x1FF0):
+        for selected in (0, 0x8001, rng.getrandbits(16), 0xFFFF):
+            mask = sum((0x80 | rng.getrandbits(7) if selected >> j & 1 else rng.getrandbits(7)) << (8 * j)
+                       for j in range(16))
+            check(Case("maskmovdqu xmm1, xmm2", {"rdi": DATA + where}, xmm={1: rng.getrandbits(128), 2: mask},
+                       data=rng.randbytes(0x2000)))
 
 
 GATHERS = {"vgatherdps": (32, 32), "vgatherdpd": (32, 64), "vgatherqps": (64, 32), "vgatherqpd": (64, 64),

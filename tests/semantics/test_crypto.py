@@ -4,7 +4,8 @@ Every instruction in its register and memory forms over random states and
 keys, against the host CPU (``host.check_host``), and AES and PCLMULQDQ
 against unicorn too (unicorn 2 has no SHA extensions).  A whole AES-128
 encryption of FIPS 197's appendix C.1 vector, key schedule included, runs
-as one block.
+as one block.  The VEX.128 forms (``cpu/semantics/avx_crypto.py``) against the host, and their
+VEX.256 forms (VAES, VPCLMULQDQ, not advertised) raise #UD.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import random
 
 import pytest
 
-from tests.semantics.harness import check, run_emu
+from tests.semantics.harness import CODE, Case, check, run_emu
 from tests.semantics.host import check_host, needs_host
+from tests.semantics.test_avx import checked
 from tests.semantics.test_sse import CASES, setup, vector
 
 AES = ("aesenc", "aesenclast", "aesdec", "aesdeclast", "aesimc")
@@ -92,3 +94,26 @@ def test_fuzz_crypto(rng):
     for asm, form in HOST_FORMS:
         for case in crypto_cases(asm, form, rng, 10 * CASES):
             check_host(case)
+
+
+@needs_host
+@pytest.mark.parametrize("asm", [
+    *(f"v{m} xmm0, xmm1, {src}" for m in AES[:4] for src in ("xmm2", "xmmword ptr [rsi + 0x101]")),
+    "vaesimc xmm0, xmm1", "vaesimc xmm0, xmmword ptr [rsi + 0x101]",
+    "vaeskeygenassist xmm0, xmm1, 0x1b", "vaeskeygenassist xmm0, xmmword ptr [rsi + 0x101], 0x80",
+    *(f"vpclmulqdq xmm0, xmm1, xmm2, 0x{imm:x}" for imm in (0, 1, 0x10, 0x11, 0xEE)),
+    "vpclmulqdq xmm0, xmm1, xmmword ptr [rsi + 0x101], 0x10",
+])
+def test_vex_aes_and_pclmulqdq_match_the_host(rng, asm):
+    """Random YMM sources (their upper halves too) and misaligned memory; the destination's upper half cleared."""
+    checked(rng, asm)
+
+
+@pytest.mark.parametrize("asm", [".byte 0xc4, 0xe2, 0x75, 0xdc, 0xc2", ".byte 0xc4, 0xe2, 0x75, 0xdf, 0xc2",
+                                 ".byte 0xc4, 0xe3, 0x75, 0x44, 0xc2, 0x00"])
+def test_the_256_bit_vaes_and_vpclmulqdq_forms_are_undefined(asm):
+    """VAESENC, VAESDECLAST, VPCLMULQDQ ymm0, ymm1, ymm2 (keystone has no spelling for them) need VAES or
+    VPCLMULQDQ, which this CPU does not advertise (the host may have them)."""
+    for blocks in (False, True):
+        state = run_emu(Case(asm, xmm={1: 5, 2: 7}), blocks)
+        assert state.faulted and state.rip == CODE and state.xmm[0] == 0
