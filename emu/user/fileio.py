@@ -190,6 +190,24 @@ def close(k: Kernel, fd: int) -> int:
     return 0
 
 
+CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 0x2, 0x4
+
+
+@syscall("close_range")
+def close_range(k: Kernel, first: int, last: int, flags: int) -> int:
+    """close_range(2): close (or with CLOSE_RANGE_CLOEXEC mark close-on-exec) guest descriptors first..last.
+    The table is the process's own already, so CLOSE_RANGE_UNSHARE changes nothing."""
+    first, last = first & 0xFFFF_FFFF, last & 0xFFFF_FFFF
+    if flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
+        raise SyscallError(Errno.EINVAL)
+    for fd in [fd for fd in k.fds.files if first <= fd <= last]:
+        if flags & CLOSE_RANGE_CLOEXEC:
+            k.fds.files[fd].cloexec = True
+        else:
+            k.fds.close(fd)
+    return 0
+
+
 @syscall("dup")
 def dup(k: Kernel, fd: int) -> int:
     return k.fds.add(os.dup(k.fds.host(fd)))

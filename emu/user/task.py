@@ -232,19 +232,6 @@ def uname(k: Kernel, buf: int) -> int:
     return 0
 
 
-@syscall("socket")
-def socket(k: Kernel, domain: int, kind: int, protocol: int) -> int:
-    """No network: every address family is unsupported."""
-    raise SyscallError(Errno.EAFNOSUPPORT)
-
-
-@syscall("getpeername", "getsockname")
-def getpeername(k: Kernel, fd: int, addr: int, addrlen: int) -> int:
-    """No descriptor is a socket (bash asks whether stdin is one)."""
-    k.fds.get(fd)
-    raise SyscallError(Errno.ENOTSOCK)
-
-
 # -- time ----------------------------------------------------------------------------
 class Clock(IntEnum):
     """clockid_t values (linux/time.h)."""
