@@ -175,7 +175,7 @@ class PyOps(Ops):
             self.emit("if cpu.code_written: raise CodeWritten()")
             self.stored = False
 
-    def _assign(self, name: str, value: str) -> None:
+    def _assign(self, name: str, value: V) -> None:
         """Bind a new local to the field ``name``: each local is assigned once, so a value read earlier
         (kept in a cc record, a jump target, another register's new value) keeps meaning what it meant."""
         self.versions[name] += 1
