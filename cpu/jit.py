@@ -97,12 +97,11 @@ finds them in the code cache (measured: `python3 -c pass`, second run, 42 of 230
 cut by count only)."""
 BACKGROUND = os.environ.get("EMU_JIT_THREAD", "1") != "0"
 """Compile on a thread of its own (``EMU_JIT_THREAD=0``: in the run loop, for measurements)."""
-INSTALL_AFTER = 50_000
-"""Guest instructions between handing a batch to the compile thread and installing it, waiting for the thread
-if it is behind.  Measured on sha256 (1 MiB, caches off): 1 M -> 1.18 s, 200 k -> 0.91 s, 50 k -> 0.87 s;
-the Python tier runs the blocks meanwhile, so a longer wait costs more than the overlap gains."""
 PATIENCE = 4
-"""A pending hot block that has run this many times the threshold has its batch compiled without waiting."""
+"""A block waiting in the pending batch that has run this many times the threshold has the batch compiled
+without waiting for more blocks.  Only a pending block counts: a block whose batch is compiling runs in the
+Python tier until it is installed, for longer or shorter as the compile thread is slower or faster, and
+letting it cut the pending batch made the batches, and so their keys in the code cache, depend on timing."""
 INVALID = MASK64
 
 _SLOW = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
@@ -461,8 +460,6 @@ class Job:
     key: bytes = b""
     """Its key in the code cache's native objects."""
     meta: bytes = b""
-    due: int = 0
-    """The guest instruction count at which the run loop installs it."""
     site_base: int = 0
     """The number of its first exit site in the engine (written into its sites global when installed)."""
     sites_address: int = 0
@@ -502,9 +499,9 @@ class Jit:
         self.compiled: list[Block] = []
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.inflight: collections.deque[Job] = collections.deque()
-        """Jobs handed to the compile thread, in order, each installed once the guest has run ``INSTALL_AFTER``
-        more instructions (waiting for the thread if it is behind): installation happens at points that depend
-        only on the guest's instruction count, so which blocks become hot, and so every batch, repeats exactly."""
+        """Jobs handed to the compile thread, in order, each installed by the run loop between two blocks once
+        the thread has built it (never waiting for it).  Which blocks become hot, and so every batch, depends on
+        the guest's instructions only, not on when a batch is installed."""
         self.worker: threading.Thread | None = None
         self.ctx = JitContext()
         self.ctx_address = ctypes.addressof(self.ctx)
@@ -579,7 +576,6 @@ class Jit:
             self.worker = threading.Thread(target=self._work, name="emu-jit", daemon=True)
             self.worker.start()
             atexit.register(self.stop)
-        job.due = self.interp.state.icount + INSTALL_AFTER
         self.inflight.append(job)
         self.jobs.put(job)
 
@@ -692,13 +688,11 @@ class Jit:
                 self.compiled.append(block)
                 stats.compiled += 1
 
-    def install_due(self, icount: int) -> None:
-        """Install the jobs that are due at guest instruction ``icount`` (the run loop calls this between blocks)."""
+    def install_built(self) -> None:
+        """Install the jobs the compile thread has built, in order (the run loop calls this between blocks)."""
         inflight = self.inflight
-        while inflight and inflight[0].due <= icount:
-            job = inflight.popleft()
-            job.built.wait()
-            self._install(job)
+        while inflight and inflight[0].built.is_set():
+            self._install(inflight.popleft())
 
     def _work(self) -> None:
         while True:
@@ -822,10 +816,10 @@ class Jit:
                 block.hits += 1
                 if block.hits == hot:
                     self.ran(block)
-                elif block.hits == patience and self.pending:
+                elif block.hits == patience and block in self.pending:
                     self.flush_pending()
-                if inflight and inflight[0].due <= state.icount:
-                    self.install_due(state.icount)
+                if inflight and inflight[0].built.is_set():
+                    self.install_built()
         except GuestFault as fault:      # the block at ``rip`` could not be fetched or decoded
             state.rip = rip
             return Exit(ExitKind.FAULT, fault, message=fault.describe())
