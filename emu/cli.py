@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from emu.user.proclimit import DEFAULT_MAX_PROCESSES
+
 if TYPE_CHECKING:
     from cpu.cpuid import CpuLevel
     from emu.debug.repl import Debugger
     from emu.machine.debian_guest import DebianImage
     from emu.machine.guest import GuestImage
     from emu.machine.pc import Machine, MachineStop
+    from emu.user.proclimit import ProcessLimit
 
 
 JIT_MODES = ("off", "on", "eager")
@@ -74,6 +77,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     jit = _jit_mode(args, "on")
     if jit is None:
         return 2
+    limit = _process_limit(args)
+    if limit is None:
+        return 2
     signal_state = None
     if args.signal_state is not None:
         ignored, _, blocked = args.signal_state.partition(":")
@@ -81,7 +87,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
                        stats=args.stats, code_cache=not args.no_code_cache, jit=jit, cpu=cpu, sysroot=args.sysroot,
                        argv0=args.argv0, signal_state=signal_state, die_by_signal=True, aslr=args.aslr,
-                       inherit_fds=True)
+                       inherit_fds=True, max_memory=args.max_memory, process_limit=limit)
+
+
+def _guest_memory(text: str) -> int:
+    """--max-memory: a memory size (``_size``) of at least 1M."""
+    value = _size(text)
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text} is too small for a program's memory: give at least 1M")
+    return value
+
+
+def _process_limit(args: argparse.Namespace) -> ProcessLimit | None:
+    """The run's process cap: adopted from the emulator that exec'd this one, or a new one."""
+    from emu.user.proclimit import ProcessLimit
+
+    try:
+        if args.process_slots is not None:
+            return ProcessLimit.adopt(args.process_slots)
+        return ProcessLimit.start(args.max_processes)
+    except (ValueError, OSError) as e:
+        print(f"emu: error: cannot set up the process limit: {e}", file=sys.stderr)
+        return None
 
 
 def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
@@ -399,6 +426,13 @@ def _parser() -> argparse.ArgumentParser:
                           "(off by default, as in qemu-x86_64, so that the code cache finds its blocks again; "
                           "ignored with --deterministic)")
     run.add_argument("--signal-state", help=argparse.SUPPRESS)     # IGNORED:BLOCKED in hex, passed on by execve
+    run.add_argument("--process-slots", help=argparse.SUPPRESS)    # R,W: the process cap's pipe, passed on by execve
+    run.add_argument("--max-memory", type=_guest_memory, metavar="SIZE",
+                     help="cap on the guest's memory, e.g. 512M: mappings past it fail with ENOMEM, and a guest "
+                          "that touches more is killed (default: 8G, or half the host's RAM if less)")
+    run.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES, metavar="N",
+                     help=f"processes the program may grow into at once (fork past it fails with EAGAIN; "
+                          f"default {DEFAULT_MAX_PROCESSES})")
     run.add_argument("-L", dest="sysroot", metavar="DIR",
                      help="look up the dynamic linker and absolute paths under DIR first, as qemu -L "
                           "(default: EMU_LD_PREFIX, else /)")
