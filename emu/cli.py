@@ -121,6 +121,28 @@ def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
     return mode
 
 
+def _cmd_binfmt(args: argparse.Namespace) -> int:
+    from emu.user import binfmt
+
+    sysroot = args.sysroot if args.sysroot is not None else os.environ.get("EMU_LD_PREFIX") or None
+    if sysroot is not None:
+        sysroot = os.path.abspath(sysroot)
+    interpreter = os.path.abspath(args.interpreter or binfmt.DEFAULT_INTERPRETER)
+    if args.script:
+        print(binfmt.interpreter_script(sysroot), end="")
+        return 0
+    if args.install:
+        try:
+            binfmt.install(interpreter, sysroot, force=args.force, binfmt_dir=args.binfmt_dir or binfmt.BINFMT_DIR)
+        except binfmt.BinfmtError as e:
+            print(f"emu: error: {e}", file=sys.stderr)
+            return 1
+        print(f"registered {binfmt.NAME}: x86-64 ELF files now run through {interpreter}")
+        return 0
+    print(binfmt.register_line(interpreter))
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from cpu.backends.symbolic import explain
     from cpu.decoder import Decoder
@@ -447,6 +469,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
     run.set_defaults(func=_cmd_run)
+
+    binfmt = sub.add_parser(
+        "binfmt", help="print (or install) the binfmt_misc entry that runs x86-64 ELF files through emu",
+        description="Print the line that, written to /proc/sys/fs/binfmt_misc/register, makes the kernel of a "
+                    "non-x86 host run every x86-64 ELF file through `emu run` (magic and mask as qemu-x86_64's). "
+                    "--install also writes the interpreter script the line names and registers it.")
+    binfmt.add_argument("-L", dest="sysroot", metavar="DIR",
+                        help="the sysroot the programs run with (default: EMU_LD_PREFIX, else none)")
+    binfmt.add_argument("--interpreter", metavar="PATH", default=None,
+                        help="where the interpreter script goes (default /usr/local/libexec/emu-binfmt-x86_64)")
+    binfmt.add_argument("--script", action="store_true", help="print the interpreter script instead of the line")
+    binfmt.add_argument("--install", action="store_true",
+                        help="write the interpreter script and register the entry (needs root and binfmt_misc)")
+    binfmt.add_argument("--force", action="store_true", help="install even on an x86-64 host")
+    binfmt.add_argument("--binfmt-dir", metavar="DIR", default=None,
+                        help="where binfmt_misc is mounted (default /proc/sys/fs/binfmt_misc)")
+    binfmt.set_defaults(func=_cmd_binfmt)
 
     explain = sub.add_parser("explain", help="show an instruction's semantics as micro-ops",
                              description="Assemble an instruction (Intel syntax) and print the micro-ops "
