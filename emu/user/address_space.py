@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from cpu.exceptions import GuestFault, PFError, Vector
@@ -142,10 +142,11 @@ class Vma:
         return replace(self, start=start, end=end, offset=self.offset + (start - self.start))
 
 
-def _within(keys: Iterable[int] | dict | set, first: int, end: int) -> list[int]:
-    """The members of ``keys`` in [first, end), looping over whichever of the two is smaller."""
-    if end - first <= len(keys):  # type: ignore[arg-type]
-        return [v for v in range(first, end) if v in keys]  # type: ignore[operator]
+def _within(keys: Collection[int], first: int, end: int) -> list[int]:
+    """The members of ``keys`` (a set or a dictionary's keys) in [first, end), looping over whichever of the
+    two is smaller."""
+    if end - first <= len(keys):
+        return [v for v in range(first, end) if v in keys]
     return [v for v in keys if first <= v < end]
 
 

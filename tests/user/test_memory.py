@@ -42,14 +42,17 @@ def test_memory_behaves_as_natively(subtest: str, memory: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("jit", ["off", "eager"])
-def test_code_made_non_executable_or_unmapped_stops_running_in_every_tier(jit: str, memory: Path) -> None:
+def test_code_made_non_executable_or_unmapped_stops_running_in_every_tier(jit: str, memory: Path,
+                                                                           tmp_path: Path) -> None:
     """The default run (`same_as_native` above) has the JIT on; here the interpreter alone, and every block
     compiled: translations and native code of the page are dropped either way."""
-    native = run_native([str(memory), "code"], env=ENV)
-    emulated = run_emu([f"--jit={jit}", str(memory), "code"], env=ENV)
+    argv = [str(memory), "code", str(tmp_path / "code.tmp")]
+    native = run_native(argv, env=ENV)
+    emulated = run_emu([f"--jit={jit}", *argv], env=ENV)
     assert (emulated.returncode, emulated.stdout, emulated.stderr) == (0, native.stdout, b"")
     assert native.stdout.count(b"SEGV_ACCERR si_addr at the page") == 3
     assert b"SEGV_MAPERR si_addr at the page" in native.stdout
+    assert native.stdout.endswith(b"new code: 7\nMAP_FIXED file code over it: 1 42\n")
 
 
 def _host_has_vsyscall() -> bool:

@@ -61,8 +61,9 @@ static int reserve(void) {
     return 0;
 }
 
-/* "code": run generated code, make it PROT_NONE, PROT_READ, unmap it, map other code there. */
-static int code(void) {
+/* "code": run generated code, make it PROT_NONE, PROT_READ, unmap it, map other code there, then map a
+ * file's code over it with MAP_FIXED (no write to the page: only the mapping changes). */
+static int code(const char *path) {
     static const unsigned char ret42[] = {0xb8, 42, 0, 0, 0, 0xc3};      /* mov eax, 42; ret */
     static const unsigned char ret7[] = {0xb8, 7, 0, 0, 0, 0xc3};        /* mov eax, 7; ret */
     unsigned char *page = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -87,6 +88,12 @@ static int code(void) {
     memcpy(again, ret7, sizeof ret7);
     mprotect(again, 4096, PROT_READ | PROT_EXEC);
     printf("new code: %d\n", fn());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, ret42, sizeof ret42) != (ssize_t)sizeof ret42) return 1;
+    void *over = mmap(again, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    printf("MAP_FIXED file code over it: %d %d\n", over == again, fn());
+    close(fd);
+    unlink(path);
     return 0;
 }
 
@@ -223,7 +230,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IONBF, 0);
     const char *t = argc > 1 ? argv[1] : "";
     if (!strcmp(t, "reserve")) return reserve();
-    if (!strcmp(t, "code")) return code();
+    if (!strcmp(t, "code")) return code(argc > 2 ? argv[2] : "code.tmp");
     if (!strcmp(t, "dontneed")) return dontneed(argc > 2 ? argv[2] : "dontneed.tmp");
     if (!strcmp(t, "remap")) return remap();
     if (!strcmp(t, "stack")) return stack();
