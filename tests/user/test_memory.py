@@ -4,7 +4,8 @@ page); the guest memory and process caps (tests/user/programs/forkbomb.c).
 
 Covered: a 2^36-byte PROT_NONE|MAP_NORESERVE reservation with pages mapped and touched inside it (and the
 emulator's peak RSS measured), code that stops running once mprotect removes PROT_EXEC or it is unmapped
-(SIGSEGV with SEGV_ACCERR/SEGV_MAPERR and si_addr, with the JIT off, on and eager), MADV_DONTNEED on
+(SIGSEGV with SEGV_ACCERR/SEGV_MAPERR and si_addr, with the JIT off, on and eager), data made read-only,
+PROT_NONE or unmapped under a hot loop (the JIT's inline TLB), MADV_DONTNEED on
 anonymous memory and on a private file mapping, mremap (in place, moving, shrinking, MREMAP_FIXED),
 MAP_FIXED_NOREPLACE, stack growth within RLIMIT_STACK, RLIMIT_AS, the vsyscall page, ENOMEM at the
 commitment limit, SIGKILL past the memory cap, and a fork bomb that ends in EAGAIN.
@@ -36,7 +37,7 @@ def forkbomb(build_static) -> Path:
     return build_static(PROGRAMS / "forkbomb.c", "O1")
 
 
-@pytest.mark.parametrize("subtest", ["reserve", "code", "dontneed", "remap", "stack", "rlimit_as"])
+@pytest.mark.parametrize("subtest", ["reserve", "code", "data", "dontneed", "remap", "stack", "rlimit_as"])
 def test_memory_behaves_as_natively(subtest: str, memory: Path, tmp_path: Path, same_as_native) -> None:
     same_as_native([str(memory), subtest, str(tmp_path / "mapped.tmp")], env=ENV)
 
@@ -53,6 +54,17 @@ def test_code_made_non_executable_or_unmapped_stops_running_in_every_tier(jit: s
     assert native.stdout.count(b"SEGV_ACCERR si_addr at the page") == 3
     assert b"SEGV_MAPERR si_addr at the page" in native.stdout
     assert native.stdout.endswith(b"new code: 7\nMAP_FIXED file code over it: 1 42\n")
+
+
+@pytest.mark.parametrize("jit", ["off", "eager"])
+def test_data_made_read_only_or_unmapped_faults_in_every_tier(jit: str, memory: Path) -> None:
+    """Loads and stores of compiled code go through the JIT's inline TLB: it loses the page's entries with
+    the mapping."""
+    native = run_native([str(memory), "data"], env=ENV)
+    emulated = run_emu([f"--jit={jit}", str(memory), "data"], env=ENV)
+    assert (emulated.returncode, emulated.stdout, emulated.stderr) == (0, native.stdout, b"")
+    assert native.stdout.count(b"SEGV_ACCERR si_addr at the page") == 2
+    assert b"SEGV_MAPERR si_addr at the page" in native.stdout
 
 
 def _host_has_vsyscall() -> bool:

@@ -97,6 +97,38 @@ static int code(const char *path) {
     return 0;
 }
 
+/* "data": a hot function reads and writes a page through the JIT's inline TLB; then the page is made
+ * read-only, PROT_NONE, and unmapped: the same function's accesses fault as natively. */
+static __attribute__((noinline)) long touch_page(volatile long *p, int write) {
+    long sum = 0;
+    for (int i = 0; i < 512; i += 8) {
+        if (write) p[i] = i;
+        sum += p[i];
+    }
+    return sum;
+}
+
+static int data(void) {
+    volatile long *page = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long total = 0;
+    for (int i = 0; i < 2000; i++) total += touch_page(page, i & 1);
+    printf("hot: %ld\n", total);
+    catch_segv();
+    fault_base = (uintptr_t)page;
+    mprotect((void *)page, 4096, PROT_READ);
+    if (!sigsetjmp(back, 1)) printf("read-only, read: %ld\n", touch_page(page, 0));
+    if (!sigsetjmp(back, 1)) printf("read-only, write: %ld\n", touch_page(page, 1));
+    mprotect((void *)page, 4096, PROT_NONE);
+    if (!sigsetjmp(back, 1)) printf("PROT_NONE, read: %ld\n", touch_page(page, 0));
+    mprotect((void *)page, 4096, PROT_READ | PROT_WRITE);
+    printf("read-write again: %ld\n", touch_page(page, 0));
+    madvise((void *)page, 4096, MADV_DONTNEED);
+    printf("after MADV_DONTNEED: %ld\n", touch_page(page, 0));
+    munmap((void *)page, 4096);
+    if (!sigsetjmp(back, 1)) printf("unmapped, read: %ld\n", touch_page(page, 0));
+    return 0;
+}
+
 /* "dontneed": MADV_DONTNEED on anonymous memory (zeros) and on a private file mapping (the file again). */
 static int dontneed(const char *path) {
     char *anon = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -231,6 +263,7 @@ int main(int argc, char **argv) {
     const char *t = argc > 1 ? argv[1] : "";
     if (!strcmp(t, "reserve")) return reserve();
     if (!strcmp(t, "code")) return code(argc > 2 ? argv[2] : "code.tmp");
+    if (!strcmp(t, "data")) return data();
     if (!strcmp(t, "dontneed")) return dontneed(argc > 2 ? argv[2] : "dontneed.tmp");
     if (!strcmp(t, "remap")) return remap();
     if (!strcmp(t, "stack")) return stack();
