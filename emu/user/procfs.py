@@ -3,14 +3,15 @@
 Follows proc(5): ``/proc/self/maps`` has one line per mapping,
 ``start-end perms offset dev inode pathname`` in hex, with ``p`` (private) for
 every mapping; ``[heap]`` and ``[stack]`` name the program break's pages and
-the stack, a file mapping its host path and file offset.  ``/proc/self/auxv`` is the auxiliary
+the stack, a file mapping its host path and file offset; the last line is the
+execute-only ``[vsyscall]`` page (``emu.user.vsyscall``).  ``/proc/self/auxv`` is the auxiliary
 vector as the process received it: (key, value) pairs of 64-bit words ending
 with AT_NULL.  Each open gets a snapshot taken at open time, in an anonymous
 host file (memfd), so reads, seeks and fstat work as on any file.
 
 Not modelled: device and inode numbers of file mappings, the names of the
 program's own segments (mapped by the loader, not from a descriptor), ``[vdso]``
-(there is none) and ``[vsyscall]``.
+(there is none).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from cpu.memory import PAGE_SIZE
 from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE
+from emu.user.vsyscall import VSYSCALL_PAGE
 
 if TYPE_CHECKING:
     from emu.user.kernel import Kernel
@@ -38,6 +41,7 @@ def maps(k: Kernel) -> bytes:
         else:
             runs.append([vma.start, vma.end, vma.prot, vma.offset if vma.source else 0, vma.name,
                          vma.source is not None])
+    runs.append([VSYSCALL_PAGE, VSYSCALL_PAGE + PAGE_SIZE, PROT_EXEC, 0, "[vsyscall]", False])
     lines = []
     for start, end, prot, offset, name, _ in runs:
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", PROT_READ), ("w", PROT_WRITE),

@@ -7,7 +7,7 @@ emulator's peak RSS measured), code that stops running once mprotect removes PRO
 (SIGSEGV with SEGV_ACCERR/SEGV_MAPERR and si_addr, with the JIT off, on and eager), data made read-only,
 PROT_NONE or unmapped under a hot loop (the JIT's inline TLB), MADV_DONTNEED on
 anonymous memory and on a private file mapping, mremap (in place, moving, shrinking, MREMAP_FIXED),
-MAP_FIXED_NOREPLACE, stack growth within RLIMIT_STACK, RLIMIT_AS, the vsyscall page, ENOMEM at the
+MAP_FIXED_NOREPLACE, stack growth within RLIMIT_STACK, /proc/self/maps, RLIMIT_AS, the vsyscall page, ENOMEM at the
 commitment limit, SIGKILL past the memory cap, and a fork bomb that ends in EAGAIN.
 """
 
@@ -37,7 +37,8 @@ def forkbomb(build_static) -> Path:
     return build_static(PROGRAMS / "forkbomb.c", "O1")
 
 
-@pytest.mark.parametrize("subtest", ["reserve", "code", "data", "dontneed", "remap", "stack", "rlimit_as"])
+@pytest.mark.parametrize("subtest", ["reserve", "code", "data", "dontneed", "remap", "stack", "rlimit_as",
+                                     "maps"])
 def test_memory_behaves_as_natively(subtest: str, memory: Path, tmp_path: Path, same_as_native) -> None:
     same_as_native([str(memory), subtest, str(tmp_path / "mapped.tmp")], env=ENV)
 

@@ -129,6 +129,46 @@ static int data(void) {
     return 0;
 }
 
+/* "maps": what /proc/self/maps says of an anonymous mapping, a file mapping at an offset, the heap,
+ * the stack and the vsyscall page (addresses differ between runs: only the facts are printed). */
+static void describe(const char *what, uintptr_t address) {
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long start, end, offset;
+        char perms[8], name[400] = "";
+        if (sscanf(line, "%lx-%lx %7s %lx %*s %*s %399[^\n]", &start, &end, perms, &offset, name) < 4) continue;
+        if (start <= address && address < end) {
+            const char *base = strrchr(name, '/');
+            printf("%s: %s offset %lx name [%s]\n", what, perms, offset, base ? base + 1 : name);
+            fclose(maps);
+            return;
+        }
+    }
+    printf("%s: not in maps\n", what);
+    fclose(maps);
+}
+
+static int maps(const char *path) {
+    char *anon = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mprotect(anon + 4096, 4096, PROT_READ);
+    describe("anonymous", (uintptr_t)anon);
+    describe("its read-only middle", (uintptr_t)anon + 4096);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    char block[3 * 4096] = {0};
+    if (write(fd, block, sizeof block) != (ssize_t)sizeof block) return 1;
+    char *file = mmap(0, 8192, PROT_READ, MAP_PRIVATE, fd, 4096);
+    describe("file", (uintptr_t)file + 4096);
+    void *heap = sbrk(0);
+    sbrk(8192);
+    describe("heap", (uintptr_t)heap);
+    int local = 0;
+    describe("stack", (uintptr_t)&local);
+    describe("vsyscall", 0xffffffffff600000);
+    unlink(path);
+    return 0;
+}
+
 /* "dontneed": MADV_DONTNEED on anonymous memory (zeros) and on a private file mapping (the file again). */
 static int dontneed(const char *path) {
     char *anon = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -264,6 +304,7 @@ int main(int argc, char **argv) {
     if (!strcmp(t, "reserve")) return reserve();
     if (!strcmp(t, "code")) return code(argc > 2 ? argv[2] : "code.tmp");
     if (!strcmp(t, "data")) return data();
+    if (!strcmp(t, "maps")) return maps(argc > 2 ? argv[2] : "maps.tmp");
     if (!strcmp(t, "dontneed")) return dontneed(argc > 2 ? argv[2] : "dontneed.tmp");
     if (!strcmp(t, "remap")) return remap();
     if (!strcmp(t, "stack")) return stack();
