@@ -265,13 +265,10 @@ class AddressSpace(Memory):
             top = min(top, self.vmas[i].start)
             i -= 1
 
-    def held(self) -> int:
-        """Bytes of guest pages with host memory."""
-        return len(self.frames) << PAGE_SHIFT
-
     # -- changes -----------------------------------------------------------------
-    def map(self, start: int, length: int, prot: int, data: bytes = b"", *, source: FileSource | None = None,
-            offset: int = 0, noreserve: bool = False, growsdown: bool = False, name: str = "") -> None:
+    def map(self, start: int, length: int, prot: int, data: bytes | bytearray = b"", *,
+            source: FileSource | None = None, offset: int = 0, noreserve: bool = False, growsdown: bool = False,
+            name: str = "") -> None:
         """Map fresh pages at ``start`` (page aligned), replacing what was there: zeros (anonymous memory)
         or ``source`` from ``offset``; ``data`` is written over the start (the loader's segments).
 
@@ -287,7 +284,7 @@ class AddressSpace(Memory):
         self._insert(vma)
         for at in range(0, len(data), PAGE_SIZE):
             chunk = data[at: at + PAGE_SIZE]
-            if any(chunk):
+            if chunk.count(0) != len(chunk):
                 frame = self._allocate(vma, (start + at) >> PAGE_SHIFT)
                 frame[:len(chunk)] = chunk
 

@@ -208,20 +208,24 @@ def _map_segments(space: AddressSpace, image: ElfImage) -> int:
     for run in runs:
         first = run[0]
         start = (first.p_vaddr + bias) & ~PAGE_MASK
-        buf = bytearray(_end(run[-1], bias) - start)
+        buf = bytearray(max(p.p_vaddr + bias + p.p_filesz for p in run) - start)   # the file's bytes: no .bss
         lead = first.p_vaddr + bias - start
         prefix = data[first.p_offset - lead: first.p_offset]   # the file bytes before p_vaddr in its page
         buf[:len(prefix)] = prefix
-        prots: dict[int, int] = {}
+        spans = [((p.p_vaddr + bias) >> PAGE_SHIFT, _end(p, bias) >> PAGE_SHIFT, _prot(p)) for p in run]
         for p in run:
             at = p.p_vaddr + bias - start
             buf[at: at + p.p_filesz] = data[p.p_offset: p.p_offset + p.p_filesz]
-            for vpn in range((p.p_vaddr + bias) >> PAGE_SHIFT, _end(p, bias) >> PAGE_SHIFT):
-                prots[vpn] = prots.get(vpn, 0) | _prot(p)
-        base_prot = prots[start >> PAGE_SHIFT]
-        space.map(start, len(buf), base_prot, buf)
-        for vpn, prot in prots.items():
+        base_prot = spans[0][2]
+        space.map(start, _end(run[-1], bias) - start, base_prot, buf)
+        edges: dict[int, int] = {}      # a page two segments share has both one's end and the other's start
+        for low, high, prot in spans:
             if prot != base_prot:
+                space.protect(low << PAGE_SHIFT, (high - low) << PAGE_SHIFT, prot)
+            for vpn in (low, high - 1):
+                edges[vpn] = edges.get(vpn, 0) | prot
+        for vpn, prot in edges.items():
+            if prot != space.prot_at(vpn << PAGE_SHIFT):
                 space.protect(vpn << PAGE_SHIFT, PAGE_SIZE, prot)
     return max(_end(p, bias) for p in image.loads)
 

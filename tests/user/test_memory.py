@@ -2,13 +2,14 @@
 the same program run natively (mmap(2), mprotect(2), mremap(2), madvise(2), getrlimit(2), the vsyscall
 page); the guest memory and process caps (tests/user/programs/forkbomb.c).
 
-Covered: a 2^36-byte PROT_NONE|MAP_NORESERVE reservation with pages mapped and touched inside it (and the
-emulator's peak RSS measured), code that stops running once mprotect removes PROT_EXEC or it is unmapped
-(SIGSEGV with SEGV_ACCERR/SEGV_MAPERR and si_addr, with the JIT off, on and eager), data made read-only,
-PROT_NONE or unmapped under a hot loop (the JIT's inline TLB), MADV_DONTNEED on
-anonymous memory and on a private file mapping, mremap (in place, moving, shrinking, MREMAP_FIXED),
-MAP_FIXED_NOREPLACE, stack growth within RLIMIT_STACK, /proc/self/maps, RLIMIT_AS, the vsyscall page, ENOMEM at the
-commitment limit, SIGKILL past the memory cap, and a fork bomb that ends in EAGAIN.
+Covered: a 2^36-byte PROT_NONE|MAP_NORESERVE reservation with pages mapped and touched inside it, and a
+program with a 1 GiB .bss (the emulator's peak RSS measured); code that stops running once mprotect
+removes PROT_EXEC or it is unmapped or replaced by MAP_FIXED (SIGSEGV with SEGV_ACCERR/SEGV_MAPERR and
+si_addr, with the JIT off, on and eager); data made read-only, PROT_NONE or unmapped under a hot loop
+(the JIT's inline TLB); MADV_DONTNEED on anonymous memory and on a private file mapping; mremap (in
+place, moving, shrinking, MREMAP_FIXED); MAP_FIXED_NOREPLACE; stack growth within RLIMIT_STACK;
+RLIMIT_AS; /proc/self/maps; the vsyscall page; ENOMEM at the commitment limit, SIGKILL past the memory
+cap, and a fork bomb that ends in EAGAIN.
 """
 
 from __future__ import annotations
@@ -82,18 +83,34 @@ def test_the_vsyscall_page_emulates_its_three_calls_and_cannot_be_read(memory: P
     assert (emulated.returncode, emulated.stdout, emulated.stderr) == (0, expected, b"")
 
 
-def test_a_2_to_the_36_reservation_costs_address_space_not_host_memory(memory: Path) -> None:
-    """The emulator's peak RSS, measured by a fresh Python that runs it as its only child."""
+def _peak_rss(argv: list[str]) -> tuple[int, bytes, int]:
+    """Run ``emu run ARGV`` from a fresh Python and return its exit status, its output (stdout then stderr)
+    and its peak RSS in KiB (RUSAGE_CHILDREN of that Python, whose only child it is)."""
     measure = ("import resource, subprocess, sys\n"
                "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
                "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
                "sys.stdout.buffer.write(b'%d %d\\n' % (r.returncode, peak) + r.stdout + r.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "emu", "run", str(memory), "reserve"],
+    result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "emu", "run", *argv],
                             capture_output=True, env={**ENV, "PYTHONPATH": str(REPO_ROOT)}, timeout=300, check=False)
     first, _, output = result.stdout.partition(b"\n")
     status, peak_kb = (int(word) for word in first.split())
-    assert (status, output) == (0, run_native([str(memory), "reserve"], env=ENV).stdout)
     print(f"peak RSS of the emulator: {peak_kb} KiB")
+    return status, output, peak_kb
+
+
+def test_a_2_to_the_36_reservation_costs_address_space_not_host_memory(memory: Path) -> None:
+    status, output, peak_kb = _peak_rss([str(memory), "reserve"])
+    assert (status, output) == (0, run_native([str(memory), "reserve"], env=ENV).stdout)
+    assert peak_kb < RSS_LIMIT_KB, f"peak RSS {peak_kb} KiB"
+
+
+def test_a_1_gib_bss_costs_only_the_pages_touched(tmp_path: Path) -> None:
+    source = tmp_path / "bss.c"
+    source.write_text("static char big[1 << 30];\n"
+                      "int main(void) { big[5] = 1; big[(1 << 30) - 1] = 2; return big[5] + big[(1 << 30) - 1]; }\n")
+    subprocess.run(["gcc", "-O0", "-static", "-o", str(tmp_path / "bss"), str(source)], check=True)
+    status, output, peak_kb = _peak_rss([str(tmp_path / "bss")])
+    assert (status, output) == (3, b"")
     assert peak_kb < RSS_LIMIT_KB, f"peak RSS {peak_kb} KiB"
 
 
