@@ -170,7 +170,7 @@ class Process:
                 except MemoryExhausted as e:
                     return self._killed(Signal.SIGKILL, str(e))
                 if stop.kind == ExitKind.SYSCALL or (stop.kind == ExitKind.EVENT and stop.event == "request"):
-                    continue        # a host signal arrived: delivered at the top of the loop
+                    continue        # a host signal that arrived is delivered at the top of the loop
                 if stop.kind in (ExitKind.FAULT, ExitKind.HALT, ExitKind.EVENT):
                     fault, why = self.fault_of(stop)
                     fault = vsyscall.emulate(self.kernel, fault)
