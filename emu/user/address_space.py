@@ -25,7 +25,8 @@ On x86 every mapped page is readable (PROT_WRITE and PROT_EXEC imply PROT_READ),
 hardware does; PROT_EXEC is honoured for instruction fetch.
 
 Not modelled: merging of adjacent mappings (``maps`` prints runs merged instead), vm.max_map_count,
-MAP_SHARED between processes, the stack guard gap below other mappings than the stack.
+MAP_SHARED between processes, the stack guard gap below other mappings than the stack, SIGBUS for a
+file page past the end of the file or that cannot be read (it reads as zeros).
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ class FileSource:
         self.offset = offset
 
     def page(self, offset: int) -> bytearray:
-        """The 4 KiB at file ``offset`` (zeros past the end of the file)."""
+        """The 4 KiB at file ``offset`` (zeros past the end of the file, or where it cannot be read)."""
         if self.fd is not None:
-            data = os.pread(self.fd, PAGE_SIZE, offset)
+            try:
+                data = os.pread(self.fd, PAGE_SIZE, offset)
+            except OSError:             # an I/O error: Linux sends SIGBUS, which is not modelled
+                data = b""
         else:
             assert self.snapshot is not None
             data = self.snapshot[offset - self.offset: offset - self.offset + PAGE_SIZE]

@@ -5,8 +5,9 @@ Follows mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2) and brk(2) over
 touched.  A private file mapping reads the file's bytes when a page is first touched (bytes past the
 end of the file are zero) and again after MADV_DONTNEED; that is exact for MAP_PRIVATE and for
 read-only MAP_SHARED, and a writable MAP_SHARED file mapping is refused with ENODEV rather than
-silently losing writes.  Anonymous MAP_SHARED memory is private too, which no one can tell without fork.
-RLIMIT_AS and the commitment limit (``emu run --max-memory``) give ENOMEM as Linux's do.
+silently losing writes; /dev/zero maps as anonymous memory, and other files that are not regular files
+(pipes, sockets, other devices) are ENODEV.  Anonymous MAP_SHARED memory is private too, which no one
+can tell without fork.  RLIMIT_AS and the commitment limit (``emu run --max-memory``) give ENOMEM as Linux's do.
 
 Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
 MADV_DONTNEED (accepted, without effect), mremap of a range that spans several mappings (EFAULT).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
 from cpu.memory import PAGE_MASK
 from emu.user.address_space import MMAP_MIN_ADDR, PROT_READ, PROT_WRITE, USER_TOP, FileSource, page_round_up
@@ -32,6 +34,8 @@ MAP_FIXED_NOREPLACE = 0x100000
 PROT_GROWSDOWN, PROT_GROWSUP = 0x0100_0000, 0x0200_0000
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MADV_DONTNEED = 4
+DEV_ZERO = (1, 5)
+"""/dev/zero's device number: a mapping of it is anonymous memory."""
 
 
 def _check_range(start: int, length: int) -> None:
@@ -39,10 +43,16 @@ def _check_range(start: int, length: int) -> None:
         raise SyscallError(Errno.EINVAL)
 
 
-def _file_source(k: Kernel, fd: int, flags: int, prot: int, size: int, offset: int) -> FileSource:
+def _file_source(k: Kernel, fd: int, flags: int, prot: int, size: int, offset: int) -> FileSource | None:
+    """What a file mapping reads its pages from; None for /dev/zero (anonymous memory, as Linux maps it)."""
     host = k.fds.host(fd)
     if linux_open_flags(fcntl.fcntl(host, fcntl.F_GETFL)) & O_ACCMODE == O_WRONLY:
         raise SyscallError(Errno.EACCES)
+    mode = os.fstat(host)
+    if stat.S_ISCHR(mode.st_mode) and (os.major(mode.st_rdev), os.minor(mode.st_rdev)) == DEV_ZERO:
+        return None
+    if not stat.S_ISREG(mode.st_mode):
+        raise SyscallError(Errno.ENODEV)           # pipes, sockets, directories, other devices
     if flags & MAP_TYPE != MAP_PRIVATE and prot & PROT_WRITE:
         k.say_once("writable MAP_SHARED file mappings are not modelled; mmap returns ENODEV")
         raise SyscallError(Errno.ENODEV)
@@ -72,7 +82,8 @@ def mmap(k: Kernel, addr: int, length: int, prot: int, flags: int, fd: int, offs
         start = addr
     else:
         start = _place(k, addr, size)
-    k.mem.map(start, size, prot, source=source, offset=offset, noreserve=bool(flags & MAP_NORESERVE),
+    k.mem.map(start, size, prot, source=source, offset=offset if source is not None else 0,
+              noreserve=bool(flags & MAP_NORESERVE),
               name=source.name if source is not None else "")
     return start
 

@@ -190,6 +190,15 @@ static int dontneed(const char *path) {
     printf("private copy kept: [%.13s]\n", file);
     printf("madvise %d\n", madvise(file, 12288, MADV_DONTNEED));
     printf("file after: [%.13s] tail %d %d\n", file, file[6000], file[8000]);
+    int zero = open("/dev/zero", O_RDWR);
+    char *z = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, zero, 0);
+    z[4100] = 'z';
+    printf("/dev/zero: %d %c,", z[0], z[4100]);
+    printf(" after madvise %d", madvise(z, 8192, MADV_DONTNEED));
+    printf(" %d\n", z[4100]);
+    int ends[2];
+    if (pipe(ends)) return 1;
+    printf("a pipe: %s\n", mmap(0, 4096, PROT_READ, MAP_PRIVATE, ends[0], 0) == MAP_FAILED ? strerror(errno) : "mapped");
     int r = madvise(file + 12288 * 64, 4096, MADV_DONTNEED);
     printf("unmapped range: %d %s\n", r, strerror(errno));
     unlink(path);
