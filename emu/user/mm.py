@@ -5,8 +5,8 @@ Follows mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2) and brk(2) over
 touched.  A private file mapping reads the file's bytes when a page is first touched (bytes past the
 end of the file are zero) and again after MADV_DONTNEED; that is exact for MAP_PRIVATE and for
 read-only MAP_SHARED, and a writable MAP_SHARED file mapping is refused with ENODEV rather than
-silently losing writes; /dev/zero maps as anonymous memory, and other files that are not regular files
-(pipes, sockets, other devices) are ENODEV.  Anonymous MAP_SHARED memory is private too, which no one
+silently losing writes; /dev/zero maps as anonymous memory, and what is neither a regular file nor a
+block device (pipes, sockets, other character devices) is ENODEV.  Anonymous MAP_SHARED memory is private too, which no one
 can tell without fork.  RLIMIT_AS and the commitment limit (``emu run --max-memory``) give ENOMEM as Linux's do.
 
 Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
@@ -51,8 +51,8 @@ def _file_source(k: Kernel, fd: int, flags: int, prot: int, size: int, offset: i
     mode = os.fstat(host)
     if stat.S_ISCHR(mode.st_mode) and (os.major(mode.st_rdev), os.minor(mode.st_rdev)) == DEV_ZERO:
         return None
-    if not stat.S_ISREG(mode.st_mode):
-        raise SyscallError(Errno.ENODEV)           # pipes, sockets, directories, other devices
+    if not (stat.S_ISREG(mode.st_mode) or stat.S_ISBLK(mode.st_mode)):
+        raise SyscallError(Errno.ENODEV)           # pipes, sockets, directories, character devices
     if flags & MAP_TYPE != MAP_PRIVATE and prot & PROT_WRITE:
         k.say_once("writable MAP_SHARED file mappings are not modelled; mmap returns ENODEV")
         raise SyscallError(Errno.ENODEV)
