@@ -5,9 +5,10 @@ Follows mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2) and brk(2) over
 touched.  A private file mapping reads the file's bytes when a page is first touched (bytes past the
 end of the file are zero) and again after MADV_DONTNEED; that is exact for MAP_PRIVATE and for
 read-only MAP_SHARED, and a writable MAP_SHARED file mapping is refused with ENODEV rather than
-silently losing writes; /dev/zero maps as anonymous memory, and what is neither a regular file nor a
-block device (pipes, sockets, other character devices) is ENODEV.  Anonymous MAP_SHARED memory is private too, which no one
-can tell without fork.  RLIMIT_AS and the commitment limit (``emu run --max-memory``) give ENOMEM as Linux's do.
+silently losing writes.  /dev/zero maps as anonymous memory; what is neither a regular file nor a
+block device (pipes, sockets, other character devices) is ENODEV.  Anonymous MAP_SHARED memory is
+private too, which no one can tell without fork.  RLIMIT_AS and the commitment limit
+(``emu run --max-memory``) give ENOMEM as Linux's do.
 
 Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
 MADV_DONTNEED (accepted, without effect), mremap of a range that spans several mappings (EFAULT).
