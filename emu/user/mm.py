@@ -10,8 +10,10 @@ block device (pipes, sockets, other character devices) is ENODEV.  Anonymous MAP
 private too, which no one can tell without fork.  RLIMIT_AS and the commitment limit
 (``emu run --max-memory``) give ENOMEM as Linux's do.
 
+mremap of a range that is not inside one mapping is EFAULT, as Linux's ``vma_to_resize`` has it.
+
 Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
-MADV_DONTNEED (accepted, without effect), mremap of a range that spans several mappings (EFAULT).
+MADV_DONTNEED (accepted, without effect).
 """
 
 from __future__ import annotations

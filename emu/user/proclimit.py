@@ -12,8 +12,9 @@ EAGAIN); a process gives its token back when it ends (exit, death by the guest's
 execve).  An execve keeps the token: the pipe's descriptors go to the new emulator
 (``--process-slots=R,W``, moved above every guest descriptor first).
 
-Not modelled: a token is lost when an emulator process is killed from outside by SIGKILL (the cap then
-shrinks by one for the rest of the run); the guest's own RLIMIT_NPROC.
+Not modelled: a token is lost when an emulator process is killed from outside by SIGKILL, or when the
+host's own fork fails after the token was taken (the cap then shrinks by one for the rest of the run);
+the guest's own RLIMIT_NPROC.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class ProcessLimit:
     def __init__(self, read_fd: int, write_fd: int) -> None:
         self.read_fd, self.write_fd = read_fd, write_fd
         self.holding = True
-        """Whether this process holds a token (until it gives it back)."""
+        """Whether this process holds a token (until it gives it back); a forked child holds the one its parent
+        took for it."""
         atexit.register(self.release)
 
     @classmethod
@@ -61,14 +63,6 @@ class ProcessLimit:
             return os.read(self.read_fd, 1) == b"t"
         except BlockingIOError:
             return False
-
-    def after_fork_child(self) -> None:
-        """The child holds the token its parent took for it."""
-        self.holding = True
-
-    def give_back(self) -> None:
-        """Return a token taken for a child that was not made."""
-        os.write(self.write_fd, b"t")
 
     def release(self) -> None:
         """This process ends: its token goes back (once)."""
