@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from emu.user.proclimit import DEFAULT_MAX_PROCESSES
+
 if TYPE_CHECKING:
     from cpu.cpuid import CpuLevel
     from emu.debug.repl import Debugger
     from emu.machine.debian_guest import DebianImage
     from emu.machine.guest import GuestImage
     from emu.machine.pc import Machine, MachineStop
+    from emu.user.proclimit import ProcessLimit
 
 
 JIT_MODES = ("off", "on", "eager")
@@ -75,6 +78,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     jit = _jit_mode(args, "on")
     if jit is None:
         return 2
+    limit = _process_limit(args)
+    if limit is None:
+        return 2
     signal_state = None
     if args.signal_state is not None:
         ignored, _, blocked = args.signal_state.partition(":")
@@ -82,7 +88,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_program([args.program, *args.args], env, seed=args.seed, deterministic=args.deterministic,
                        stats=args.stats, code_cache=not args.no_code_cache, jit=jit, cpu=cpu, sysroot=args.sysroot,
                        argv0=args.argv0, signal_state=signal_state, die_by_signal=True, aslr=args.aslr,
-                       inherit_fds=True)
+                       inherit_fds=True, max_memory=args.max_memory, process_limit=limit)
+
+
+def _guest_memory(text: str) -> int:
+    """--max-memory: a memory size (``_size``) of at least 1M."""
+    value = _size(text)
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text} is too small for a program's memory: give at least 1M")
+    return value
+
+
+def _process_limit(args: argparse.Namespace) -> ProcessLimit | None:
+    """The run's process cap: adopted from the emulator that exec'd this one, or a new one."""
+    from emu.user.proclimit import ProcessLimit
+
+    try:
+        if args.process_slots is not None:
+            return ProcessLimit.adopt(args.process_slots)
+        return ProcessLimit.start(args.max_processes)
+    except (ValueError, OSError) as e:
+        print(f"emu: error: cannot set up the process limit: {e}", file=sys.stderr)
+        return None
 
 
 def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
@@ -93,6 +120,28 @@ def _jit_mode(args: argparse.Namespace, default: str) -> str | None:
         print(f"emu: error: {source} takes one of {', '.join(JIT_MODES)}, not {mode!r}", file=sys.stderr)
         return None
     return mode
+
+
+def _cmd_binfmt(args: argparse.Namespace) -> int:
+    from emu.user import binfmt
+
+    sysroot = args.sysroot if args.sysroot is not None else os.environ.get("EMU_LD_PREFIX") or None
+    if sysroot is not None:
+        sysroot = os.path.abspath(sysroot)
+    interpreter = os.path.abspath(args.interpreter or binfmt.DEFAULT_INTERPRETER)
+    if args.script:
+        print(binfmt.interpreter_script(sysroot), end="")
+        return 0
+    if args.install:
+        try:
+            binfmt.install(interpreter, sysroot, force=args.force, binfmt_dir=args.binfmt_dir or binfmt.BINFMT_DIR)
+        except binfmt.BinfmtError as e:
+            print(f"emu: error: {e}", file=sys.stderr)
+            return 1
+        print(f"registered {binfmt.NAME}: x86-64 ELF files now run through {interpreter}")
+        return 0
+    print(binfmt.register_line(interpreter))
+    return 0
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -400,6 +449,13 @@ def _parser() -> argparse.ArgumentParser:
                           "(off by default, as in qemu-x86_64, so that the code cache finds its blocks again; "
                           "ignored with --deterministic)")
     run.add_argument("--signal-state", help=argparse.SUPPRESS)     # IGNORED:BLOCKED in hex, passed on by execve
+    run.add_argument("--process-slots", help=argparse.SUPPRESS)    # R,W: the process cap's pipe, passed on by execve
+    run.add_argument("--max-memory", type=_guest_memory, metavar="SIZE",
+                     help="cap on the guest's memory, e.g. 512M: mappings past it fail with ENOMEM, and a guest "
+                          "that touches more is killed (default: 8G, or half the host's RAM if less)")
+    run.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES, metavar="N",
+                     help=f"processes the program may grow into at once (fork past it fails with EAGAIN; "
+                          f"default {DEFAULT_MAX_PROCESSES})")
     run.add_argument("-L", dest="sysroot", metavar="DIR",
                      help="look up the dynamic linker and absolute paths under DIR first, as qemu -L "
                           "(default: EMU_LD_PREFIX, else /)")
@@ -414,6 +470,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="wait for gdb to connect (target remote :PORT) before the first instruction; "
                           "HOST defaults to 127.0.0.1, PORT 0 picks a free port")
     run.set_defaults(func=_cmd_run)
+
+    binfmt = sub.add_parser(
+        "binfmt", help="print (or install) the binfmt_misc entry that runs x86-64 ELF files through emu",
+        description="Print the line that, written to /proc/sys/fs/binfmt_misc/register, makes the kernel of a "
+                    "non-x86 host run every x86-64 ELF file through `emu run` (magic and mask as qemu-x86_64's). "
+                    "--install also writes the interpreter script the line names and registers it.")
+    binfmt.add_argument("-L", dest="sysroot", metavar="DIR",
+                        help="the sysroot the programs run with (default: EMU_LD_PREFIX, else none)")
+    binfmt.add_argument("--interpreter", metavar="PATH", default=None,
+                        help="where the interpreter script goes (default /usr/local/libexec/emu-binfmt-x86_64)")
+    binfmt.add_argument("--script", action="store_true", help="print the interpreter script instead of the line")
+    binfmt.add_argument("--install", action="store_true",
+                        help="write the interpreter script and register the entry (needs root and binfmt_misc)")
+    binfmt.add_argument("--force", action="store_true", help="install even on an x86-64 host")
+    binfmt.add_argument("--binfmt-dir", metavar="DIR", default=None,
+                        help="where binfmt_misc is mounted (default /proc/sys/fs/binfmt_misc)")
+    binfmt.set_defaults(func=_cmd_binfmt)
 
     explain = sub.add_parser("explain", help="show an instruction's semantics as micro-ops",
                              description="Assemble an instruction (Intel syntax) and print the micro-ops "

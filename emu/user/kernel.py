@@ -105,7 +105,8 @@ class Kernel:
         self.signals = signals if signals is not None else SignalState()
         self.host: Host | None = None
         """The emulator process around the guest, for fork and execve (set when it runs)."""
-        self.rlimits: dict[int, tuple[int, int]] = {}
+        self.rlimits = memory.rlimits
+        """The resource limits set by the guest (the address space applies RLIMIT_AS and RLIMIT_STACK)."""
         self.clear_child_tid = 0
         self.robust_list = 0
         self.said: set[str] = set()

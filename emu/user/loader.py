@@ -16,13 +16,13 @@ does:
   the bytes from the page start up to p_vaddr come from the file too, the
   bytes past p_filesz are zero (.bss);
 * the program break starts at the first page after the highest segment;
-* an 8 MiB read-write stack ends at the top of user space, holding (from the
+* a read-write stack that grows down (up to RLIMIT_STACK, 8 MiB) ends at the top of user space, holding (from the
   top down) the program's file name, the argument and environment strings,
   the platform string, 16 random bytes, then (rsp, 16-byte aligned) argc,
   the argv pointers, NULL, the envp pointers, NULL and the auxiliary vector.
 
 Not done: a vDSO (so no AT_SYSINFO_EHDR: the C library makes real system
-calls for the time instead), stack randomisation, the stack guard gap.
+calls for the time instead), stack randomisation.
 """
 
 from __future__ import annotations
@@ -37,11 +37,22 @@ from enum import IntEnum
 from cpu.cpuid import CR4_FSGSBASE, CpuLevel, Reg, level
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from cpu.state import CpuState
-from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, USER_TOP, AddressSpace, page_round_up
+from emu.user.address_space import (
+    DEFAULT_STACK_LIMIT,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    USER_TOP,
+    AddressSpace,
+    page_round_up,
+)
 from emu.user.elf import PIE_BASE, ElfImage, ElfType, ProgramHeader, SegmentFlags
 
-STACK_SIZE = 8 << 20
+STACK_SIZE = DEFAULT_STACK_LIMIT
 """The default RLIMIT_STACK: 8 MiB."""
+STACK_INITIAL = 128 << 10
+"""The stack mapping starts this large (fs/exec.c ``setup_arg_pages``'s stack_expand) and grows down on a
+fault below it, up to RLIMIT_STACK; the strings and vectors written to it grow it further if need be."""
 STACK_TOP = USER_TOP
 
 HWCAP2_FSGSBASE = 1 << 1
@@ -115,13 +126,13 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
     cpu = cpu if cpu is not None else level()
     fsgsbase = cpu.has("fsgsbase")
     if aslr is not None:
-        space.mmap_next -= aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT
+        space.mmap_base -= aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT
     if image.header.e_type == ElfType.ET_DYN:
         image.bias = PIE_BASE - (aslr.randrange(MMAP_RANDOM_PAGES) << PAGE_SHIFT if aslr is not None else 0)
     top = _map_segments(space, image)
     brk_offset = aslr.randrange(BRK_RANDOM >> PAGE_SHIFT) << PAGE_SHIFT if aslr is not None else 0
     space.brk_start = space.brk = top + brk_offset
-    space.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE)
+    space.map(STACK_TOP - STACK_INITIAL, STACK_INITIAL, PROT_READ | PROT_WRITE, growsdown=True, name="[stack]")
     base, entry = 0, image.entry
     if interpreter is not None:
         base = _place(space, interpreter)
@@ -197,20 +208,24 @@ def _map_segments(space: AddressSpace, image: ElfImage) -> int:
     for run in runs:
         first = run[0]
         start = (first.p_vaddr + bias) & ~PAGE_MASK
-        buf = bytearray(_end(run[-1], bias) - start)
+        buf = bytearray(max(p.p_vaddr + bias + p.p_filesz for p in run) - start)   # the file's bytes: no .bss
         lead = first.p_vaddr + bias - start
         prefix = data[first.p_offset - lead: first.p_offset]   # the file bytes before p_vaddr in its page
         buf[:len(prefix)] = prefix
-        prots: dict[int, int] = {}
+        spans = [((p.p_vaddr + bias) >> PAGE_SHIFT, _end(p, bias) >> PAGE_SHIFT, _prot(p)) for p in run]
         for p in run:
             at = p.p_vaddr + bias - start
             buf[at: at + p.p_filesz] = data[p.p_offset: p.p_offset + p.p_filesz]
-            for vpn in range((p.p_vaddr + bias) >> PAGE_SHIFT, _end(p, bias) >> PAGE_SHIFT):
-                prots[vpn] = prots.get(vpn, 0) | _prot(p)
-        base_prot = prots[start >> PAGE_SHIFT]
-        space.map(start, len(buf), base_prot, buf)
-        for vpn, prot in prots.items():
+        base_prot = spans[0][2]
+        space.map(start, _end(run[-1], bias) - start, base_prot, buf)
+        edges: dict[int, int] = {}      # a page two segments share has both one's end and the other's start
+        for low, high, prot in spans:
             if prot != base_prot:
+                space.protect(low << PAGE_SHIFT, (high - low) << PAGE_SHIFT, prot)
+            for vpn in (low, high - 1):
+                edges[vpn] = edges.get(vpn, 0) | prot
+        for vpn, prot in edges.items():
+            if prot != space.prot_at(vpn << PAGE_SHIFT):
                 space.protect(vpn << PAGE_SHIFT, PAGE_SIZE, prot)
     return max(_end(p, bias) for p in image.loads)
 

@@ -1,24 +1,29 @@
 """System calls on the address space: mmap, munmap, mprotect, mremap, madvise, brk.
 
-Follows mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2) and brk(2)
-over ``emu.user.address_space``.  A file mapping is a private copy of the
-file's bytes read when it is made (bytes past the end of the file are zero);
-that is exact for MAP_PRIVATE and for read-only MAP_SHARED, and a writable
-MAP_SHARED file mapping is refused with ENODEV rather than silently losing
-writes.  Anonymous MAP_SHARED memory is private too, which no one can tell
-without fork.
+Follows mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2) and brk(2) over
+``emu.user.address_space``, where a mapping is a reservation and pages get host memory when first
+touched.  A private file mapping reads the file's bytes when a page is first touched (bytes past the
+end of the file are zero) and again after MADV_DONTNEED; that is exact for MAP_PRIVATE and for
+read-only MAP_SHARED, and a writable MAP_SHARED file mapping is refused with ENODEV rather than
+silently losing writes.  /dev/zero maps as anonymous memory; what is neither a regular file nor a
+block device (pipes, sockets, other character devices) is ENODEV.  Anonymous MAP_SHARED memory is
+private too, which no one can tell without fork.  RLIMIT_AS and the commitment limit
+(``emu run --max-memory``) give ENOMEM as Linux's do.
 
-Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_AS/RLIMIT_DATA,
-mlock, the re-read of file data after MADV_DONTNEED (pages read back as zero).
+mremap of a range that is not inside one mapping is EFAULT, as Linux's ``vma_to_resize`` has it.
+
+Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
+MADV_DONTNEED (accepted, without effect).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
-from cpu.memory import PAGE_MASK, PAGE_SHIFT
-from emu.user.address_space import PROT_READ, PROT_WRITE, USER_TOP, page_round_up
+from cpu.memory import PAGE_MASK
+from emu.user.address_space import MMAP_MIN_ADDR, PROT_READ, PROT_WRITE, USER_TOP, FileSource, page_round_up
 from emu.user.kernel import Kernel
 from emu.user.linux import O_ACCMODE, O_WRONLY, Errno, SyscallError, linux_open_flags
 from emu.user.sysent import syscall
@@ -27,17 +32,41 @@ MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
 MAP_TYPE = 0xF
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
+MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000
 PROT_GROWSDOWN, PROT_GROWSUP = 0x0100_0000, 0x0200_0000
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MADV_DONTNEED = 4
-MMAP_MIN_ADDR = 0x10000
-"""Lowest address mmap hands out (Linux's default vm.mmap_min_addr)."""
+DEV_ZERO = (1, 5)
+"""/dev/zero's device number: a mapping of it is anonymous memory."""
 
 
 def _check_range(start: int, length: int) -> None:
     if start & PAGE_MASK or start + length > USER_TOP:
         raise SyscallError(Errno.EINVAL)
+
+
+def _file_source(k: Kernel, fd: int, flags: int, prot: int, size: int, offset: int) -> FileSource | None:
+    """What a file mapping reads its pages from; None for /dev/zero (anonymous memory, as Linux maps it)."""
+    host = k.fds.host(fd)
+    if linux_open_flags(fcntl.fcntl(host, fcntl.F_GETFL)) & O_ACCMODE == O_WRONLY:
+        raise SyscallError(Errno.EACCES)
+    mode = os.fstat(host)
+    if stat.S_ISCHR(mode.st_mode) and (os.major(mode.st_rdev), os.minor(mode.st_rdev)) == DEV_ZERO:
+        return None
+    if not (stat.S_ISREG(mode.st_mode) or stat.S_ISBLK(mode.st_mode)):
+        raise SyscallError(Errno.ENODEV)           # pipes, sockets, directories, character devices
+    if flags & MAP_TYPE != MAP_PRIVATE and prot & PROT_WRITE:
+        k.say_once("writable MAP_SHARED file mappings are not modelled; mmap returns ENODEV")
+        raise SyscallError(Errno.ENODEV)
+    try:
+        name = os.readlink(f"/proc/self/fd/{host}")
+    except OSError:
+        name = ""
+    source = FileSource(host, name)
+    if source.fd is None:
+        source.take_snapshot(host, offset, size)
+    return source
 
 
 @syscall("mmap")
@@ -48,15 +77,7 @@ def mmap(k: Kernel, addr: int, length: int, prot: int, flags: int, fd: int, offs
     size = page_round_up(length)
     if size > USER_TOP:
         raise SyscallError(Errno.ENOMEM)
-    data = b""
-    if not flags & MAP_ANONYMOUS:
-        host = k.fds.host(fd)
-        if linux_open_flags(fcntl.fcntl(host, fcntl.F_GETFL)) & O_ACCMODE == O_WRONLY:
-            raise SyscallError(Errno.EACCES)
-        if flags & MAP_TYPE != MAP_PRIVATE and prot & PROT_WRITE:
-            k.say_once("writable MAP_SHARED file mappings are not modelled; mmap returns ENODEV")
-            raise SyscallError(Errno.ENODEV)
-        data = os.pread(host, size, offset)
+    source = None if flags & MAP_ANONYMOUS else _file_source(k, fd, flags, prot, size, offset)
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         _check_range(addr, size)
         if flags & MAP_FIXED_NOREPLACE and not k.mem.is_free(addr, size):
@@ -64,7 +85,9 @@ def mmap(k: Kernel, addr: int, length: int, prot: int, flags: int, fd: int, offs
         start = addr
     else:
         start = _place(k, addr, size)
-    k.mem.map(start, size, prot, data)
+    k.mem.map(start, size, prot, source=source, offset=offset if source is not None else 0,
+              noreserve=bool(flags & MAP_NORESERVE),
+              name=source.name if source is not None else "")
     return start
 
 
@@ -104,29 +127,37 @@ def mremap(k: Kernel, old_address: int, old_size: int, new_size: int, flags: int
         raise SyscallError(Errno.EINVAL)
     old_size, new_size = page_round_up(old_size), page_round_up(new_size)
     mem = k.mem
-    if not mem.is_mapped(old_address, old_size):
+    vma = mem.vma_at(old_address)
+    if vma is None or old_address + old_size > vma.end:
         raise SyscallError(Errno.EFAULT)
-    prot = mem.prot[(old_address + old_size - 1) >> PAGE_SHIFT]
     if flags & MREMAP_FIXED:
         _check_range(new_address, new_size)
         if new_address < old_address + old_size and old_address < new_address + new_size:
             raise SyscallError(Errno.EINVAL)
         dest = new_address
+        mem.unmap(dest, new_size)
     elif new_size <= old_size:
         mem.unmap(old_address + new_size, old_size - new_size)
         return old_address
-    elif old_address + new_size <= USER_TOP and mem.is_free(old_address + old_size, new_size - old_size):
-        mem.map(old_address + old_size, new_size - old_size, prot)
+    elif (old_address + old_size == vma.end and old_address + new_size <= USER_TOP
+          and mem.is_free(vma.end, new_size - old_size)):
+        if not mem.fits(vma, new_size - old_size):
+            raise SyscallError(Errno.ENOMEM)
+        mem.grow(vma, old_address + new_size)
         return old_address
     elif not flags & MREMAP_MAYMOVE:
         raise SyscallError(Errno.ENOMEM)
     else:
         dest = _place(k, 0, new_size)
     kept = min(old_size, new_size)
+    if new_size > kept and not mem.fits(vma, new_size - kept):
+        raise SyscallError(Errno.ENOMEM)
     mem.unmap(old_address + kept, old_size - kept)
     mem.move(old_address, kept, dest)
     if new_size > kept:
-        mem.map(dest + kept, new_size - kept, prot)
+        moved = mem.vma_at(dest + kept - 1)
+        assert moved is not None
+        mem.grow(moved, dest + new_size)
     return dest
 
 
@@ -134,8 +165,8 @@ def mremap(k: Kernel, old_address: int, old_size: int, new_size: int, flags: int
 def madvise(k: Kernel, addr: int, length: int, advice: int) -> int:
     if addr & PAGE_MASK:
         raise SyscallError(Errno.EINVAL)
-    if advice == MADV_DONTNEED:
-        k.mem.zero(addr, length)
+    if advice == MADV_DONTNEED and length and not k.mem.discard(addr, length):
+        raise SyscallError(Errno.ENOMEM)
     return 0
 
 
@@ -150,8 +181,8 @@ def brk(k: Kernel, addr: int) -> int:
         if new_end > USER_TOP or not mem.is_free(old_end, new_end - old_end):
             return mem.brk
         try:
-            mem.map(old_end, new_end - old_end, PROT_READ | PROT_WRITE)
-        except MemoryError:
+            mem.map(old_end, new_end - old_end, PROT_READ | PROT_WRITE, name="[heap]")
+        except SyscallError:
             return mem.brk
     elif new_end < old_end:
         mem.unmap(new_end, old_end - new_end)

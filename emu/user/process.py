@@ -36,11 +36,13 @@ from cpu import cpuid
 from cpu.cpuid import CpuLevel, level
 from cpu.exceptions import GuestFault, Vector
 from cpu.state import CpuState
-from emu.user.address_space import AddressSpace
+from emu.user import vsyscall
+from emu.user.address_space import AddressSpace, MemoryExhausted
 from emu.user.elf import ARCH_STATUS, ElfError, ElfImage, read_elf
 from emu.user.fdtable import FdTable
-from emu.user.linux import SIG_IGN, ProcessExit, Signal, signal_name
+from emu.user.linux import SIG_IGN, Errno, ProcessExit, Signal, SyscallError, signal_name
 from emu.user.loader import load_program
+from emu.user.proclimit import ProcessLimit
 from emu.user.signals import FAULT_SIGNALS, HostSignals, deliver, inherited, synchronous
 from emu.user.sigstate import SignalState
 from emu.user.syscalls import Kernel
@@ -66,7 +68,8 @@ class Process:
                  cpu: CpuLevel | None = None, trace: TextIO | None = None, log: TextIO | None = None,
                  code_cache: bool = True, jit: str = "off", sysroot: Sysroot | None = None,
                  randomize: bool = False, fds: FdTable | None = None, signals: SignalState | None = None,
-                 exec_options: Sequence[str] = ()) -> None:
+                 exec_options: Sequence[str] = (), max_memory: int | None = None,
+                 process_limit: ProcessLimit | None = None) -> None:
         """Load ``path`` (raises :class:`ElfError` when it cannot run); ``argv[0]`` is the program's name
         for itself.  ``stdin``/``stdout``/``stderr`` are the host descriptors behind guest fds 0-2, unless
         ``fds`` gives the whole table.  ``code_cache``: reuse blocks translated by earlier runs
@@ -75,7 +78,8 @@ class Process:
         dynamic linker and other absolute paths are looked up first; ``randomize`` places a PIE, the break
         and the mmap area at random, as Linux does.  ``signals``: the ignored signals and mask it starts
         with; ``exec_options``: the ``emu run`` options an execve(2) passes on to the emulator that runs the
-        next program.
+        next program.  ``max_memory``: the cap on the guest's memory (``emu.user.address_space``);
+        ``process_limit``: the cap on processes forks count against (``emu.user.proclimit``; None: no cap).
         """
         self.cpu = cpu if cpu is not None else level()
         self.entropy_seed = seed if deterministic else None
@@ -86,7 +90,8 @@ class Process:
         self.sysroot = sysroot if sysroot is not None else Sysroot()
         self.image = read_elf(path)
         interpreter = self._interpreter(self.image) if self.image.interpreter is not None else None
-        self.memory = AddressSpace()
+        self.memory = AddressSpace(max_memory)
+        self.process_limit = process_limit
         self.state = CpuState()
         self.program = load_program(self.memory, self.state, self.image, argv,
                                     [f"{name}={value}" for name, value in env.items()], seed=seed, cpu=self.cpu,
@@ -156,16 +161,21 @@ class Process:
                 budget = None if max_instructions is None else max_instructions - interp.icount
                 if budget is not None and budget <= 0:
                     return self._killed(Signal.SIGXCPU, f"after {max_instructions} instructions (the limit)")
-                stop = interp.run(SLICE if budget is None else min(budget, SLICE))
-                if stop.kind == ExitKind.SYSCALL:
-                    try:
+                try:
+                    stop = interp.run(SLICE if budget is None else min(budget, SLICE))
+                    if stop.kind == ExitKind.SYSCALL:
                         self.kernel.handle()
-                    except ProcessExit as e:
-                        return self._ended(e)
-                elif stop.kind == ExitKind.EVENT and stop.event == "request":
-                    continue        # a host signal arrived: delivered at the top of the loop
-                elif stop.kind in (ExitKind.FAULT, ExitKind.HALT, ExitKind.EVENT):
+                except ProcessExit as e:
+                    return self._ended(e)
+                except MemoryExhausted as e:
+                    return self._killed(Signal.SIGKILL, str(e))
+                if stop.kind == ExitKind.SYSCALL or (stop.kind == ExitKind.EVENT and stop.event == "request"):
+                    continue        # a host signal that arrived is delivered at the top of the loop
+                if stop.kind in (ExitKind.FAULT, ExitKind.HALT, ExitKind.EVENT):
                     fault, why = self.fault_of(stop)
+                    fault = vsyscall.emulate(self.kernel, fault)
+                    if fault is None:
+                        continue
                     try:
                         dies = synchronous(self.kernel, fault)
                     except ProcessExit as e:
@@ -214,7 +224,10 @@ class Process:
 
     # -- what fork and execve need of the emulator (emu.user.forkexec.Host) --------------------------
     def before_fork(self) -> None:
-        """Nothing may be compiling when the emulator forks: the child has no compile thread."""
+        """A token of the process cap for the child (EAGAIN without one); nothing may be compiling when the
+        emulator forks: the child has no compile thread."""
+        if self.process_limit is not None and not self.process_limit.take():
+            raise SyscallError(Errno.EAGAIN)
         if self.interp is not None and self.interp.jit is not None:
             self.interp.jit.jobs.join()
 
@@ -237,7 +250,11 @@ class Process:
         if self.cache is not None:
             self.cache.flush()
         ignored = sum(1 << (sig - 1) for sig in range(1, 65) if k.signals.action(sig).sa_handler == SIG_IGN)
-        command = [os.fsencode(sys.executable), b"-m", b"emu", b"run", *(os.fsencode(o) for o in self.exec_options),
+        options = list(self.exec_options)
+        if self.process_limit is not None:
+            above = max([2, *k.fds.files, *(f.host for f in k.fds.files.values())])
+            options.append(f"--process-slots={self.process_limit.for_exec(above)}")
+        command = [os.fsencode(sys.executable), b"-m", b"emu", b"run", *(os.fsencode(o) for o in options),
                    b"--signal-state=%x:%x" % (ignored, k.signals.blocked),
                    b"--argv0=" + (argv[0] if argv else program), b"--clear-env",
                    *(b"--env=" + e for e in env if b"=" in e), b"--", program, *argv[1:]]
@@ -248,6 +265,8 @@ class Process:
             os.execv(command[0], command)
         except OSError as e:
             k.say(f"cannot start {sys.executable} for execve: {e.strerror}")
+            if self.process_limit is not None:
+                self.process_limit.release()
             os._exit(127)
 
 
@@ -256,7 +275,8 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
                 max_instructions: int | None = None, stats: bool = False, code_cache: bool = True,
                 jit: str = "off", cpu: CpuLevel | None = None, sysroot: str | None = None,
                 argv0: str | None = None, signal_state: tuple[int, int] | None = None,
-                die_by_signal: bool = False, aslr: bool = False, inherit_fds: bool = False) -> int:
+                die_by_signal: bool = False, aslr: bool = False, inherit_fds: bool = False,
+                max_memory: int | None = None, process_limit: ProcessLimit | None = None) -> int:
     """Run ``argv[0]`` with ``argv`` (the CLI's ``emu run``); return its exit status, or when it cannot run
     the status :class:`ElfError` gives.
 
@@ -275,6 +295,8 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
     execve passed on).
     ``die_by_signal``: when a signal ends the program, the emulator dies of
     that signal too (as the CLI does, so that a parent sees WIFSIGNALED).
+    ``max_memory`` caps the guest's memory (bytes; default ``address_space.default_max_memory()``), and
+    ``process_limit`` the processes of the run (``emu.user.proclimit``).
     """
     if not argv:
         print("emu: error: no program given", file=sys.stderr)
@@ -290,16 +312,20 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
                *([f"--cpu={cpu.name}"] if cpu is not None else []),
                *(["--aslr"] if aslr else []),
                *(["--no-code-cache"] if not code_cache else []),
+               *([f"--max-memory={max_memory}"] if max_memory is not None else []),
                *([f"-L{os.fsdecode(root.prefix)}"] if root.prefix else [])]
     try:
         process = Process(argv[0], [argv0 if argv0 is not None else argv[0], *argv[1:]],
                           os.environ if env is None else env, seed=seed, deterministic=deterministic, trace=trace,
                           code_cache=code_cache, jit=jit, cpu=cpu, sysroot=root, randomize=aslr,
                           fds=FdTable.inherited() if inherit_fds else None, signals=SignalState(ignored, blocked),
-                          exec_options=options)
+                          exec_options=options, max_memory=max_memory, process_limit=process_limit)
     except ElfError as e:
         print(f"emu: error: {e}", file=sys.stderr)
         return e.status
+    except (MemoryExhausted, SyscallError) as e:
+        print(f"emu: error: {argv[0]} does not fit in the guest's memory: {e or 'ENOMEM'}", file=sys.stderr)
+        return 1
     start = time.perf_counter()
     status = process.run(max_instructions)
     if stats:
@@ -312,6 +338,8 @@ def run_program(argv: Sequence[str], env: Mapping[str, str] | None = None, *, se
             if process.interp.jit is not None:
                 print(f"emu: {process.interp.jit.summary()}", file=sys.stderr)
     if die_by_signal and process.killed_by is not None:
+        if process_limit is not None:
+            process_limit.release()
         die_of(process.killed_by)
     return status
 
@@ -321,6 +349,7 @@ def die_of(sig: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-    signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+    if sig != signal.SIGKILL:                   # SIGKILL has no handler to reset and cannot be blocked
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
     os.kill(os.getpid(), sig)

@@ -1,16 +1,17 @@
 """The files of ``/proc/self`` that must show the guest, not the emulator: ``maps`` and ``auxv``.
 
-Follows proc(5): ``/proc/self/maps`` has one line per run of pages with the
-same protection, ``start-end perms offset dev inode pathname`` in hex, with
-``p`` (private) for every mapping; ``[heap]`` and ``[stack]`` name the
-program break's pages and the stack.  ``/proc/self/auxv`` is the auxiliary
+Follows proc(5): ``/proc/self/maps`` has one line per mapping,
+``start-end perms offset dev inode pathname`` in hex, with ``p`` (private) for
+every mapping; ``[heap]`` and ``[stack]`` name the program break's pages and
+the stack, a file mapping its host path and file offset; the last line is the
+execute-only ``[vsyscall]`` page (``emu.user.vsyscall``).  ``/proc/self/auxv`` is the auxiliary
 vector as the process received it: (key, value) pairs of 64-bit words ending
 with AT_NULL.  Each open gets a snapshot taken at open time, in an anonymous
 host file (memfd), so reads, seeks and fstat work as on any file.
 
-Not modelled: file names, offsets and inode numbers of file mappings (a
-mapping keeps no record of its file: every line but the heap and stack has
-an empty name), ``[vdso]`` (there is none).
+Not modelled: device and inode numbers of file mappings, the names of the
+program's own segments (mapped by the loader, not from a descriptor), ``[vdso]``
+(there is none).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from cpu.memory import PAGE_SHIFT, PAGE_SIZE
+from cpu.memory import PAGE_SIZE
 from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE
-from emu.user.loader import STACK_SIZE, STACK_TOP
+from emu.user.vsyscall import VSYSCALL_PAGE
 
 if TYPE_CHECKING:
     from emu.user.kernel import Kernel
@@ -29,22 +30,23 @@ MAPS, AUXV = b"/proc/self/maps", b"/proc/self/auxv"
 
 
 def maps(k: Kernel) -> bytes:
-    """The text of /proc/self/maps for the guest's address space."""
-    runs: list[list[int]] = []          # [first vpn, end vpn, prot]
-    for vpn in sorted(k.mem.prot):
-        prot = k.mem.prot[vpn]
-        if runs and runs[-1][1] == vpn and runs[-1][2] == prot:
-            runs[-1][1] = vpn + 1
+    """The text of /proc/self/maps for the guest's address space: one line per mapping, adjacent
+    anonymous mappings with the same protection and name printed as one (as Linux merges them)."""
+    runs: list[list] = []          # [start, end, prot, offset, name, file?]
+    for vma in k.mem.vmas:
+        last = runs[-1] if runs else None
+        if (last is not None and last[1] == vma.start and last[2] == vma.prot and last[4] == vma.name
+                and not last[5] and vma.source is None):
+            last[1] = vma.end
         else:
-            runs.append([vpn, vpn + 1, prot])
-    heap = (k.mem.brk_start >> PAGE_SHIFT, (k.mem.brk + PAGE_SIZE - 1) >> PAGE_SHIFT)
-    stack = ((STACK_TOP - STACK_SIZE) >> PAGE_SHIFT, STACK_TOP >> PAGE_SHIFT)
+            runs.append([vma.start, vma.end, vma.prot, vma.offset if vma.source else 0, vma.name,
+                         vma.source is not None])
+    runs.append([VSYSCALL_PAGE, VSYSCALL_PAGE + PAGE_SIZE, PROT_EXEC, 0, "[vsyscall]", False])
     lines = []
-    for first, end, prot in runs:
+    for start, end, prot, offset, name, _ in runs:
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", PROT_READ), ("w", PROT_WRITE),
                                                                   ("x", PROT_EXEC))) + "p"
-        name = "[heap]" if heap[0] <= first < heap[1] else "[stack]" if stack[0] <= first < stack[1] else ""
-        head = f"{first << PAGE_SHIFT:08x}-{end << PAGE_SHIFT:08x} {perms} 00000000 00:00 0"
+        head = f"{start:08x}-{end:08x} {perms} {offset:08x} 00:00 0"
         lines.append(f"{head:<73}{name}".rstrip() + "\n")
     return "".join(lines).encode()
 

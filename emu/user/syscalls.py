@@ -11,7 +11,7 @@ handlers, the handlers on the kernel and the table, the kernel on the table.
 
 from __future__ import annotations
 
-from emu.user import anonfiles, epoll, fileio, forkexec, fs, mm, signals, sockets, task  # noqa: F401  (importing them registers their handlers)
+from emu.user import anonfiles, epoll, fileio, forkexec, fs, mm, signals, sockets, task, vsyscall  # noqa: F401  (importing them registers their handlers)
 from emu.user.kernel import Kernel
 
 __all__ = ["Kernel"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from cpu.cpuid import Reg, level
+from cpu.exceptions import GuestFault
 from cpu.state import GPR64, CpuState
 from emu.user.address_space import PROT_EXEC, PROT_READ, PROT_WRITE, USER_TOP, AddressSpace
 from emu.user.elf import PIE_BASE, read_elf
@@ -89,11 +92,15 @@ def test_the_entry_stack_pointer_is_16_byte_aligned_and_other_registers_are_zero
     assert state.cs == 0x33 and state.cpl == 3
 
 
-def test_the_stack_is_8_mib_read_write_at_the_top_of_user_space(static_program: str) -> None:
+def test_the_stack_grows_down_on_touch_up_to_8_mib_at_the_top_of_user_space(static_program: str) -> None:
     space, state, _ = load(static_program)
     assert USER_TOP - STACK_SIZE < state.rsp < USER_TOP
-    for address in (USER_TOP - STACK_SIZE, USER_TOP - 4096):
-        assert space.prot[address >> 12] == PROT_READ | PROT_WRITE
+    assert space.prot_at(USER_TOP - 4096) == PROT_READ | PROT_WRITE
+    assert space.prot_at(USER_TOP - STACK_SIZE) is None                  # not yet: the stack grows on a fault
+    space.write(USER_TOP - STACK_SIZE, b"deep")
+    assert space.prot_at(USER_TOP - STACK_SIZE) == PROT_READ | PROT_WRITE
+    with pytest.raises(GuestFault):                                      # past RLIMIT_STACK: SIGSEGV
+        space.write(USER_TOP - STACK_SIZE - 4096, b"too deep")
     assert space.is_free(USER_TOP - STACK_SIZE - 4096, 4096)
 
 
@@ -105,9 +112,9 @@ def test_segments_get_their_permissions_and_bss_reads_as_zero(tmp_path: Path) ->
         Segment(flags=PF_R | PF_W, vaddr=data_at, offset=0, filesz=0x20, memsz=0x3000),
     ]))
     space, _, program = load(path)
-    assert space.prot[BASE >> 12] == PROT_READ | PROT_EXEC
+    assert space.prot_at(BASE) == PROT_READ | PROT_EXEC
     assert space.read(BASE + code_offset(2), len(code)) == code
-    assert space.prot[data_at >> 12] == PROT_READ | PROT_WRITE
+    assert space.prot_at(data_at) == PROT_READ | PROT_WRITE
     assert space.read(data_at, 4) == b"\x7fELF"          # file bytes at offset 0
     assert space.read(data_at + 0x20, 0x2FE0) == bytes(0x2FE0)
     assert program.brk == space.brk_start == space.brk == data_at + 0x3000
@@ -122,8 +129,8 @@ def test_segments_sharing_a_page_keep_both_contents_and_permissions(tmp_path: Pa
     ]))
     space, _, _ = load(path)
     assert space.read(BASE + code_offset(2), len(code)) == code
-    assert space.prot[BASE >> 12] == PROT_READ | PROT_WRITE | PROT_EXEC
-    assert space.prot[(BASE + 0x1000) >> 12] == PROT_READ | PROT_WRITE
+    assert space.prot_at(BASE) == PROT_READ | PROT_WRITE | PROT_EXEC
+    assert space.prot_at(BASE + 0x1000) == PROT_READ | PROT_WRITE
     assert space.read(BASE + 0x200, 0x100) == bytes(0x100)
 
 

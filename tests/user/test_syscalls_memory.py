@@ -19,7 +19,7 @@ def test_anonymous_mmap_gives_zeroed_writable_pages_below_the_mmap_base(kernel: 
     assert address % 4096 == 0 and address < MMAP_BASE
     assert kernel.mem.read(address, 12288) == bytes(12288)
     kernel.mem.write(address + 12000, b"ok")
-    assert kernel.mem.prot[address >> 12] == RW
+    assert kernel.mem.prot_at(address) == RW
 
 
 def test_munmap_makes_guest_pointers_into_the_range_fail_with_efault(kernel: Kernel) -> None:
@@ -47,7 +47,7 @@ def test_a_private_file_mapping_holds_the_file_bytes_from_the_offset(kernel: Ker
     address = call(kernel, "mmap", 0, 8192, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 4096)
     assert kernel.mem.read(address, 11) == b"second page"
     assert kernel.mem.read(address + 11, 8181) == bytes(8181)       # past the end of the file: zero
-    assert kernel.mem.prot[address >> 12] == PROT_READ | PROT_EXEC
+    assert kernel.mem.prot_at(address) == PROT_READ | PROT_EXEC
 
 
 def test_a_writable_shared_file_mapping_is_refused_once_with_a_message(kernel: Kernel, tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_a_writable_shared_file_mapping_is_refused_once_with_a_message(kernel: K
 def test_mprotect_changes_permissions_and_fails_on_unmapped_memory(kernel: Kernel) -> None:
     address = call(kernel, "mmap", 0, 8192, RW, ANON, -1, 0)
     assert call(kernel, "mprotect", address, 4096, PROT_READ) == 0
-    assert kernel.mem.prot[address >> 12] == PROT_READ
+    assert kernel.mem.prot_at(address) == PROT_READ
     assert call(kernel, "read", 0, address, 0) == 0
     assert call(kernel, "mprotect", address, 3 * 4096, PROT_READ) == -Errno.ENOMEM
 

@@ -1,0 +1,5 @@
+#include <stdio.h>
+int main(void) {
+    puts("hello from x86-64");
+    return 0;
+}
