@@ -10,7 +10,8 @@ Reports (speed is measured here, never asserted in tests):
 - floating point (benchmarks/programs/fp.c): a long double kernel (x87) and an AVX2/FMA one, the same
   three ways;
 - Debian's python3 (dynamically linked): `python3 -c pass`, and with --suites a selection of CPython's
-  regression tests, natively, under emu and under qemu-x86_64;
+  regression tests and the CTest project of tests/user (emu as CMAKE_CROSSCOMPILING_EMULATOR), natively,
+  under emu and under qemu-x86_64;
 - booting the default guest to its /init marker: emu's wall time and guest instructions, and
   qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed; for each
   emu boot, the Python tier's cost per translated block (the cold path) and the JIT's line, with its
@@ -149,6 +150,28 @@ def bench_command(argv: list[str]) -> dict[str, object]:
     return result
 
 
+def bench_ctest(workdir: Path) -> dict[str, object]:
+    """tests/user/programs/ctest_project's suite: `ctest` wall time with emu as CMAKE_CROSSCOMPILING_EMULATOR
+    (its second run: the code cache warm), with qemu-x86_64 as the emulator, and natively."""
+    result: dict[str, object] = {}
+    emulators = {"emu": f"{sys.executable};-m;emu;run", "native": ""}
+    if shutil.which("qemu-x86_64"):
+        emulators["qemu"] = f"{shutil.which('qemu-x86_64')};-cpu;max"
+    for name, emulator in emulators.items():
+        build = workdir / name
+        subprocess.run(["cmake", "-S", str(ROOT / "tests/user/programs/ctest_project"), "-B", str(build),
+                        "-DCMAKE_C_COMPILER=gcc", f"-DCMAKE_CROSSCOMPILING_EMULATOR={emulator}"],
+                       check=True, capture_output=True, env=EMU_ENV)
+        subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True, env=EMU_ENV)
+        if name == "emu":
+            _time(["ctest", "--test-dir", str(build)])
+        seconds, run = _time(["ctest", "--test-dir", str(build)])
+        if run.returncode != 0:
+            raise SystemExit(f"ctest with {name} failed:\n{run.stdout[-2000:]}")
+        result[f"{name}_s"] = seconds
+    return result
+
+
 def _command_rows(label: str, c: dict[str, object]) -> list[tuple[str, str, str]]:
     versus = f", qemu-x86_64 {c['qemu_s']:.2f} s ({c['emu_s'] / c['qemu_s']:,.0f}x)" if "qemu_s" in c else ""
     return [(f"{label}: emu", f"{c['emu_s']:.2f} s",
@@ -250,6 +273,12 @@ def main() -> int:
         if args.suites:
             rows += _command_rows(f"CPython tests {' '.join(CPYTHON_TESTS)}",
                                   bench_command([PYTHON, "-m", "test", *CPYTHON_TESTS]))
+    if args.suites and shutil.which("ctest"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ct = bench_ctest(Path(tmp))
+        versus = f", qemu-x86_64 {ct['qemu_s']:.2f} s ({ct['emu_s'] / ct['qemu_s']:,.0f}x)" if "qemu_s" in ct else ""
+        rows.append(("CTest suite (tests/user/programs/ctest_project): emu", f"{ct['emu_s']:.2f} s",
+                     f"native {ct['native_s']:.2f} s{versus}"))
     if not args.no_boot:
         for jit, cold in (("off", False), ("on", True), ("on", False)):
             boot = bench_boot(jit, cold)
