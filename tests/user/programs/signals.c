@@ -286,11 +286,18 @@ static void child_signals(void) {
 }
 
 static void wait_for_sigint(void) {
+    /* SIGINT stays blocked until sigsuspend: with pause(), a signal taken between the test of hits and the
+       call would leave the program waiting for ever (natively too, only less often). */
+    sigset_t block, during;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &during);
+    sigdelset(&during, SIGINT);
     install(SIGINT, on_usr, 0);
     hits = 0;
     printf("ready\n");
     while (!hits)
-        pause();
+        sigsuspend(&during);
     printf("SIGINT from outside: signo %d, si_code SI_USER %d\n", saw_signo, saw_code == SI_USER);
 }
 
