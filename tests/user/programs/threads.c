@@ -3,6 +3,7 @@
    threads (a read() that blocks one thread while another writes, a signal to one thread, fork).
    Every line it prints is the same on every run, natively or under emu. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -113,7 +114,81 @@ static void *spinner(void *arg) {
     return NULL;
 }
 
-int main(void) {
+static void *exiter(void *arg) {
+    (void)arg;
+    printf("a thread ends the process\n");
+    fflush(stdout);
+    exit(5);                        /* exit_group(2) from a thread that is not the main one */
+}
+
+static pthread_mutex_t robust;
+
+static void *dies_holding(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&robust);
+    return NULL;                    /* ends with the lock held: the kernel walks its robust list */
+}
+
+static int exit_group_from_thread(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, exiter, NULL);
+    pthread_join(t, NULL);
+    printf("not reached\n");
+    return 0;
+}
+
+static int robust_mutex(void) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&robust, &attr);
+    pthread_t t;
+    pthread_create(&t, NULL, dies_holding, NULL);
+    pthread_join(t, NULL);
+    int err = pthread_mutex_lock(&robust);
+    printf("lock after the owner died: %s\n", err == EOWNERDEAD ? "EOWNERDEAD" : strerror(err));
+    pthread_mutex_consistent(&robust);
+    pthread_mutex_unlock(&robust);
+    printf("lock again: %d\n", pthread_mutex_lock(&robust));
+    return 0;
+}
+
+static pthread_mutex_t pi_lock;
+static long pi_counter;
+
+static void *pi_worker(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&pi_lock);
+        pi_counter++;
+        if (i % 700 == 0)
+            sched_yield();          /* holding the lock: the others block in FUTEX_LOCK_PI */
+        pthread_mutex_unlock(&pi_lock);
+    }
+    return NULL;
+}
+
+static int priority_inheritance(void) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+    pthread_mutex_init(&pi_lock, &attr);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, pi_worker, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    printf("PI mutex counter %ld\n", pi_counter);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "pi") == 0)
+        return priority_inheritance();
+    if (argc > 1 && strcmp(argv[1], "exit_group") == 0)
+        return exit_group_from_thread();
+    if (argc > 1 && strcmp(argv[1], "robust") == 0)
+        return robust_mutex();
     pthread_t t[THREADS];
     mine = 1;
     for (long i = 0; i < THREADS; i++)
