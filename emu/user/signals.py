@@ -25,6 +25,11 @@ ignored; otherwise the process dies of it.  Asynchronous signals are taken betwe
 sent to the emulator (Ctrl-C, kill(1), SIGCHLD of a child, the ITIMER_REAL timer) are forwarded to the
 guest by :class:`HostSignals`, which also stops the run loop so that delivery is precise.
 
+Each thread has its own mask, pending signals and alternate stack (``Kernel.signals`` is the running
+thread's); the dispositions are the process's.  kill(2) and host signals go to a thread that does not
+block them, tgkill(2) to the thread it names (``emu.user.threads``); a blocking wait parks the thread
+instead of blocking the host while other threads exist.
+
 Not modelled: queued real-time signals (one instance of each pending signal is kept, like a standard
 signal), the sender's pid and uid of a forwarded host signal (si_code SI_USER, si_pid 0), SIGSEGV, SIGBUS,
 SIGFPE, SIGILL and SIGTRAP sent by other processes (the emulator keeps the host's handling of those),
