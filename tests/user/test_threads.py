@@ -71,7 +71,7 @@ def test_go_test_binary_passes(tmp_path: Path) -> None:
     result = run_emu(["--jit=on", str(binary), "-test.v"])
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
-    assert out.count("--- PASS") == 3 and "FAIL" not in out and out.rstrip().endswith("PASS")
+    assert out.count("--- PASS") == 4 and "FAIL" not in out and out.rstrip().endswith("PASS")
 
 
 def test_rust_test_binary_passes(tmp_path: Path) -> None:

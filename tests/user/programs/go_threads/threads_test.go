@@ -1,4 +1,4 @@
-// Goroutines on several OS threads: channels, sync.WaitGroup, a mutex, atomics, locked threads,
+// Goroutines on several OS threads: channels, sync.WaitGroup, a mutex, atomics, locked threads, timers,
 // run by emu as a `go test -c` binary.
 package gothreads
 
@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestChannelsPipeline(t *testing.T) {
@@ -79,4 +80,22 @@ func TestLockedThreads(t *testing.T) {
 	if seen != 15 {
 		t.Fatalf("goroutines seen %b, want 1111", seen)
 	}
+}
+
+func TestTimersAndSleep(t *testing.T) {
+	start := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	if time.Since(start) < 2*time.Millisecond {
+		t.Fatal("time.Sleep returned early")
+	}
+	select {
+	case <-time.After(5 * time.Millisecond):
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shorter timer did not fire first")
+	}
+	ticker := time.NewTicker(time.Millisecond)
+	for i := 0; i < 3; i++ {
+		<-ticker.C
+	}
+	ticker.Stop()
 }
