@@ -154,12 +154,7 @@ class Process:
         try:
             while True:
                 try:
-                    if threads.due():
-                        threads.schedule()
-                    if threads.current.retry:         # a parked call, again: its wait may be over
-                        threads.current.retry = False
-                        self.kernel.handle()
-                        continue
+                    threads.settle()
                     deliver(self.kernel)
                 except ProcessExit as e:
                     return self._ended(e)

@@ -225,6 +225,18 @@ class Threads:
         t = self.current
         return t not in self.all or t.wait is not None or (self.many and t.ran >= QUANTUM)
 
+    def settle(self) -> None:
+        """Before guest code runs: switch when the running thread is due to give way, and finish a parked
+        call that its thread runs again (which may park it anew).  Raises ProcessExit when that call ends
+        the process."""
+        while True:
+            if self.due():
+                self.schedule()
+            if not self.current.retry:
+                return
+            self.current.retry = False
+            self.k.handle()
+
     def schedule(self) -> None:
         """Switch to the next runnable thread after the running one (waiting on the host while none is)."""
         k, old = self.k, self.current

@@ -8,19 +8,22 @@
   thread that is not the main one, a robust mutex whose owner died, and a priority-inheritance mutex;
 * a Go test binary (``CGO_ENABLED=0 go test -c``, static) of tests/user/programs/go_threads;
 * a Rust test binary (``cargo test --no-run``, dynamic: libtest runs each test on a thread) of
-  tests/user/programs/rust_threads.
+  tests/user/programs/rust_threads;
+* the priority-inheritance program under `emu debug`, whose loop switches threads as `emu run` does.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_emu, run_native
+from tests.conftest import REPO_ROOT, run_emu, run_native
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 SOURCE = PROGRAMS / "threads.c"
@@ -87,3 +90,15 @@ def test_rust_test_binary_passes(tmp_path: Path) -> None:
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
     assert "test result: ok. 5 passed; 0 failed" in out
+
+
+def test_threads_run_under_the_debugger_too(tmp_path: Path) -> None:
+    binary = _build(tmp_path, ["-static"])
+    script = tmp_path / "continue.gdb"
+    script.write_text("continue\n")
+    native = run_native([str(binary), "pi"])
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-m", "emu", "debug", "-x", str(script), "--batch", str(binary), "pi"],
+                            capture_output=True, env=env, stdin=subprocess.DEVNULL, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert native.stdout in result.stdout and b"Program exited with code 0" in result.stdout
