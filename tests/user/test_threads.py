@@ -5,7 +5,9 @@
   blocks one thread while another writes the pipe, pthread_kill to one spinning thread, and a fork of
   the threaded process; its output is compared with the native run's, under --jit=off and --jit=on,
   which must also retire the same number of instructions under --deterministic; then exit() from a
-  thread that is not the main one, a robust mutex whose owner died, and a priority-inheritance mutex;
+  thread that is not the main one, a robust mutex whose owner died, a priority-inheritance mutex, a
+  read() blocked in one thread that pthread_kill interrupts (EINTR) and pthread_cancel ends, and raw
+  futex calls (CMP_REQUEUE, WAKE_OP, a stale compare, a timed-out wait);
 * a Go test binary (``CGO_ENABLED=0 go test -c``, static) of tests/user/programs/go_threads;
 * a Rust test binary (``cargo test --no-run``, dynamic: libtest runs each test on a thread) of
   tests/user/programs/rust_threads;
@@ -54,8 +56,9 @@ def test_pthreads_program_matches_native_with_the_jit_off_and_on(tmp_path: Path,
     assert counts["off"] == counts["on"]
 
 
-@pytest.mark.parametrize(("mode", "status"), [("exit_group", 5), ("robust", 0), ("pi", 0)])
-def test_thread_exit_robust_and_pi_mutexes_as_natively(tmp_path: Path, mode: str, status: int) -> None:
+@pytest.mark.parametrize(("mode", "status"),
+                         [("exit_group", 5), ("robust", 0), ("pi", 0), ("interrupt", 0), ("futex", 0)])
+def test_exit_mutexes_interrupts_and_futex_calls_as_natively(tmp_path: Path, mode: str, status: int) -> None:
     binary = _build(tmp_path, [])
     native = run_native([str(binary), mode])
     assert native.returncode == status

@@ -4,6 +4,7 @@
    Every line it prints is the same on every run, natively or under emu. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -182,7 +184,97 @@ static int priority_inheritance(void) {
     return 0;
 }
 
+static int blocked_pipe[2];
+static volatile int reader_ready;
+
+static void on_usr2(int sig) { (void)sig; }
+
+static void *interrupted_reader(void *arg) {
+    char c;
+    (void)arg;
+    reader_ready = 1;
+    ssize_t n = read(blocked_pipe[0], &c, 1);
+    printf("read in the signalled thread: %zd (%s)\n", n, n < 0 ? strerror(errno) : "data");
+    return NULL;
+}
+
+static void *cancelled_reader(void *arg) {
+    char c;
+    (void)arg;
+    reader_ready = 1;
+    read(blocked_pipe[0], &c, 1);   /* a cancellation point */
+    printf("not reached\n");
+    return NULL;
+}
+
+static int interrupted_calls(void) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr2;        /* no SA_RESTART: the blocked read fails with EINTR */
+    sigaction(SIGUSR2, &sa, NULL);
+    pipe(blocked_pipe);
+    pthread_t t;
+    pthread_create(&t, NULL, interrupted_reader, NULL);
+    while (!reader_ready)
+        sched_yield();
+    usleep(20000);
+    pthread_kill(t, SIGUSR2);
+    pthread_join(t, NULL);
+    reader_ready = 0;
+    pthread_create(&t, NULL, cancelled_reader, NULL);
+    while (!reader_ready)
+        sched_yield();
+    usleep(20000);
+    pthread_cancel(t);
+    void *result;
+    pthread_join(t, &result);
+    printf("cancelled: %s\n", result == PTHREAD_CANCELED ? "yes" : "no");
+    return 0;
+}
+
+static uint32_t word_a, word_b;
+static atomic_int arrived;
+
+static long futex(uint32_t *uaddr, int op, uint32_t val, long val2, uint32_t *uaddr2, uint32_t val3) {
+    return syscall(SYS_futex, uaddr, op, val, val2, uaddr2, val3);
+}
+
+static void *futex_waiter(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&arrived, 1);
+    while (futex(&word_a, FUTEX_WAIT_PRIVATE, 0, 0, NULL, 0) != 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+static int futex_operations(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, futex_waiter, NULL);
+    while (atomic_load(&arrived) < 4)
+        sched_yield();
+    long requeued = 0;
+    while (requeued < 4) {          /* all four end up waiting on word_b, whenever each started waiting */
+        usleep(1000);
+        requeued += futex(&word_a, FUTEX_CMP_REQUEUE_PRIVATE, 0, 4, &word_b, 0);
+    }
+    long woken = futex(&word_a, FUTEX_WAKE_OP_PRIVATE, 1, 4, &word_b,
+                       FUTEX_OP(FUTEX_OP_ADD, 5, FUTEX_OP_CMP_EQ, 0));
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    printf("requeued %ld, woken by WAKE_OP %ld, word_b %u\n", requeued, woken, word_b);
+    long r = futex(&word_a, FUTEX_CMP_REQUEUE_PRIVATE, 0, 1, &word_b, 9);
+    printf("CMP_REQUEUE with a stale value: %ld (%s)\n", r, strerror(errno));
+    struct timespec short_wait = {0, 1000000};
+    r = futex(&word_a, FUTEX_WAIT_PRIVATE, 0, (long)&short_wait, NULL, 0);
+    printf("a timed wait: %ld (%s)\n", r, strerror(errno));
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "interrupt") == 0)
+        return interrupted_calls();
+    if (argc > 1 && strcmp(argv[1], "futex") == 0)
+        return futex_operations();
     if (argc > 1 && strcmp(argv[1], "pi") == 0)
         return priority_inheritance();
     if (argc > 1 && strcmp(argv[1], "exit_group") == 0)
