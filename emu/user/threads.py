@@ -28,14 +28,34 @@ import os
 import select
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from cpu.exceptions import GuestFault
 from cpu.state import CpuState
 from emu.user.linux import Errno
 from emu.user.sigstate import SignalState, bit
 
-if TYPE_CHECKING:
-    from emu.user.kernel import Kernel
+
+class Memory(Protocol):
+    def read(self, address: int, length: int) -> bytes: ...
+    def write(self, address: int, data: bytes) -> None: ...
+
+
+class Kernel(Protocol):
+    """What the scheduler uses of ``emu.user.kernel.Kernel`` (which holds the :class:`Threads`): the live
+    registers, memory, the running thread's per-thread fields, the clock, and the system call dispatch."""
+
+    state: CpuState
+    mem: Memory
+    pid: int
+    tid: int
+    signals: SignalState
+    clear_child_tid: int
+    robust_list: int
+    slept_ns: int
+
+    def monotonic_ns(self) -> int: ...
+    def handle(self) -> None: ...
 
 QUANTUM = 100_000
 """Instructions a thread retires before the next runnable thread runs (about 10-50 ms in the Python
@@ -134,7 +154,7 @@ class Threads:
             try:
                 k.mem.write(k.clear_child_tid, bytes(4))
                 self.wake(k.clear_child_tid, 1)
-            except Exception:        # noqa: BLE001 - an unmapped word is ignored, as Linux's put_user failure
+            except GuestFault:       # an unmapped word is ignored, as when Linux's put_user fails
                 pass
         self.all.remove(thread)
 
@@ -158,7 +178,7 @@ class Threads:
                 entry = next_entry
             if pending:
                 self._futex_death((pending & ~1) + offset)
-        except Exception:      # noqa: BLE001 - a list in unmapped memory ends the walk, as in Linux
+        except GuestFault:     # a list in unmapped memory ends the walk, as in Linux
             return
 
     def _u64(self, address: int) -> int:
