@@ -72,8 +72,7 @@ def test_go_test_binary_passes(tmp_path: Path) -> None:
         pytest.skip("go is not installed (Debian: apt-get install golang-go; scripts/setup installs it)")
     binary = tmp_path / "gothreads.test"
     subprocess.run([go, "test", "-c", "-o", str(binary), "."], cwd=PROGRAMS / "go_threads", check=True,
-                   env={"CGO_ENABLED": "0", "HOME": str(tmp_path), "GOCACHE": str(tmp_path / "cache"),
-                        "GOFLAGS": "-mod=mod", "PATH": "/usr/bin:/bin"})
+                   env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
     result = run_emu(["--jit=on", str(binary), "-test.v"])
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
