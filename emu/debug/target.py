@@ -421,11 +421,20 @@ class ProcessBackend:
         return None
 
     def execute(self, budget: int) -> Stop | None:
-        exit_ = self.interp.run(budget)
+        threads = self.process.kernel.threads
+        try:
+            threads.settle()                            # the next thread, when this one used its quantum
+        except ProcessExit as e:
+            return self.end(e.status, e.signal)
+        quantum = threads.limit()
+        before = self.state.icount
+        exit_ = self.interp.run(budget if quantum is None else min(budget, quantum))
+        threads.account(self.state.icount - before)
         match exit_.kind:
             case ExitKind.SYSCALL:
                 try:
                     self.process.kernel.handle()
+                    threads.settle()                    # another thread runs when this one parked (emu.user.threads)
                     deliver(self.process.kernel)       # what the call made pending: a handler or the end
                 except ProcessExit as e:
                     return self.end(e.status, e.signal)

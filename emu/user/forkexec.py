@@ -13,8 +13,11 @@ linker is missing.  wait4 and waitid are the host's, waiting the way a blocking 
 signals interrupt them; with SIGCHLD ignored (or SA_NOCLDWAIT) wait4 reaps children as they end and
 fails with ECHILD when none is left, as if the kernel had never kept them.
 
-Not modelled: threads (clone with CLONE_VM and without CLONE_VFORK, or CLONE_THREAD, fails with ENOSYS;
-clone3 is ENOSYS, so the C library falls back to clone); vfork and clone(CLONE_VM | CLONE_VFORK), as
+clone with CLONE_THREAD makes a thread (``emu.user.threads``: CLONE_SETTLS, CLONE_PARENT_SETTID,
+CLONE_CHILD_SETTID, CLONE_CHILD_CLEARTID); a fork of a threaded process keeps only the calling thread.
+
+Not modelled: CLONE_VM without CLONE_THREAD or CLONE_VFORK (a process sharing memory: ENOSYS);
+clone3 (ENOSYS, so the C library falls back to clone); vfork and clone(CLONE_VM | CLONE_VFORK), as
 posix_spawn uses it, are a fork: the parent does not wait for the child's execve, and what the child
 writes to memory stays in the child; CLONE_PARENT, CLONE_NEWNS and the other namespaces.
 """
@@ -60,7 +63,8 @@ def _fork(k: Kernel, flags: int, newsp: int, parent_tid: int, child_tid: int, tl
     k.host.before_fork()
     pid = os.fork()
     if pid == 0:
-        k.pid = os.getpid()
+        k.pid = k.tid = os.getpid()
+        k.threads.after_fork()              # the child has only the thread that forked
         k.signals.pending.clear()           # pending signals are not inherited (fork(2))
         k.host.after_fork_child()
         st = k.state
@@ -92,13 +96,35 @@ def vfork(k: Kernel) -> int:
 
 @syscall("clone")
 def clone(k: Kernel, flags: int, newsp: int, parent_tid: int, child_tid: int, tls: int) -> int:
-    """A new process (the x86-64 argument order: flags, stack, parent_tid, child_tid, tls)."""
-    if flags & CLONE_THREAD or (flags & CLONE_VM and not flags & CLONE_VFORK):
-        k.say_once("threads (clone with CLONE_VM) are not supported; clone returns ENOSYS")
+    """A new thread, or a new process (the x86-64 argument order: flags, stack, parent_tid, child_tid, tls)."""
+    if flags & CLONE_THREAD:
+        return _thread(k, flags, newsp, parent_tid, child_tid, tls)
+    if flags & CLONE_VM and not flags & CLONE_VFORK:
+        k.say_once("clone with CLONE_VM but without CLONE_THREAD (a process sharing memory) is not supported; "
+                   "clone returns ENOSYS")
         raise SyscallError(Errno.ENOSYS)
     if flags & _SHARED:
         raise SyscallError(Errno.EINVAL)
     return _fork(k, flags, newsp, parent_tid, child_tid, tls)
+
+
+def _thread(k: Kernel, flags: int, newsp: int, parent_tid: int, child_tid: int, tls: int) -> int:
+    """CLONE_THREAD: a thread of this process (``emu.user.threads``), which needs CLONE_SIGHAND and CLONE_VM."""
+    if not flags & CLONE_SIGHAND or not flags & CLONE_VM or flags & CLONE_VFORK or flags & CSIGNAL:
+        raise SyscallError(Errno.EINVAL)
+    if tls >= 1 << 47 and flags & CLONE_SETTLS:
+        raise SyscallError(Errno.EPERM)
+    if flags & CLONE_PARENT_SETTID:
+        k.mem.write(parent_tid, b"\0" * 4)          # fails with EFAULT before the thread exists
+    thread = k.threads.spawn(newsp, tls if flags & CLONE_SETTLS else None)
+    tid = struct.pack("<i", thread.tid)
+    if flags & CLONE_PARENT_SETTID:
+        k.mem.write(parent_tid, tid)
+    if flags & CLONE_CHILD_SETTID:
+        k.mem.write(child_tid, tid)
+    if flags & CLONE_CHILD_CLEARTID:
+        thread.clear_child_tid = child_tid
+    return thread.tid
 
 
 @syscall("clone3")

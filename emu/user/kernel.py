@@ -21,7 +21,8 @@ A guest pointer into unmapped memory makes the call fail with EFAULT; a host
 error becomes the Linux errno of the same name; a call without a handler
 returns ENOSYS and is reported once.  A blocking call that a signal interrupts
 (``emu.user.signals``) returns EINTR, or is restarted after the handler when
-it allows that.  Not modelled: threads, sockets.
+it allows that.  A call that would block while other threads can run parks the thread instead
+(:class:`Parked`, ``emu.user.threads``).  Not modelled: sockets.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from emu.user.linux import (
     AT_FDCWD,
     MASK64,
     Errno,
+    Parked,
     ProcessExit,
     SyscallError,
     errno_name,
@@ -51,6 +53,7 @@ from emu.user.linux import (
 from emu.user.sigstate import Interrupted, SignalState
 from emu.user.sysent import HANDLERS, NAMES
 from emu.user.sysroot import Sysroot
+from emu.user.threads import Threads
 
 PATH_MAX = 4096
 
@@ -107,9 +110,12 @@ class Kernel:
         """The emulator process around the guest, for fork and execve (set when it runs)."""
         self.rlimits = memory.rlimits
         """The resource limits set by the guest (the address space applies RLIMIT_AS and RLIMIT_STACK)."""
+        self.tid = self.pid
+        """The running thread's id (the pid for the main thread)."""
         self.clear_child_tid = 0
         self.robust_list = 0
         self.said: set[str] = set()
+        self.threads = Threads(self)
 
     # -- dispatch -----------------------------------------------------------
     def handle(self) -> None:
@@ -131,9 +137,15 @@ class Kernel:
             except ProcessExit:
                 self._trace(name, args, "?")
                 raise
+            except Parked as parked:
+                thread = self.threads.current
+                thread.wait = parked.wait       # type: ignore[assignment]
+                st.rax = nr                     # run again (a host wait), or the result a wake-up writes
+                return
             except Interrupted:
                 self.signals.restart = nr      # a signal came during a blocking wait: EINTR, or restart
                 result = -Errno.EINTR
+        self.threads.current.deadline = None
         self._trace(name, args, (result < 0 and errno_name(-result)) or hex(result))
         st.rax = result & MASK64
 

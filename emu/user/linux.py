@@ -126,6 +126,16 @@ class ProcessExit(Exception):
         return self.status if self.signal is None else 128 + self.signal
 
 
+class Parked(Exception):
+    """The running thread cannot go on with its system call yet; another thread runs meanwhile
+    (``emu.user.threads``).  ``wait`` says what it waits for; the call is finished later, by a wake-up
+    that sets its result, or by running it again."""
+
+    def __init__(self, wait: object) -> None:
+        super().__init__("parked")
+        self.wait = wait
+
+
 class Signal(IntEnum):
     """Linux x86-64 signal numbers (signal(7))."""
 

@@ -18,7 +18,10 @@ same options (:meth:`Process.exec`, ``emu.user.forkexec``).
 nanosecond per retired instruction from a fixed date, getrandom(2) and RDRAND
 draw from ``seed``, and the host name is ``emu``.  AT_RANDOM always comes from ``seed``.
 
-Not modelled: threads, core dumps.
+Guest threads run one at a time between the process's system calls (``emu.user.threads``): the loop
+switches when the running thread parks, yields, ends or has run its quantum.
+
+Not modelled: core dumps.
 """
 
 from __future__ import annotations
@@ -152,17 +155,22 @@ class Process:
         self.host_signals = HostSignals(self.kernel, interp.request_exit)
         self.host_signals.install()
         self.kernel.host = self
+        threads = self.kernel.threads
         try:
             while True:
                 try:
+                    threads.settle()
                     deliver(self.kernel)
                 except ProcessExit as e:
                     return self._ended(e)
                 budget = None if max_instructions is None else max_instructions - interp.icount
                 if budget is not None and budget <= 0:
                     return self._killed(Signal.SIGXCPU, f"after {max_instructions} instructions (the limit)")
+                limit = min(x for x in (SLICE, budget, threads.limit()) if x is not None)
+                before = interp.icount
                 try:
-                    stop = interp.run(SLICE if budget is None else min(budget, SLICE))
+                    stop = interp.run(limit)
+                    threads.account(interp.icount - before)
                     if stop.kind == ExitKind.SYSCALL:
                         self.kernel.handle()
                 except ProcessExit as e:

@@ -25,6 +25,11 @@ ignored; otherwise the process dies of it.  Asynchronous signals are taken betwe
 sent to the emulator (Ctrl-C, kill(1), SIGCHLD of a child, the ITIMER_REAL timer) are forwarded to the
 guest by :class:`HostSignals`, which also stops the run loop so that delivery is precise.
 
+Each thread has its own mask, pending signals and alternate stack (``Kernel.signals`` is the running
+thread's); the dispositions are the process's.  kill(2) and host signals go to a thread that does not
+block them, tgkill(2) to the thread it names (``emu.user.threads``); a blocking wait parks the thread
+instead of blocking the host while other threads exist.
+
 Not modelled: queued real-time signals (one instance of each pending signal is kept, like a standard
 signal), the sender's pid and uid of a forwarded host signal (si_code SI_USER, si_pid 0), SIGSEGV, SIGBUS,
 SIGFPE, SIGILL and SIGTRAP sent by other processes (the emulator keeps the host's handling of those),
@@ -57,6 +62,7 @@ from emu.user.linux import (
     SS_DISABLE,
     Errno,
     KernelSigaction,
+    Parked,
     ProcessExit,
     Signal,
     StackT,
@@ -77,6 +83,7 @@ from emu.user.sigstate import (
     bit,
 )
 from emu.user.sysent import syscall
+from emu.user.threads import HostWait
 
 if TYPE_CHECKING:
     from emu.user.kernel import Kernel
@@ -180,8 +187,23 @@ def wait_until(k: Kernel, ready: Callable[[], T | None], wanted: Sequence[tuple[
                timeout_ms: int | None = None) -> T | None:
     """Block the way a system call does: call ``ready`` until it gives a value, sleeping in between until
     one of the host descriptors (fd, poll events) in ``wanted`` is ready, a host signal arrives, or the
-    timeout passes (then None).  Raises :class:`Interrupted` when a signal that will be delivered is pending."""
+    timeout passes (then None).  Raises :class:`Interrupted` when a signal that will be delivered is pending.
+
+    While other threads exist, the wait does not block the host: when nothing is ready the thread parks
+    (:class:`Parked`) and the call runs again when the scheduler sees ``wanted`` ready (``emu.user.threads``)."""
     sigs = k.signals
+    if k.threads.many:
+        thread = k.threads.current
+        if thread.deadline is None and timeout_ms is not None:
+            thread.deadline = time.monotonic() + timeout_ms / 1000
+        value = ready()
+        if value is not None:
+            return value
+        if sigs.deliverable():
+            raise Interrupted
+        if thread.deadline is not None and thread.deadline <= time.monotonic():
+            return None
+        raise Parked(HostWait(list(wanted)))
     poller = select.poll()
     for fd, events in wanted:
         poller.register(fd, events)
@@ -402,7 +424,7 @@ class HostSignals:
             info = _child_info()
         else:
             info = siginfo(sig, SI_USER, 0, 0)
-        self.k.signals.post(sig, info)
+        self.k.threads.post_process(sig, info)
         self.stop()
 
     def for_exec(self) -> None:
@@ -591,9 +613,9 @@ def kill(k: Kernel, pid: int, sig: int) -> int:
     """To the process itself: pending at once (delivered before the call returns to the guest).  Any other
     pid, group or -1 goes to the host's kill(2): other emulated processes forward what they receive."""
     sig, pid = _check_signal(sig), s32(pid)
-    if pid == k.pid:
+    if pid == k.pid or k.threads.find(pid) is not None:
         if sig:
-            k.signals.post(sig, siginfo(sig, SI_USER, k.pid, os.getuid()))
+            k.threads.post_process(sig, siginfo(sig, SI_USER, k.pid, os.getuid()))
         return 0
     os.kill(pid, sig)
     return 0
@@ -601,22 +623,27 @@ def kill(k: Kernel, pid: int, sig: int) -> int:
 
 @syscall("tgkill")
 def tgkill(k: Kernel, tgid: int, tid: int, sig: int) -> int:
-    """One thread per process: the thread id is the process id."""
+    """To one of this process's threads: pending on that thread.  A tid of another process (whose main
+    thread's tid is its pid) goes to the host's kill(2)."""
     sig, tgid, tid = _check_signal(sig), s32(tgid), s32(tid)
     if tid <= 0 or tgid <= 0:
         raise SyscallError(Errno.EINVAL)
+    if tgid == k.pid:
+        thread = k.threads.find(tid)
+        if thread is None:
+            raise SyscallError(Errno.ESRCH)
+        if sig:
+            thread.signals.post(sig, siginfo(sig, SI_TKILL, k.pid, os.getuid()))
+        return 0
     if tgid != tid:
         raise SyscallError(Errno.ESRCH)
-    if tid != k.pid:
-        os.kill(tid, sig)
-    elif sig:
-        k.signals.post(sig, siginfo(sig, SI_TKILL, k.pid, os.getuid()))
+    os.kill(tid, sig)
     return 0
 
 
 @syscall("tkill")
 def tkill(k: Kernel, tid: int, sig: int) -> int:
-    return tgkill(k, tid, tid, sig)
+    return tgkill(k, k.pid if k.threads.find(s32(tid)) is not None else tid, tid, sig)
 
 
 # -- the real-time timer ------------------------------------------------------------------------------

@@ -48,6 +48,14 @@ class SignalState:
         self.wake: tuple[int, int] | None = None
         """The pipe the host signal handler writes to, so that a blocking wait ends (set by HostSignals)."""
 
+    def for_thread(self) -> SignalState:
+        """A new thread's state (clone(2)): the process's dispositions, the creator's mask, nothing pending,
+        no alternate stack."""
+        other = SignalState(blocked=self.blocked)
+        other.actions = self.actions
+        other.wake = self.wake
+        return other
+
     def action(self, sig: int) -> KernelSigaction:
         return self.actions.get(sig, KernelSigaction())
 

@@ -10,7 +10,8 @@ Identity is the host's (the guest shares the emulator's pid and uids, process
 group and session, and setpgid(2) and setsid(2) change the emulator's).  Time comes from the kernel's
 clock (``Kernel.monotonic_ns``), which may be virtual; sleeping returns at
 once and moves that clock forward instead (signals: ``emu.user.signals``).
-The process has one thread on one CPU.
+Threads (``emu.user.threads``) share one CPU; sleeping and sched_yield(2) let the next one run,
+exit(2) ends only the calling thread.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from emu.user.kernel import Kernel
 from emu.user.linux import (
     MASK64,
     Errno,
+    Parked,
     ProcessExit,
     Rlimit,
     Rusage,
@@ -35,7 +37,6 @@ from emu.user.linux import (
     s32,
 )
 from emu.user.loader import CLOCK_TICKS, STACK_SIZE
-from emu.user.signals import Interrupted, wait_until
 from emu.user.sysent import syscall
 
 RELEASE = b"6.1.0-emu"
@@ -45,15 +46,28 @@ NSEC = 1_000_000_000
 
 
 # -- exit, identity ----------------------------------------------------------------
-@syscall("exit", "exit_group")
+@syscall("exit_group")
 def exit_group(k: Kernel, status: int) -> int:
-    """The process has one thread, so exit(2) ends it like exit_group(2)."""
     raise ProcessExit(status=s32(status))
 
 
-@syscall("getpid", "gettid")
+@syscall("exit")
+def exit_(k: Kernel, status: int) -> int:
+    """Ends the calling thread (``emu.user.threads``); the last thread's exit ends the process."""
+    if not k.threads.many:
+        raise ProcessExit(status=s32(status))
+    k.threads.exit_current()
+    raise Parked(None)
+
+
+@syscall("getpid")
 def getpid(k: Kernel) -> int:
     return k.pid
+
+
+@syscall("gettid")
+def gettid(k: Kernel) -> int:
+    return k.tid
 
 
 @syscall("getppid")
@@ -150,7 +164,7 @@ def prctl(k: Kernel, option: int, arg2: int) -> int:
 @syscall("set_tid_address")
 def set_tid_address(k: Kernel, tidptr: int) -> int:
     k.clear_child_tid = tidptr
-    return k.pid
+    return k.tid
 
 
 @syscall("set_robust_list")
@@ -159,37 +173,6 @@ def set_robust_list(k: Kernel, head: int, length: int) -> int:
         raise SyscallError(Errno.EINVAL)
     k.robust_list = head
     return 0
-
-
-class FutexOp(IntEnum):
-    """futex(2) operations (linux/futex.h), without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME."""
-
-    FUTEX_WAIT = 0
-    FUTEX_WAKE = 1
-    FUTEX_WAIT_BITSET = 9
-    FUTEX_WAKE_BITSET = 10
-
-
-FUTEX_CMD_MASK = 0x7F
-
-
-@syscall("futex")
-def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int) -> int:
-    """One thread: a wake finds no waiter; a wait returns EAGAIN when the word changed, and otherwise sleeps
-    until its timeout or a signal, since no other thread can wake it."""
-    word = int.from_bytes(k.mem.read(uaddr, 4), "little")
-    match op & FUTEX_CMD_MASK:
-        case FutexOp.FUTEX_WAKE | FutexOp.FUTEX_WAKE_BITSET:
-            return 0
-        case FutexOp.FUTEX_WAIT | FutexOp.FUTEX_WAIT_BITSET:
-            if word != val & 0xFFFF_FFFF:
-                raise SyscallError(Errno.EAGAIN)
-            try:
-                wait_until(k, lambda: None, timeout_ms=_read_duration(k, timeout) // 1_000_000 if timeout else None)
-            except Interrupted:
-                raise SyscallError(Errno.EINTR) from None
-            raise SyscallError(Errno.ETIMEDOUT)
-    raise SyscallError(Errno.ENOSYS)
 
 
 @syscall("rseq")
@@ -310,6 +293,7 @@ def time_(k: Kernel, tloc: int) -> int:
 @syscall("nanosleep")
 def nanosleep(k: Kernel, req: int, rem: int) -> int:
     k.slept_ns += _read_duration(k, req)
+    k.threads.yield_current()
     return 0
 
 
@@ -321,6 +305,7 @@ def clock_nanosleep(k: Kernel, clock: int, flags: int, req: int, rem: int) -> in
     else:
         _clock_ns(k, s32(clock))
     k.slept_ns += duration
+    k.threads.yield_current()
     return 0
 
 
@@ -380,6 +365,8 @@ def sched_getaffinity(k: Kernel, pid: int, length: int, mask: int) -> int:
 
 @syscall("sched_yield")
 def sched_yield(k: Kernel) -> int:
+    """The next runnable thread runs (``emu.user.threads``)."""
+    k.threads.yield_current()
     return 0
 
 

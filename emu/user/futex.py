@@ -1,0 +1,183 @@
+"""futex(2): the waits and wake-ups that guest threads build their locks on.
+
+Follows futex(2) and the kernel's ``kernel/futex/`` (``futex_wait``, ``futex_wake``, ``futex_requeue``,
+``futex_wake_op``, ``futex_lock_pi``, ``futex_unlock_pi``): FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE,
+FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET, FUTEX_LOCK_PI,
+FUTEX_TRYLOCK_PI and FUTEX_UNLOCK_PI, with FUTEX_PRIVATE_FLAG (every futex here is the process's own)
+and FUTEX_CLOCK_REALTIME.  Threads run one at a time on one host thread (``emu.user.threads``), so
+comparing the futex word and parking the thread is atomic as the kernel's hash-bucket lock makes it.
+A waiting thread parks; a wake-up sets its result (0), its timeout ETIMEDOUT, a signal EINTR.
+FUTEX_WAIT's timeout is relative; FUTEX_WAIT_BITSET's and FUTEX_LOCK_PI's absolute, on
+CLOCK_MONOTONIC or, with FUTEX_CLOCK_REALTIME (always for LOCK_PI), CLOCK_REALTIME.
+
+Not modelled: futexes shared with another process (MAP_SHARED memory across fork), priority
+inheritance itself (one CPU, no priorities: a PI futex is a lock handed to the first waiter),
+FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI, futex_waitv and FUTEX_LOCK_PI2.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from emu.user.linux import Errno, Parked, SyscallError, Timespec, s32
+from emu.user.sigstate import Interrupted
+from emu.user.sysent import syscall
+from emu.user.threads import FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS
+
+if TYPE_CHECKING:
+    from emu.user.kernel import Kernel
+
+
+class FutexOp(IntEnum):
+    """futex(2) commands (linux/futex.h), without FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME."""
+
+    FUTEX_WAIT = 0
+    FUTEX_WAKE = 1
+    FUTEX_REQUEUE = 3
+    FUTEX_CMP_REQUEUE = 4
+    FUTEX_WAKE_OP = 5
+    FUTEX_LOCK_PI = 6
+    FUTEX_UNLOCK_PI = 7
+    FUTEX_TRYLOCK_PI = 8
+    FUTEX_WAIT_BITSET = 9
+    FUTEX_WAKE_BITSET = 10
+
+
+FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+FUTEX_CMD_MASK = ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+BITSET_MATCH_ANY = 0xFFFF_FFFF
+NSEC = 1_000_000_000
+_WAKE_OPS = {0: lambda old, arg: arg, 1: lambda old, arg: old + arg, 2: lambda old, arg: old | arg,
+             3: lambda old, arg: old & ~arg, 4: lambda old, arg: old ^ arg}
+"""FUTEX_OP_SET, ADD, OR, ANDN, XOR: the new value of the second word from its old value and oparg."""
+_WAKE_CMPS = {0: lambda a, b: a == b, 1: lambda a, b: a != b, 2: lambda a, b: a < b,
+              3: lambda a, b: a <= b, 4: lambda a, b: a > b, 5: lambda a, b: a >= b}
+"""FUTEX_OP_CMP_EQ, NE, LT, LE, GT, GE on the old value (signed 32-bit)."""
+
+
+def _word(k: Kernel, address: int) -> int:
+    if address & 3:
+        raise SyscallError(Errno.EINVAL)
+    return int.from_bytes(k.mem.read(address, 4), "little")
+
+
+def _store(k: Kernel, address: int, value: int) -> None:
+    k.mem.write(address, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
+
+
+def _deadline(k: Kernel, timeout: int, absolute: bool, realtime: bool) -> int | None:
+    """The end of a wait on the process's monotonic clock (``Kernel.monotonic_ns``), or None for none."""
+    if not timeout:
+        return None
+    t = k.read_struct(timeout, Timespec)
+    if t.tv_sec < 0 or not 0 <= t.tv_nsec < NSEC:
+        raise SyscallError(Errno.EINVAL)
+    ns = t.tv_sec * NSEC + t.tv_nsec
+    if not absolute:
+        return k.monotonic_ns() + ns
+    return ns - (k.realtime_ns() - k.monotonic_ns()) if realtime else ns
+
+
+def _wait(k: Kernel, address: int, val: int, deadline: int | None, bitset: int) -> int:
+    if bitset == 0:
+        raise SyscallError(Errno.EINVAL)
+    if _word(k, address) != val & 0xFFFF_FFFF:
+        raise SyscallError(Errno.EAGAIN)
+    if k.signals.deliverable():
+        raise Interrupted
+    if deadline is not None and deadline <= k.monotonic_ns():
+        raise SyscallError(Errno.ETIMEDOUT)
+    raise Parked(k.threads.futex_wait(address, bitset, deadline))
+
+
+@syscall("futex")
+def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int) -> int:
+    """The futex operations glibc, Go and Rust's standard library use; see the module's docstring."""
+    cmd, realtime = op & FUTEX_CMD_MASK, bool(op & FUTEX_CLOCK_REALTIME)
+    threads = k.threads
+    match cmd:
+        case FutexOp.FUTEX_WAIT:
+            return _wait(k, uaddr, val, _deadline(k, timeout, False, realtime), BITSET_MATCH_ANY)
+        case FutexOp.FUTEX_WAIT_BITSET:
+            return _wait(k, uaddr, val, _deadline(k, timeout, True, realtime), val3 & 0xFFFF_FFFF)
+        case FutexOp.FUTEX_WAKE:
+            _word(k, uaddr)
+            return threads.wake(uaddr, s32(val))
+        case FutexOp.FUTEX_WAKE_BITSET:
+            _word(k, uaddr)
+            if val3 & 0xFFFF_FFFF == 0:
+                raise SyscallError(Errno.EINVAL)
+            return threads.wake(uaddr, s32(val), val3 & 0xFFFF_FFFF)
+        case FutexOp.FUTEX_REQUEUE | FutexOp.FUTEX_CMP_REQUEUE:
+            if cmd == FutexOp.FUTEX_CMP_REQUEUE and _word(k, uaddr) != val3 & 0xFFFF_FFFF:
+                raise SyscallError(Errno.EAGAIN)
+            _word(k, uaddr2)
+            if s32(val) < 0 or s32(timeout) < 0:
+                raise SyscallError(Errno.EINVAL)
+            woken = threads.wake(uaddr, s32(val))
+            moved = threads.waiters(uaddr)[:s32(timeout)]     # val2 travels in the timeout argument
+            for thread in moved:
+                thread.wait.address = uaddr2                    # type: ignore[union-attr]
+            return woken + len(moved)
+        case FutexOp.FUTEX_WAKE_OP:
+            return _wake_op(k, uaddr, s32(val), s32(timeout), uaddr2, val3)
+        case FutexOp.FUTEX_LOCK_PI | FutexOp.FUTEX_TRYLOCK_PI:
+            return _lock_pi(k, uaddr, timeout, cmd == FutexOp.FUTEX_TRYLOCK_PI)
+        case FutexOp.FUTEX_UNLOCK_PI:
+            return _unlock_pi(k, uaddr)
+    raise SyscallError(Errno.ENOSYS)
+
+
+def _wake_op(k: Kernel, uaddr: int, count: int, count2: int, uaddr2: int, encoded: int) -> int:
+    """Change the word at ``uaddr2`` by the encoded operation, wake ``uaddr``'s waiters, and those of
+    ``uaddr2`` too when the old value passes the encoded comparison."""
+    op, cmp = (encoded >> 28) & 7, (encoded >> 24) & 15
+    oparg, cmparg = (encoded >> 12) & 0xFFF, encoded & 0xFFF
+    if encoded & (8 << 28):       # FUTEX_OP_OPARG_SHIFT
+        oparg = 1 << (oparg & 31)
+    if op not in _WAKE_OPS or cmp not in _WAKE_CMPS:
+        raise SyscallError(Errno.ENOSYS)
+    _word(k, uaddr)
+    old = _word(k, uaddr2)
+    _store(k, uaddr2, _WAKE_OPS[op](old, oparg))
+    woken = k.threads.wake(uaddr, count)
+    signed_arg = cmparg - 0x1000 if cmparg & 0x800 else cmparg
+    if _WAKE_CMPS[cmp](s32(old), signed_arg):
+        woken += k.threads.wake(uaddr2, count2)
+    return woken
+
+
+def _lock_pi(k: Kernel, uaddr: int, timeout: int, try_only: bool) -> int:
+    """Take the lock word for this thread: free (0, or only OWNER_DIED left by a dead owner) it becomes
+    the tid; held, the waiters bit is set and the thread waits for FUTEX_UNLOCK_PI to hand it over."""
+    word = _word(k, uaddr)
+    owner = word & FUTEX_TID_MASK
+    if owner == k.tid:
+        raise SyscallError(Errno.EDEADLK)
+    if owner == 0 or k.threads.find(owner) is None and owner != k.pid:
+        _store(k, uaddr, k.tid | (word & FUTEX_WAITERS) | (FUTEX_OWNER_DIED if owner else word & FUTEX_OWNER_DIED))
+        return 0
+    if try_only:
+        raise SyscallError(Errno.EAGAIN)
+    _store(k, uaddr, word | FUTEX_WAITERS)
+    if k.signals.deliverable():
+        raise Interrupted
+    deadline = _deadline(k, timeout, True, True)
+    raise Parked(k.threads.futex_wait(uaddr, BITSET_MATCH_ANY, deadline))
+
+
+def _unlock_pi(k: Kernel, uaddr: int) -> int:
+    """Hand the lock to the first waiter (its FUTEX_LOCK_PI returns 0 owning it), or free it."""
+    word = _word(k, uaddr)
+    if word & FUTEX_TID_MASK != k.tid:
+        raise SyscallError(Errno.EPERM)
+    waiters = k.threads.waiters(uaddr)
+    if not waiters:
+        _store(k, uaddr, 0)
+        return 0
+    heir = waiters[0]
+    _store(k, uaddr, heir.tid | (FUTEX_WAITERS if len(waiters) > 1 else 0))
+    heir.wait = None
+    heir.regs.rax = 0
+    return 0

@@ -1,0 +1,3 @@
+module emu.test/gothreads
+
+go 1.19
