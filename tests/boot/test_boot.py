@@ -1,6 +1,6 @@
 """Booting the default guest: an unmodified Linux kernel to a busybox shell, judged by its own serial output.
 
-The guest is built on first use (emu.machine.guest, cached outside the repository).
+The guest is built on first use (the `guest` fixture in conftest.py).
 Each test boots it with a script typed into the serial console.
 """
 
@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from emu.machine.guest import default_guest
-
 RTC_BASE = "1700000000"
 SCRIPT = """uname -a
 cat /proc/interrupts
@@ -28,11 +26,6 @@ sync
 cat /mnt/hello.txt
 poweroff -f
 """
-
-
-@pytest.fixture(scope="module")
-def guest():
-    return default_guest(progress=lambda line: print(line, file=sys.stderr))
 
 
 def boot(guest, disk: Path, script: str = SCRIPT, *extra: str) -> subprocess.CompletedProcess[str]:
