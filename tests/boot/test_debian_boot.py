@@ -37,3 +37,32 @@ def test_debian_stock_kernel_boots_on_pc_mounts_vda_and_writes_a_file_the_host_r
     content = subprocess.run(["debugfs", "-R", "cat /from-guest.txt", str(disk)], capture_output=True, text=True,
                              check=True).stdout
     assert content == "written-by-debian\n"
+
+
+@pytest.mark.slow
+def test_debian_stock_kernel_takes_an_initrd_in_the_initramfs_tools_layout_given_with_kernel_and_initrd(
+        tmp_path: Path):
+    """`emu boot --kernel K --initrd I` as a user with a Debian host's files would type it.  The initrd is laid out
+    as initramfs-tools writes one (an uncompressed early cpio for CPU microcode, then the main archive
+    compressed with zstd); its contents are the Debian guest's, since a real initramfs-tools image needs the
+    package and a kernel installed (README.md says what is not tested)."""
+    guest = dg.debian_guest(progress=lambda line: print(line, file=sys.stderr))
+    early = tmp_path / "early"
+    (early / "kernel" / "x86" / "microcode").mkdir(parents=True)
+    (early / "kernel" / "x86" / "microcode" / "GenuineIntel.bin").write_bytes(b"")
+    names = "kernel\nkernel/x86\nkernel/x86/microcode\nkernel/x86/microcode/GenuineIntel.bin\n"
+    early_cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=early, input=names.encode(),
+                                capture_output=True, check=True).stdout
+    main = subprocess.run(["zstd", "-q", "-c", str(guest.initrd)], capture_output=True, check=True).stdout
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(early_cpio + main)
+    run = subprocess.run([sys.executable, "-m", "emu", "boot", "--machine", "pc", "--kernel", str(guest.kernel),
+                          "--initrd", str(initrd), "--disk", f"{guest.disk},ro", "--append", guest.append,
+                          "--rtc-base", "1700000000", "--script", "cat /mnt/hello.txt\npoweroff -f\n"],
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    # /init is only in the zstd archive: the marker means the kernel unpacked it after the early cpio.
+    assert "Initramfs unpacking failed" not in run.stdout
+    assert "emu-guest: init reached" in run.stdout
+    assert "emu-guest: /dev/vda mounted on /mnt" in run.stdout
+    assert "hello from the virtio disk" in run.stdout
