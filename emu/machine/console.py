@@ -35,6 +35,9 @@ PANIC_HINTS = (
      "disk it has drivers for and where it is (--machine pc --disk ROOT.img --append root=/dev/vda)"),
     ("No working init found", "the initramfs or root filesystem has no init it could run (/init, /sbin/init)"),
     ("Attempted to kill init", "the initramfs's /init exited or crashed; its messages are above"),
+    ("deadlocked on memory", "the guest ran out of memory (a distribution's initramfs unpacks to tens of MiB): "
+     "give it more, e.g. --memory 512M"),
+    ("Out of memory", "the guest ran out of memory: give it more, e.g. --memory 512M"),
 )
 """Panic reasons a user meets first with a kernel or initramfs of their own, and what to do about each."""
 
