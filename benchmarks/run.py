@@ -1,6 +1,6 @@
 """emu benchmarks, side by side with the anchors, from one run.
 
-    python3 benchmarks/run.py [--quick]
+    python3 benchmarks/run.py [--quick] [--no-boot] [--no-debian | --debian-only]
 
 Reports (speed is measured here, never asserted in tests):
 - decoder: capstone -> Insn records per second, over busybox's code;
@@ -15,7 +15,10 @@ Reports (speed is measured here, never asserted in tests):
 - booting the default guest to its /init marker: emu's wall time and guest instructions, and
   qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed; for each
   emu boot, the Python tier's cost per translated block (the cold path) and the JIT's line, with its
-  compile time per block and share of the boot.
+  compile time per block and share of the boot;
+- booting Debian's stock cloud kernel (`emu boot --guest debian`, the pc machine) to the same marker,
+  and qemu-system-x86_64 -M pc (TCG) on the same kernel, initramfs, command line and disk
+  (`--no-debian` skips it, `--debian-only` runs only it).
 
 emu runs as an installed copy does: with Python's bytecode cache (PYTHONDONTWRITEBYTECODE is
 dropped from its environment), so a run's start-up is not spent compiling emu's own modules.
@@ -185,47 +188,78 @@ FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
 
 
+def _qemu_to_marker(arguments: list[str]) -> float | None:
+    """Wall time of qemu-system-x86_64 (TCG, 128 MiB, serial on stdout) from start to the /init marker line;
+    None when it is not installed or never printed the marker."""
+    from emu.machine.console import INIT_MARKER
+
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        return None
+    cmd = [qemu, "-accel", "tcg", "-m", "128M", "-nographic", "-no-reboot", *arguments]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = b""
+    while INIT_MARKER not in seen:
+        chunk = proc.stdout.read1(4096)
+        if not chunk:
+            break
+        seen = seen[-64:] + chunk
+    seconds = time.perf_counter() - start if INIT_MARKER in seen else None
+    proc.kill()
+    proc.wait()
+    return seconds
+
+
+def _emu_boot(arguments: list[str]) -> tuple[dict[str, object], str]:
+    """`emu boot ARGUMENTS --script 'poweroff -f' --stats`: wall time and guest instructions to the /init
+    marker, and emu's stderr (its --stats lines)."""
+    emu = subprocess.run([sys.executable, "-m", "emu", "boot", *arguments, "--rtc-base", "1700000000",
+                          "--script", "poweroff -f", "--stats"], capture_output=True, text=True, check=False,
+                         env=EMU_ENV)
+    marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
+    if emu.returncode != 0 or marker is None:
+        raise SystemExit(f"emu boot {' '.join(arguments)} failed:\n{emu.stdout[-2000:]}\n{emu.stderr[-2000:]}")
+    return {"emu_s": float(marker[2]), "instructions": int(marker[1])}, emu.stderr
+
+
 def bench_boot(jit: str, cold: bool = False) -> dict[str, object]:
     """Wall time (and for emu, guest instructions) from start to the guest's /init marker line."""
-    from emu.machine.console import INIT_MARKER
     from emu.machine.guest import default_guest
 
     guest = default_guest()
-    emu = subprocess.run([sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--initrd",
-                          str(guest.initrd), "--rtc-base", "1700000000", "--script", "poweroff -f", "--stats",
-                          f"--jit={jit}", *(["--no-code-cache"] if cold else [])],
-                         capture_output=True, text=True, check=False, env=EMU_ENV)
-    marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
-    if emu.returncode != 0 or marker is None:
-        raise SystemExit(f"emu boot failed:\n{emu.stdout[-2000:]}\n{emu.stderr[-2000:]}")
-    result: dict[str, object] = {"emu_s": float(marker[2]), "instructions": int(marker[1])}
-    translated = re.search(r"^emu: (\d+) blocks translated(?: \(([\d.]+) ms each\))?", emu.stderr, re.M)
+    result, stderr = _emu_boot(["--kernel", str(guest.kernel), "--initrd", str(guest.initrd), f"--jit={jit}",
+                                *(["--no-code-cache"] if cold else [])])
+    translated = re.search(r"^emu: (\d+) blocks translated(?: \(([\d.]+) ms each\))?", stderr, re.M)
     if translated and translated[2]:
         result["translated"] = f"Python tier: {int(translated[1]):,} blocks translated, {translated[2]} ms each"
-    jit_line = re.search(r"^emu: (JIT .*)$", emu.stderr, re.M)
+    jit_line = re.search(r"^emu: (JIT .*)$", stderr, re.M)
     if jit_line:
         result["jit"] = jit_line[1]
         compiled = re.search(r"(\d+) blocks compiled .* (\d+) ms compiling", jit_line[1])
         if compiled and int(compiled[1]):
             ms = int(compiled[2])
             result["compile"] = (f"JIT compiling (its own thread): {ms / int(compiled[1]):.2f} ms per block, "
-                                 f"{ms / 1000 / float(marker[2]):.0%} of the boot's wall time")
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu:
-        cmd = [qemu, "-M", "microvm,acpi=off", "-cpu", "qemu64,-apic", "-m", "128M", "-nographic", "-no-reboot",
-               "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-append", QEMU_APPEND]
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seen = b""
-        while INIT_MARKER not in seen:
-            chunk = proc.stdout.read1(4096)
-            if not chunk:
-                break
-            seen = seen[-64:] + chunk
-        if INIT_MARKER in seen:
-            result["qemu_s"] = time.perf_counter() - start
-        proc.kill()
-        proc.wait()
+                                 f"{ms / 1000 / result['emu_s']:.0%} of the boot's wall time")
+    qemu_s = _qemu_to_marker(["-M", "microvm,acpi=off", "-cpu", "qemu64,-apic", "-kernel", str(guest.kernel),
+                              "-initrd", str(guest.initrd), "-append", QEMU_APPEND])
+    if qemu_s is not None:
+        result["qemu_s"] = qemu_s
+    return result
+
+
+def bench_debian_boot() -> dict[str, object]:
+    """Debian's stock kernel (`emu boot --guest debian`, --machine pc, warm caches) to the /init marker, and
+    qemu-system-x86_64 -M pc (TCG) on the same kernel, initramfs, command line and disk."""
+    from emu.machine.debian_guest import debian_guest
+
+    guest = debian_guest()
+    result, _ = _emu_boot(["--guest", "debian", "--jit=on"])
+    qemu_s = _qemu_to_marker(["-M", "pc", "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),
+                              "-append", f"{QEMU_APPEND} {guest.append}",
+                              "-drive", f"file={guest.disk},if=virtio,format=raw,snapshot=on"])
+    if qemu_s is not None:
+        result["qemu_s"] = qemu_s
     return result
 
 
@@ -234,11 +268,31 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     parser.add_argument("--suites", action="store_true",
                         help="also run the test suites a runner is used for (CPython's tests: minutes)")
-    parser.add_argument("--no-boot", action="store_true", help="skip the Linux boot (it builds the guest on first use)")
+    parser.add_argument("--no-boot", action="store_true",
+                        help="skip the Linux boots (they build the guests on first use)")
+    parser.add_argument("--no-debian", action="store_true",
+                        help="skip the Debian stock kernel's boot (minutes; it downloads the kernel on first use)")
+    parser.add_argument("--debian-only", action="store_true", help="only the Debian stock kernel's boot")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     os.chdir(ROOT)
     subprocess.run([sys.executable, "-m", "emu", "--help"], env=EMU_ENV, capture_output=True, check=True)
+    rows = [] if args.debian_only else _rows(args, scale)
+    if not (args.no_boot or args.no_debian):
+        boot = bench_debian_boot()
+        versus = f", {boot['emu_s'] / boot['qemu_s']:,.0f}x qemu-system" if "qemu_s" in boot else ""
+        rows.append(("Debian stock kernel to /init: emu --machine pc --jit=on, warm caches", f"{boot['emu_s']:.2f} s",
+                     f"{boot['instructions']:,} guest insns{versus}"))
+        qemu = f"{boot['qemu_s']:.2f} s" if "qemu_s" in boot else "not installed"
+        rows.append(("Debian stock kernel to /init: qemu-system -M pc (TCG)", qemu, ""))
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>18}  {note}")
+    return 0
+
+
+def _rows(args: argparse.Namespace, scale: int) -> list[tuple[str, str, str]]:
+    """Every row but the Debian boot's: (workload, measure, note)."""
     rows = []
     rate = bench_decoder(20_000 // scale)
     rows.append(("decoder (capstone -> Insn)", f"{rate / 1e3:,.1f} K insn/s", f"{1e6 / rate:.1f} us/insn"))
@@ -293,10 +347,7 @@ def main() -> int:
             rows.append(("boot to /init: qemu-system (TCG)", f"{boot['qemu_s']:.2f} s", ""))
         else:
             rows.append(("boot to /init: qemu-system (TCG)", "not installed", "apt-get install qemu-system-x86"))
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>18}  {note}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

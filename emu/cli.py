@@ -388,7 +388,8 @@ def _cmd_boot(args: argparse.Namespace) -> int:
         return 2
     machine = made[0]
     start = time.perf_counter()
-    watcher = ScriptConsole(script, machine.uart.feed, lambda: machine.state.icount)
+    watcher = ScriptConsole(script, machine.uart.feed, lambda: machine.state.icount,
+                            panicked=lambda reason: machine.halt(1, reason))
     if args.gdb is not None:
         stop = _boot_gdb(args, machine, interactive=script is None)
         if stop is None:

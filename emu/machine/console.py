@@ -9,7 +9,13 @@ CPU; when nothing is typed, virtual time then keeps pace with real time.
 Scripted (``emu boot --script``): once the guest's ``/init`` prints its marker
 line, the script is typed into the console as if a person did, and the run
 ends when the guest powers off.  Nothing waits on the host, so a scripted run
-is deterministic.
+is deterministic.  A scripted run also ends when the guest kernel panics
+(Linux's closing ``---[ end Kernel panic - not syncing: REASON ]---`` line):
+a panicked kernel never reads its console again, so the script could never
+finish; the run stops with one line saying why and what to try.  (A kernel
+booted with ``panic=N`` reboots by itself first; emu stops then too.)
+Interactive sessions keep running after a panic, as a PC would, for the
+person to read the screen and quit.
 """
 
 from __future__ import annotations
@@ -23,6 +29,25 @@ import tty
 from collections.abc import Callable
 
 INIT_MARKER = b"emu-guest: init reached"
+PANIC_END = b"---[ end Kernel panic - not syncing: "
+PANIC_HINTS = (
+    ("Unable to mount root fs", "the kernel found no root filesystem: give it an initramfs (--initrd), or a root "
+     "disk it has drivers for and where it is (--machine pc --disk ROOT.img --append root=/dev/vda)"),
+    ("No working init found", "the initramfs or root filesystem has no init it could run (/init, /sbin/init)"),
+    ("Attempted to kill init", "the initramfs's /init exited or crashed; its messages are above"),
+    ("deadlocked on memory", "the guest ran out of memory (a distribution's initramfs unpacks to tens of MiB): "
+     "give it more, e.g. --memory 512M"),
+    ("Out of memory", "the guest ran out of memory: give it more, e.g. --memory 512M"),
+)
+"""Panic reasons a user meets first with a kernel or initramfs of their own, and what to do about each."""
+
+
+def panic_reason(reason: str) -> str:
+    """One line for a guest kernel's panic REASON: the reason and, when it is a known one, what to do."""
+    for words, hint in PANIC_HINTS:
+        if words in reason:
+            return f"the guest kernel panicked ({reason}): {hint}"
+    return f"the guest kernel panicked ({reason}); the kernel log above says why"
 CTRL_A = 0x01
 
 
@@ -79,21 +104,27 @@ class TerminalConsole:
 
 
 class ScriptConsole:
-    """Watches the console for the guest's /init marker; then types ``script`` (if any) into it.
+    """Watches the console for the guest's /init marker; then types ``script`` (if any) into it.  With a script,
+    a kernel panic calls ``panicked`` with the one-line reason.
 
     ``marker`` records (instructions retired, host seconds) when the marker appeared.
     """
 
-    def __init__(self, script: str | None, feed: Callable[[bytes], None], icount: Callable[[], int]) -> None:
+    def __init__(self, script: str | None, feed: Callable[[bytes], None], icount: Callable[[], int],
+                 panicked: Callable[[str], None] | None = None) -> None:
         self.script = None if script is None else script if script.endswith("\n") else script + "\n"
         self.feed = feed
         self.icount = icount
+        self.panicked = panicked if script is not None else None
         self.start = time.perf_counter()
         self.seen = bytearray()
+        self.line = bytearray()
         self.marker: tuple[int, float] | None = None
 
     def watch(self, data: bytes) -> None:
         """Called with every byte the guest writes to the console."""
+        if self.panicked is not None:
+            self._watch_panic(data)
         if self.marker is not None:
             return
         self.seen += data
@@ -103,3 +134,14 @@ class ScriptConsole:
                 self.feed(self.script.encode())
         elif len(self.seen) > 4096:
             del self.seen[:-len(INIT_MARKER)]
+
+    def _watch_panic(self, data: bytes) -> None:
+        self.line += data
+        *lines, rest = self.line.split(b"\n")
+        self.line = bytearray(rest[-4096:])
+        for line in lines:
+            start = line.find(PANIC_END)
+            if start >= 0 and self.panicked is not None:
+                reason = line[start + len(PANIC_END):].decode(errors="replace").strip().removesuffix("]---")
+                self.panicked(panic_reason(reason.strip()))
+                self.panicked = None

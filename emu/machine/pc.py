@@ -191,11 +191,11 @@ class Machine:
         self.ports.map(0x61, 1, self.pit.port61, "port61")
         self.cmos = Cmos(self.clock, base=config.rtc_base)
         self.ports.map(0x70, 2, self.cmos, "rtc")
-        self.i8042 = I8042(reset=lambda: self._halt_machine(0, "reset through the i8042"))
+        self.i8042 = I8042(reset=lambda: self.halt(0, "reset through the i8042"))
         self.ports.map(0x60, 1, self.i8042.data, "i8042-data")
         self.ports.map(0x64, 1, self.i8042.command, "i8042-command")
         self.ports.map(0x80, 1, PostPort(), "post")
-        self.ports.map(0xF4, 1, DebugExit(lambda status: self._halt_machine(status, "debug-exit port")), "debug-exit")
+        self.ports.map(0xF4, 1, DebugExit(lambda status: self.halt(status, "debug-exit port")), "debug-exit")
         self.uart = Uart16550(self.pic.irq(UART_IRQ), output)
         self.ports.map(0x3F8, 8, self.uart, "uart")
 
@@ -228,7 +228,8 @@ class Machine:
         self.mmu.flush_tlb()
 
     # -- the run loop ---------------------------------------------------------
-    def _halt_machine(self, status: int, reason: str) -> None:
+    def halt(self, status: int, reason: str) -> None:
+        """Stop the machine after the current block: its run ends with exit status ``status``."""
         self.stop = MachineStop(status, reason)
         self.cpu.request_exit()
 

@@ -1,6 +1,6 @@
 """Booting the default guest: an unmodified Linux kernel to a busybox shell, judged by its own serial output.
 
-The guest is built on first use (emu.machine.guest, cached outside the repository).
+The guest is built on first use (the `guest` fixture in conftest.py).
 Each test boots it with a script typed into the serial console.
 """
 
@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from emu.machine.guest import default_guest
-
 RTC_BASE = "1700000000"
 SCRIPT = """uname -a
 cat /proc/interrupts
@@ -28,11 +26,6 @@ sync
 cat /mnt/hello.txt
 poweroff -f
 """
-
-
-@pytest.fixture(scope="module")
-def guest():
-    return default_guest(progress=lambda line: print(line, file=sys.stderr))
 
 
 def boot(guest, disk: Path, script: str = SCRIPT, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -128,3 +121,17 @@ def test_reboot_with_reboot_t_ends_in_a_triple_fault_that_stops_the_machine_with
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "reboot: Restarting system" in proc.stdout
     assert "triple fault" in proc.stderr
+
+
+def test_a_scripted_boot_whose_kernel_panics_stops_with_one_line_saying_why(guest):
+    """No initramfs and no root disk: Linux panics and never reads its console again, so the scripted run ends
+    with status 1 and a line that names the panic and what to give the kernel."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "emu", "boot", "--kernel", str(guest.kernel), "--rtc-base", RTC_BASE,
+         "--script", "poweroff -f"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("emu: the guest kernel panicked (VFS: Unable to mount root fs on unknown-block(0,0))")
+    assert "--initrd" in last and "root=/dev/vda" in last
+    assert "Traceback" not in proc.stderr
