@@ -2,9 +2,9 @@
 
 CMake + CTest: tests/user/programs/ctest_project, configured as a cross build whose
 CMAKE_CROSSCOMPILING_EMULATOR is `python -m emu run`, built with the host's gcc, and run by `ctest` (the
-threaded test is labelled `threads` and waits for threads in user mode).  Cargo: a crate whose
+threaded test is labelled `threads`).  Cargo: a crate whose
 `.cargo/config.toml` names emu as the runner, run by `cargo run`; a Go package's tests run by
-`go test -exec` (each when the tool is installed; Go waits for threads).  binfmt: the
+`go test -exec` (each when the tool is installed).  binfmt: the
 printed line's magic and mask select x86-64 ELF files (gcc's, static and PIE) and nothing else, and
 `--install` writes an interpreter script that runs a program as binfmt_misc would start it.
 """
@@ -61,7 +61,6 @@ def test_ctest_passes_with_emu_as_the_crosscompiling_emulator(ctest_build: Path)
     assert "100% tests passed, 0 tests failed out of 4" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="threads: clone(CLONE_VM|CLONE_THREAD) is ENOSYS until threads land")
 def test_ctest_passes_the_threaded_test(ctest_build: Path) -> None:
     result = _run(["ctest", "--output-on-failure", "-L", "threads"], cwd=ctest_build)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -84,10 +83,8 @@ def test_cargo_run_uses_emu_as_the_runner(tmp_path: Path) -> None:
     assert re.search(r"Running `.*-m emu run", _run(["cargo", "run", "--offline"], cwd=crate).stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="threads: clone(CLONE_VM|CLONE_THREAD) is ENOSYS until threads land")
 def test_go_test_runs_the_test_binary_through_emu(tmp_path: Path) -> None:
-    """The Go runtime reserves its arenas (PROT_NONE) and starts threads at once: until threads land, it
-    gets as far as its first clone()."""
+    """The Go runtime reserves its arenas (PROT_NONE) and starts threads at once."""
     if shutil.which("go") is None:
         pytest.skip("go is not installed")
     (tmp_path / "go.mod").write_text("module hello\n\ngo 1.18\n")
