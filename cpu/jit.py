@@ -101,7 +101,7 @@ INSTALL_AFTER = 50_000
 """Guest instructions after which the run loop waits for a batch the compile thread has not built yet.  The
 Python tier runs a hot loop 100 times slower than native code, and the thread, which needs the GIL between
 LLVM's steps, goes slower while the run loop holds it: sha256 (1 MiB, code cache warm) took 1.05-1.21 s
-installing only what was built, 0.5 s waiting after 50,000 instructions (measured before on sha256 with the
+installing only what was built, 0.40-0.42 s waiting after 50,000 instructions (measured before on sha256 with the
 caches off: a wait after 1 M -> 1.18 s, 200 k -> 0.91 s, 50 k -> 0.87 s)."""
 PATIENCE = 4
 """A block waiting in the pending batch that has run this many times the threshold has the batch compiled
@@ -598,10 +598,11 @@ class Jit:
         key = self._key(blocks)
         engine = self.engine
         loaded = engine.loaded.get(key)
-        if loaded is not None and all(b.rip in loaded.natives for b in blocks):
-            lowered = [(b, loaded.natives[b.rip][0]) for b in blocks]
+        if loaded is not None:          # its names and sites global are in this engine already: never again
+            present = [b for b in blocks if b.rip in loaded.natives]
+            lowered = [(b, loaded.natives[b.rip][0]) for b in present]
             return Job(engine, lowered, "", time.perf_counter() - start, key=key, ready=True,
-                       addresses=[loaded.natives[b.rip][1] for b in blocks])
+                       addresses=[loaded.natives[b.rip][1] for b in present]) if present else None
         prefix = key[:8].hex()
         base = len(engine.sites)
         cache = self.interp.code_cache
