@@ -15,11 +15,10 @@ clocks' wake-ups (they count like their base clocks), TFD_IOC_SET_TICKS.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 from emu.user.kernel import Kernel
-from emu.user.linux import O_CLOEXEC, O_NONBLOCK, Errno, SyscallError, Timespec
+from emu.user.linux import LIBC, O_CLOEXEC, O_NONBLOCK, Errno, SyscallError, Timespec, host_call
 from emu.user.sysent import syscall
 
 EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC = 1, O_NONBLOCK, O_CLOEXEC
@@ -38,16 +37,9 @@ class _Itimerspec(ctypes.Structure):
                 ("value_sec", ctypes.c_long), ("value_nsec", ctypes.c_long)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
+LIBC.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
                                   ctypes.POINTER(_Itimerspec)]
-_libc.timerfd_gettime.argtypes = [ctypes.c_int, ctypes.POINTER(_Itimerspec)]
-
-
-def _host_call(result: int) -> int:
-    if result < 0:
-        raise SyscallError(Errno(ctypes.get_errno()))
-    return result
+LIBC.timerfd_gettime.argtypes = [ctypes.c_int, ctypes.POINTER(_Itimerspec)]
 
 
 @syscall("eventfd")
@@ -83,7 +75,7 @@ def timerfd_create(k: Kernel, clockid: int, flags: int) -> int:
     if clockid not in bases or flags & ~(TFD_NONBLOCK | TFD_CLOEXEC):
         raise SyscallError(Errno.EINVAL)
     host_flags = os.O_CLOEXEC | (os.O_NONBLOCK if flags & TFD_NONBLOCK else 0)
-    host = _host_call(_libc.timerfd_create(bases[clockid], host_flags))
+    host = host_call(LIBC.timerfd_create(bases[clockid], host_flags))
     return k.fds.add(host, cloexec=bool(flags & TFD_CLOEXEC))
 
 
@@ -127,7 +119,7 @@ def timerfd_settime(k: Kernel, fd: int, flags: int, new: int, old: int) -> int:
         left = max(1, spec.value_sec * 1_000_000_000 + spec.value_nsec - now)
         spec.value_sec, spec.value_nsec = divmod(left, 1_000_000_000)
     previous = _Itimerspec()
-    _host_call(_libc.timerfd_settime(host, 0, ctypes.byref(spec), ctypes.byref(previous)))
+    host_call(LIBC.timerfd_settime(host, 0, ctypes.byref(spec), ctypes.byref(previous)))
     if old:
         _write_itimerspec(k, old, previous)
     return 0
@@ -136,6 +128,6 @@ def timerfd_settime(k: Kernel, fd: int, flags: int, new: int, old: int) -> int:
 @syscall("timerfd_gettime")
 def timerfd_gettime(k: Kernel, fd: int, curr: int) -> int:
     spec = _Itimerspec()
-    _host_call(_libc.timerfd_gettime(_timerfd(k, fd), ctypes.byref(spec)))
+    host_call(LIBC.timerfd_gettime(_timerfd(k, fd), ctypes.byref(spec)))
     _write_itimerspec(k, curr, spec)
     return 0

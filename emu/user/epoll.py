@@ -15,14 +15,13 @@ the host's layout is its own architecture's.  Not modelled: the signal mask of e
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import struct
 
 from emu.user.fdtable import OpenFile
 from emu.user.kernel import Kernel
-from emu.user.linux import O_CLOEXEC, Errno, SyscallError, Timespec, s32
+from emu.user.linux import LIBC, O_CLOEXEC, Errno, SyscallError, Timespec, host_call, s32
 from emu.user.signals import wait_until
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
@@ -43,15 +42,8 @@ class _HostEvent(ctypes.Structure):
     _fields_ = [("events", ctypes.c_uint32), ("data", ctypes.c_uint64)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.epoll_ctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(_HostEvent)]
-_libc.epoll_wait.argtypes = [ctypes.c_int, ctypes.POINTER(_HostEvent), ctypes.c_int, ctypes.c_int]
-
-
-def _host_call(result: int) -> int:
-    if result < 0:
-        raise SyscallError(Errno(ctypes.get_errno()))
-    return result
+LIBC.epoll_ctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(_HostEvent)]
+LIBC.epoll_wait.argtypes = [ctypes.c_int, ctypes.POINTER(_HostEvent), ctypes.c_int, ctypes.c_int]
 
 
 def _epoll(k: Kernel, epfd: int) -> OpenFile:
@@ -72,7 +64,7 @@ def epoll_create(k: Kernel, size: int) -> int:
 def epoll_create1(k: Kernel, flags: int) -> int:
     if flags & ~EPOLL_CLOEXEC:
         raise SyscallError(Errno.EINVAL)
-    host = _host_call(_libc.epoll_create1(os.O_CLOEXEC))
+    host = host_call(LIBC.epoll_create1(os.O_CLOEXEC))
     return k.fds.add(host, cloexec=bool(flags & EPOLL_CLOEXEC))
 
 
@@ -87,7 +79,7 @@ def epoll_ctl(k: Kernel, epfd: int, op: int, fd: int, event: int) -> int:
         host_event.events, host_event.data = _GUEST_EVENT.unpack(k.mem.read(event, _GUEST_EVENT.size))
     elif op != EPOLL_CTL_DEL:
         raise SyscallError(Errno.EINVAL)
-    return _host_call(_libc.epoll_ctl(ep.host, op, target.host, ctypes.byref(host_event)))
+    return host_call(LIBC.epoll_ctl(ep.host, op, target.host, ctypes.byref(host_event)))
 
 
 def _wait(k: Kernel, epfd: int, events: int, maxevents: int, timeout_ms: int | None) -> int:
@@ -99,7 +91,7 @@ def _wait(k: Kernel, epfd: int, events: int, maxevents: int, timeout_ms: int | N
     ready = (_HostEvent * room)()
 
     def check() -> int | None:
-        return _host_call(_libc.epoll_wait(ep.host, ready, room, 0)) or None
+        return host_call(LIBC.epoll_wait(ep.host, ready, room, 0)) or None
 
     if timeout_ms == 0:
         count = check() or 0

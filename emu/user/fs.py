@@ -28,6 +28,7 @@ from emu.user.fdtable import DirEntry
 from emu.user.kernel import Kernel
 from emu.user.linux import (
     AT_FDCWD,
+    LIBC,
     O_CLOEXEC,
     O_CREAT,
     O_TRUNC,
@@ -376,9 +377,8 @@ _STATFS_SIZE = 120
 
 def _host_statfs(target: bytes | int) -> bytes:
     """The host kernel's struct statfs for a path or a descriptor (os.statvfs lacks f_type)."""
-    libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(_STATFS_SIZE)
-    result = libc.fstatfs(target, buf) if isinstance(target, int) else libc.statfs(target, buf)
+    result = LIBC.fstatfs(target, buf) if isinstance(target, int) else LIBC.statfs(target, buf)
     if result != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))

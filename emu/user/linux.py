@@ -112,6 +112,18 @@ class SyscallError(Exception):
         self.errno = code
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+"""The host's C library, for the host system calls Python's ``os`` module lacks (statfs, epoll with its
+data word, timerfd)."""
+
+
+def host_call(result: int) -> int:
+    """The result of a call into :data:`LIBC`; -1 becomes the host's errno, failing the guest's call with it."""
+    if result < 0:
+        raise SyscallError(Errno(ctypes.get_errno()))
+    return result
+
+
 class ProcessExit(Exception):
     """The process ended: through exit(2) with ``status``, or killed by ``signal``."""
 

@@ -211,8 +211,7 @@ def wait_until(k: Kernel, ready: Callable[[], T | None], wanted: Sequence[tuple[
         poller.register(sigs.wake[0], select.POLLIN)
     deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
     while True:
-        if sigs.wake is not None:
-            _drain(sigs.wake[0])
+        sigs.drain_wake()
         value = ready()
         if value is not None:
             return value
@@ -231,14 +230,6 @@ def ready_for(fd: int, events: int) -> Callable[[], bool | None]:
         poller.register(fd, events)
         return True if poller.poll(0) else None
     return check
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 256):
-            pass
-    except BlockingIOError:
-        pass
 
 
 # -- delivery ---------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ signals are not queued).
 
 from __future__ import annotations
 
+import os
+
 from emu.user.linux import DEFAULT_IGNORED, SIG_DFL, SIG_IGN, KernelSigaction, Signal, StackT
 
 NSIG = 64
@@ -47,6 +49,16 @@ class SignalState:
         FXSAVE state only); at most :data:`KEPT_FRAMES`, the oldest dropped (handlers that siglongjmp out)."""
         self.wake: tuple[int, int] | None = None
         """The pipe the host signal handler writes to, so that a blocking wait ends (set by HostSignals)."""
+
+    def drain_wake(self) -> None:
+        """Empty the wake-up pipe (a wait that polled it has seen its bytes)."""
+        if self.wake is None:
+            return
+        try:
+            while os.read(self.wake[0], 256):
+                pass
+        except BlockingIOError:
+            pass
 
     def for_thread(self) -> SignalState:
         """A new thread's state (clone(2)): the process's dispositions, the creator's mask, nothing pending,

@@ -24,7 +24,6 @@ that does not block it), and futexes shared with other processes.
 from __future__ import annotations
 
 import ctypes
-import os
 import select
 import time
 from dataclasses import dataclass, field
@@ -321,7 +320,7 @@ class Threads:
             poller.register(fd, mask)
         ready = {fd for fd, _ in poller.poll(timeout)} if events else set()
         if wake is not None and wake in ready:
-            _drain(wake)
+            k.signals.drain_wake()
         now = time.monotonic()
         for thread in parked:
             wait = thread.wait
@@ -349,10 +348,3 @@ class Threads:
                 thread.wait = None
                 thread.regs.rax = -Errno.ETIMEDOUT & 0xFFFF_FFFF_FFFF_FFFF
 
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 256):
-            pass
-    except BlockingIOError:
-        pass
