@@ -457,7 +457,9 @@ class Job:
     """One module to compile: its blocks, their IR, and once built, their addresses (or why not)."""
 
     engine: Engine
-    lowered: list[tuple[Block, NativeBlock]]
+    lowered: list[tuple[Block | None, NativeBlock]]
+    """Its blocks with their native descriptions (no Block for a module loaded for its placements)."""
+    rips: list[int]
     ir: str
     seconds: float
     cached: int = 0
@@ -474,6 +476,9 @@ class Job:
     ready: bool = False
     """Its code is already in the engine (the same blocks were compiled before): nothing to build."""
     built: threading.Event = field(default_factory=threading.Event)
+    waiting: list[Block] = field(default_factory=list)
+    """Blocks translated since it was queued that an earlier run placed in this module: they go native when
+    it is installed."""
 
 
 @dataclass
@@ -486,6 +491,9 @@ class Stats:
     renewals: int = 0
     cached_modules: int = 0
     native_insns: int = 0
+    placed: int = 0
+    """Blocks that went native at their translation, their module found through the code cache's
+    placements (an earlier run compiled them)."""
     """Instructions retired by native blocks that left normally (a faulting block's are the Python side's)."""
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -520,6 +528,10 @@ class Jit:
         self.call_names = sorted(CALLS)
         self.call_ids = {name: i for i, name in enumerate(self.call_names)}
         self.pending: list[Block] = []
+        self.loading: dict[bytes, Job] = {}
+        """Modules being loaded for their placements, by key."""
+        self.awaiting: set[Block] = set()
+        """The blocks waiting for those modules (they do not join a batch meanwhile)."""
         self.stats = Stats()
         self.fault: GuestFault | None = None
         self.error: BaseException | None = None
@@ -548,14 +560,55 @@ class Jit:
 
     # -- compiling -------------------------------------------------------------------------------
     def translated(self, block: Block) -> None:
-        """The interpreter made ``block``: in eager mode, compile it now."""
+        """The interpreter made ``block``: in eager mode, compile it now; otherwise, when an earlier run placed
+        it in a native module (``CodeCache.placement``), it runs natively from then on, that module loaded
+        on the compile thread (the Python tier runs it meanwhile).  A block's native code is a function of
+        the block alone (docs/jit.md), so any module that holds it will do."""
         if self.mode == "eager":
             self.compile([block])
+            return
+        cache = self.interp.code_cache
+        module = None if cache is None else cache.placement(block.rip, self._key([block]))
+        if module is None:
+            return
+        loaded = self.engine.loaded.get(module)
+        if loaded is not None:
+            self._attach(block, loaded)
+            return
+        job = self.loading.get(module)
+        if job is None:
+            found = cache.native(module, obj=False)
+            if found is None:
+                return
+            engine = self._current_engine()
+            base = len(engine.sites)
+            natives = self._natives(found[1])
+            job = Job(engine, [(None, n) for n in natives.values()], list(natives), "", 0.0, key=module,
+                      site_base=base)
+            self.loading[module] = job
+            self._submit(job)
+        if self.loading.get(module) is job:
+            job.waiting.append(block)
+            self.awaiting.add(block)
+        elif module in self.engine.loaded:            # built and installed already (no compile thread)
+            self._attach(block, self.engine.loaded[module])
+
+    def _attach(self, block: Block, loaded: Loaded) -> None:
+        """Run ``block`` natively with its function in ``loaded``, if it is still the block at its address."""
+        entry = loaded.natives.get(block.rip)
+        if entry is None or block.native is not None or self.interp.blocks.get(block.rip) is not block:
+            return
+        native, address = entry
+        if native.insns is None:        # loaded for its placements, before this block was translated
+            native.insns = block.translation.insns
+        block.native, block.native_block = address, native
+        self.compiled.append(block)
+        self.stats.placed += 1
 
     def ran(self, block: Block) -> None:
         """``block`` just reached the hot threshold in the Python tier."""
         if block.native is not None or block.count != len(block.translation.insns) \
-                or self.interp.blocks.get(block.rip) is not block:
+                or self.interp.blocks.get(block.rip) is not block or block in self.awaiting:
             return
         self.pending.append(block)
         if len(self.pending) >= BATCH or self.mode == "eager" or \
@@ -564,9 +617,9 @@ class Jit:
 
     def flush_pending(self) -> None:
         blocks, self.pending = self.pending, []
-        live = [b for b in blocks if b.native is None and self.interp.blocks.get(b.rip) is b]
+        live = {b.rip: b for b in blocks if b.native is None and self.interp.blocks.get(b.rip) is b}
         if live:
-            self.compile(live)
+            self.compile(list(live.values()))
 
     def compile(self, blocks: Sequence[Block]) -> None:
         """Lower ``blocks`` here and compile them as one module: at once in eager mode (and for tests), else on
@@ -577,6 +630,10 @@ class Jit:
         if job.ready:
             self._install(job)
             return
+        self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        """Build ``job`` here in eager mode (or without the thread), else queue it for the compile thread."""
         if self.mode == "eager" or not BACKGROUND:
             self._build(job)
             self._install(job)
@@ -589,27 +646,35 @@ class Jit:
         self.inflight.append(job)
         self.jobs.put(job)
 
-    def _prepare(self, blocks: Sequence[Block]) -> Job | None:
-        start = time.perf_counter()
+    def _current_engine(self) -> Engine:
+        """The engine new modules go to (a fresh one when it is full)."""
         if self.engine.full or self.engine is not Engine._shared:
             self.jobs.join()        # nothing may still be compiling into the engine that goes
             self.engine = Engine.renew() if self.engine.full else Engine.shared()
             self.stats.renewals += 1
+        return self.engine
+
+    def _prepare(self, blocks: Sequence[Block]) -> Job | None:
+        start = time.perf_counter()
+        engine = self._current_engine()
         key = self._key(blocks)
-        engine = self.engine
         loaded = engine.loaded.get(key)
         if loaded is not None:          # its names and sites global are in this engine already: never again
             present = [b for b in blocks if b.rip in loaded.natives]
             lowered = [(b, loaded.natives[b.rip][0]) for b in present]
-            return Job(engine, lowered, "", time.perf_counter() - start, key=key, ready=True,
-                       addresses=[loaded.natives[b.rip][1] for b in present]) if present else None
+            return Job(engine, lowered, [b.rip for b in present], "", time.perf_counter() - start, key=key,
+                       ready=True, addresses=[loaded.natives[b.rip][1] for b in present]) if present else None
         prefix = key[:8].hex()
         base = len(engine.sites)
         cache = self.interp.code_cache
-        found = None if cache is None else cache.native(key)
+        found = None if cache is None else cache.native(key, obj=False)
         if found is not None:
-            lowered = self._from_meta(blocks, found[1])
-            return Job(engine, lowered, "", time.perf_counter() - start, key=key, site_base=base) if lowered else None
+            natives = self._natives(found[1])
+            by_rip = {block.rip: block for block in blocks}
+            for rip, native in natives.items():
+                native.insns = by_rip[rip].translation.insns
+            return Job(engine, [(by_rip[rip], n) for rip, n in natives.items()], list(natives), "",
+                       time.perf_counter() - start, key=key, site_base=base) if natives else None
         lowered = []
         in_module = 0
         for i, block in enumerate(blocks):
@@ -627,7 +692,8 @@ class Jit:
         meta = marshal.dumps([(block.rip, native.name, native.event,
                                [(s.index, s.vector, s.error_code, s.detail, s.event) for s in native.sites])
                               for block, native in lowered])
-        return Job(engine, lowered, ir, time.perf_counter() - start, key=key, meta=meta, site_base=base)
+        return Job(engine, lowered, [block.rip for block, _ in lowered], ir, time.perf_counter() - start, key=key,
+                   meta=meta, site_base=base)
 
     def _key(self, blocks: Sequence[Block]) -> bytes:
         """What the module of ``blocks`` is a function of (with the translator, which names the cache file):
@@ -642,19 +708,16 @@ class Jit:
             digest.update(code)
         return digest.digest()
 
-    def _from_meta(self, blocks: Sequence[Block], meta: bytes) -> list[tuple[Block, NativeBlock]]:
-        """The blocks of a module found in the cache, as lowering them would have described them."""
-        entries = {rip: (name, event, sites) for rip, name, event, sites in marshal.loads(meta)}
-        lowered = []
-        for block in blocks:
-            if block.rip not in entries:
-                continue
-            name, event, sites = entries[block.rip]
-            native = NativeBlock(name, "", block.translation.insns, event,      # type: ignore[arg-type]
-                                 [Site(i, v, e, d, ev) for i, v, e, d, ev in sites])
+    def _natives(self, meta: bytes) -> dict[int, NativeBlock]:
+        """The blocks of a module found in the cache, by address, as lowering them would have described them
+        (their instructions filled in by whoever has the blocks); their exit sites are numbered on from the
+        engine's, in the module's order."""
+        natives = {}
+        for rip, name, event, sites in marshal.loads(meta):
+            native = NativeBlock(name, "", None, event, [Site(i, v, e, d, ev) for i, v, e, d, ev in sites])
             self.engine.sites.extend((native, site) for site in native.sites)
-            lowered.append((block, native))
-        return lowered
+            natives[rip] = native
+        return natives
 
     def _build(self, job: Job) -> None:
         """LLVM's part (it releases the GIL): parse, generate or load the object code, resolve the addresses."""
@@ -674,9 +737,13 @@ class Jit:
         job.seconds += time.perf_counter() - start
 
     def _install(self, job: Job) -> None:
-        """Give the job's blocks their native code, unless they (or the engine) went meanwhile."""
+        """Give the job's blocks, and the blocks waiting for its module, their native code, unless they (or the
+        engine) went meanwhile; note where a module compiled here holds each block (``CodeCache.place``)."""
         stats = self.stats
         stats.compile_seconds += job.seconds
+        if self.loading.get(job.key) is job:
+            del self.loading[job.key]
+        self.awaiting.difference_update(job.waiting)
         if job.error is not None:
             stats.failed += len(job.lowered)
             log.warning("emu: LLVM could not compile %d blocks (%s); they stay in the Python tier",
@@ -684,20 +751,29 @@ class Jit:
             return
         if job.engine is not self.engine:
             return
-        if not job.ready:
+        if job.ready:
+            loaded = self.engine.loaded[job.key]
+        else:
             stats.modules += 1
             stats.cached_modules += job.cached
             ctypes.c_uint64.from_address(job.sites_address).value = job.site_base
-            natives = {block.rip: (native, address)
-                       for (block, native), address in zip(job.lowered, job.addresses, strict=True)}
-            self.engine.loaded[job.key] = Loaded(natives)
+            loaded = self.engine.loaded[job.key] = Loaded(
+                {rip: (native, address)
+                 for rip, (_, native), address in zip(job.rips, job.lowered, job.addresses, strict=True)})
+            cache = self.interp.code_cache
+            if cache is not None and not job.cached and self.mode == "on":     # an eager module holds one block
+                for block, _ in job.lowered:
+                    if block is not None:
+                        cache.place(block.rip, self._key([block]), job.key)
         blocks = self.interp.blocks
         for (block, native), address in zip(job.lowered, job.addresses, strict=True):
-            if blocks.get(block.rip) is block and block.native is None:
+            if block is not None and blocks.get(block.rip) is block and block.native is None:
                 block.native = address
                 block.native_block = native
                 self.compiled.append(block)
                 stats.compiled += 1
+        for block in job.waiting:
+            self._attach(block, loaded)
 
     def install_ready(self, icount: int) -> None:
         """Install, in order, the jobs the compile thread has built and those due at guest instruction
@@ -870,6 +946,8 @@ class Jit:
             block.hits = 0
         self.compiled.clear()
         self.pending.clear()
+        self.loading.clear()
+        self.awaiting.clear()
         self.forget_all()
 
     def request(self) -> None:
@@ -944,7 +1022,8 @@ class Jit:
     def summary(self) -> str:
         s = self.stats
         return (f"JIT {self.mode}: {s.compiled} blocks compiled in {s.modules} modules "
-                f"({s.cached_modules} from the code cache), {s.compile_seconds * 1000:.0f} ms compiling, "
+                f"({s.cached_modules} from the code cache), {s.placed} native from their first run, "
+                f"{s.compile_seconds * 1000:.0f} ms compiling, "
                 f"{s.failed} left in the Python tier; {s.native_insns} instructions in "
                 f"{self.ctx.blocks} native block runs")
 

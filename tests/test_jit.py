@@ -114,6 +114,24 @@ def test_instruction_counts_are_the_same_in_every_tier(build_static) -> None:
     assert len(set(counts.values())) == 1, counts
 
 
+def test_a_second_run_runs_what_the_first_compiled_natively_from_its_first_execution(build_static,
+                                                                                      tmp_path: Path) -> None:
+    """The code cache's placements: each block the first run compiled is native in the second as soon as it is
+    translated (no 50 runs in the Python tier first), with the same output and instruction count."""
+    binary = build_static(PROGRAMS_DIR / "sha256.c", "O2")
+    runs = [_emu("run", "--deterministic", "--stats", "--jit=on", str(binary), "65536",
+                 env={"EMU_CACHE_DIR": str(tmp_path)}) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert len({re.search(r"(\d+) instructions retired", r.stderr)[1] for r in runs}) == 1
+    jit = [re.search(r"JIT on: (\d+) blocks compiled in \d+ modules \(\d+ from the code cache\), (\d+) native from "
+                     r"their first run, .*; (\d+) instructions in", r.stderr) for r in runs]
+    (compiled1, placed1, native1), (compiled2, placed2, native2) = ([int(g) for g in m.groups()] for m in jit)
+    assert compiled1 > 0 and placed1 == 0
+    assert (compiled2, placed2) == (0, compiled1)
+    assert native2 > native1
+
+
 @pytest.mark.parametrize("argv, env, source", [
     (["run", "--jit=bogus", "/bin/true"], {}, "--jit"),
     (["run", "/bin/true"], {"EMU_JIT": "fast"}, "EMU_JIT"),

@@ -217,7 +217,8 @@ class NativeBlock:
 
     name: str
     ir: str
-    insns: list[Insn]
+    insns: list[Insn] | None
+    """None until a block of a module loaded for its placements is translated (`cpu.jit`)."""
     event: str | None
     sites: list[Site] = field(default_factory=list)
     helpers: set[str] = field(default_factory=set)
