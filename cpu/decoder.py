@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-import capstone
-from capstone import x86_const as X
-
+from cpu.disassembly import OPERAND_IMM, OPERAND_REG, Disassembler, RawInsn
 from cpu.exceptions import GuestFault, UndefinedOpcode
 
 MAX_INSN_LEN = 15
@@ -151,20 +149,18 @@ _SIMD_PREFIXES = frozenset({0x66, 0xF2, 0xF3, 0xF0})
 class Decoder:
     """Decodes x86-64 instructions from a fetch function; one capstone handle, reused.
 
-    Decoding with operand details costs about 20 us an instruction from Python, and the same
+    Capstone's decoding is read directly (``cpu.disassembly``: a few us an instruction, where the
+    binding's ``CsInsn`` took about 20); making emu's records of it costs more, and the same
     instruction bytes recur all over a program (``mov rdi, rbx``, ``ret``, ``jmp $+0x12``).  So
     records are kept by their bytes and reused at any address (:meth:`_moved`): only a relative
-    branch's target, which capstone reports as an absolute address, depends on where it is.  The
-    bytes' length comes from capstone's light decoder, at about 1 us.
+    branch's target, which capstone reports as an absolute address, depends on where it is.
     """
 
     MEMO_SIZE = 1 << 16
     """Records kept by their bytes; the memo starts afresh when it is full."""
 
     def __init__(self) -> None:
-        self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-        self._cs.detail = True
-        self._lite = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        self._dis = Disassembler()
         self.decoded = 0
         self._memo: dict[bytes, Insn] = {}
         self._names: dict[int, str] = {}
@@ -182,30 +178,23 @@ class Decoder:
 
         The same instructions as calls of :meth:`decode`, and ``fetch`` reads no page that those calls
         would not: where an instruction's whole fetch window (15 bytes) lies in the page of ``address``,
-        its bytes come from fetching a chunk of that page at once and its length from one light
-        capstone call per chunk; near the page's end each instruction is fetched as :meth:`decode` does.
+        its bytes come from fetching a chunk of that page at once; near the page's end each instruction is
+        fetched as :meth:`decode` does.
         """
         page_end = (address | (PAGE_SIZE - 1)) + 1
-        batch = 4                           # most blocks are short: ask capstone for more only as they go on
         while count > 0 and address + MAX_INSN_LEN <= page_end:
             base = address
             code = fetch(base, min(RUN_CHUNK, page_end - base))
             limit = base + len(code) - MAX_INSN_LEN       # start of the last window inside the chunk
             while count > 0 and address <= limit:
-                first = address
-                for start, length, _, _ in self._lite.disasm_lite(code[address - base:], address, min(batch, count)):
-                    if start > limit:
-                        break
-                    offset = start - base
-                    known = self._memo.get(code[offset:offset + length])
-                    insn = self._moved(known, start) if known is not None else \
-                        self._decode_new(code[offset:offset + MAX_INSN_LEN], start)
-                    yield insn
-                    address = insn.next
-                    count -= 1
-                if address == first:
+                offset = address - base
+                raw = self._dis.decode(code[offset:offset + MAX_INSN_LEN], address)
+                if raw is None:
                     break
-                batch *= 2
+                insn = self._record(raw)
+                yield insn
+                address = insn.next
+                count -= 1
             if address <= limit:
                 break                       # bytes capstone cannot decode: decode() says so below
         while count > 0:
@@ -215,26 +204,26 @@ class Decoder:
             count -= 1
 
     def decode_bytes(self, code: bytes, address: int) -> Insn:
-        for _, length, _, _ in self._lite.disasm_lite(code, address, 1):
-            known = self._memo.get(code[:length])
-            if known is not None:
-                return self._moved(known, address)
-            break
-        return self._decode_new(code, address)
+        raw = self._dis.decode(code, address)
+        if raw is None:
+            shown = code[:MAX_INSN_LEN].hex(" ")
+            raise UndefinedOpcode(f"cannot decode bytes {shown} at {address:#x}")
+        return self._record(raw)
 
-    def _decode_new(self, code: bytes, address: int) -> Insn:
-        """Decode with capstone's operand details, and remember the record by its bytes."""
-        for ci in self._cs.disasm(code, address, 1):
-            self.decoded += 1
-            insn, relative = self._convert(ci)
-            if relative and not _plain_branch(insn):
-                return insn                 # _moved could not redo it at another address
-            if len(self._memo) >= self.MEMO_SIZE:
-                self._memo.clear()
-            self._memo[insn.raw] = insn
+    def _record(self, raw: RawInsn) -> Insn:
+        """The record of ``raw``: the memo's for the same bytes, moved to its address, or a new one, remembered
+        by its bytes (unless it is a relative branch :meth:`_moved` could not redo)."""
+        known = self._memo.get(raw.raw)
+        if known is not None:
+            return self._moved(known, raw.address)
+        self.decoded += 1
+        insn, relative = self._convert(raw)
+        if relative and not _plain_branch(insn):
             return insn
-        shown = code[:MAX_INSN_LEN].hex(" ")
-        raise UndefinedOpcode(f"cannot decode bytes {shown} at {address:#x}")
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[insn.raw] = insn
+        return insn
 
     def _moved(self, insn: Insn, address: int) -> Insn:
         """The memo's record of the same bytes, at ``address``: a relative branch's target moves with it."""
@@ -247,26 +236,26 @@ class Decoder:
         return Insn(address, insn.length, insn.raw, insn.mnemonic, text, operands,
                     insn.rep, insn.repne, insn.lock, insn.opsize, insn.relative)
 
-    def _name(self, ci: capstone.CsInsn) -> str:
-        name = self._names.get(ci.id)
+    def _name(self, ident: int) -> str:
+        name = self._names.get(ident)
         if name is None:
-            name = self._names[ci.id] = ci.insn_name()
+            name = self._names[ident] = self._dis.name(ident)
         return name
 
-    def _reg(self, ci: capstone.CsInsn, reg: int) -> str:
+    def _reg(self, reg: int) -> str:
         name = self._regs.get(reg)
         if name is None:
-            name = self._regs[reg] = ci.reg_name(reg)
+            name = self._regs[reg] = self._dis.reg_name(reg)
         return name
 
-    def _convert(self, ci: capstone.CsInsn) -> tuple[Insn, bool]:
+    def _convert(self, ci: RawInsn) -> tuple[Insn, bool]:
         """The record of ``ci``, and whether it depends on its address (a relative branch)."""
-        name = self._name(ci)
+        name = self._name(ci.id)
         relative = False
         operands = []
         for op in ci.operands:
             operands.append(self._operand(ci, op, name))
-            if op.type == X.X86_OP_IMM and capstone.CS_GRP_BRANCH_RELATIVE in ci.groups:
+            if op[0] == OPERAND_IMM and ci.relative:
                 relative = True
         prefix = ci.prefix
         mnemonic_text = ci.mnemonic
@@ -281,35 +270,34 @@ class Decoder:
             mnemonic = "faddp"          # capstone 5 gives FADDP (DE C0+i) FADD's instruction id
         elif name == "vcmp" and (compare := _VEX_COMPARE.fullmatch(mnemonic_text)) is not None:
             mnemonic = "vcmp" + compare[1]         # the predicate is the last byte, imm8
-            operands.append(Operand(Kind.IMM, 8, imm=ci.bytes[-1]))
-        elif name in ("jmp", "call") and _is_far_indirect(ci):
+            operands.append(Operand(Kind.IMM, 8, imm=ci.raw[-1]))
+        elif name in ("jmp", "call") and _is_far_indirect(ci.raw):
             mnemonic = "l" + name       # capstone names FF /3 and FF /5 without REX.W as near (m16:32 far)
-        if _prefixed_vex(bytes(ci.bytes)):
+        if _prefixed_vex(ci.raw):
             raise UndefinedOpcode(f"a 66, F2, F3 or F0 prefix before VEX in `{text}` at {ci.address:#x}")
         insn = Insn(
-            address=ci.address, length=ci.size, raw=bytes(ci.bytes), mnemonic=mnemonic, text=text,
+            address=ci.address, length=ci.size, raw=ci.raw, mnemonic=mnemonic, text=text,
             operands=tuple(operands), rep=prefix[0] == _PREFIX_REP, repne=prefix[0] == _PREFIX_REPNE,
             lock=prefix[0] == _PREFIX_LOCK or prefix[1] == _PREFIX_LOCK,
             opsize=_implicit_size(name), relative=relative,
         )
         return insn, relative
 
-    def _operand(self, ci: capstone.CsInsn, op: capstone.x86.X86Op, name: str) -> Operand:
-        size = op.size * 8
-        kind = op.type
-        if kind == X.X86_OP_REG:
-            reg_name = self._reg(ci, op.reg)
+    def _operand(self, ci: RawInsn, op: tuple[int, ...], name: str) -> Operand:
+        kind, size_bytes, reg, imm, segment, base_reg, index_reg, scale, disp = op
+        size = size_bytes * 8
+        if kind == OPERAND_REG:
+            reg_name = self._reg(reg)
             if reg_name not in _REG_TABLE:
                 raise UndefinedOpcode(f"register {reg_name} in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
             reg, rsize, high = _REG_TABLE[reg_name]
             return Operand(Kind.REG, rsize, reg=reg, high=high)
-        if kind == X.X86_OP_IMM:
+        if kind == OPERAND_IMM:
             bits = size or 64
-            return Operand(Kind.IMM, bits, imm=op.imm & ((1 << bits) - 1))
-        mem = op.mem
-        seg = self._reg(ci, mem.segment)
-        base = self._reg(ci, mem.base)
-        index = self._reg(ci, mem.index)
+            return Operand(Kind.IMM, bits, imm=imm & ((1 << bits) - 1))
+        seg = self._reg(segment)
+        base = self._reg(base_reg)
+        index = self._reg(index_reg)
         asize = 64
         if base in ("eip",):
             raise UndefinedOpcode(f"32-bit RIP-relative addressing in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
@@ -330,7 +318,7 @@ class Decoder:
             asize = 32
         size = _MEMORY_SIZE.get(name, size)
         return Operand(Kind.MEM, size, seg=seg if seg in ("fs", "gs") else "", base=base, index=index,
-                       scale=mem.scale, disp=mem.disp, asize=asize)
+                       scale=scale, disp=disp, asize=asize)
 
 
 _MASK64 = (1 << 64) - 1
@@ -381,9 +369,8 @@ def operand_size_16(raw: bytes) -> bool:
     return 0x66 in raw[:end] and not (end and 0x48 <= raw[end - 1] <= 0x4F)
 
 
-def _is_far_indirect(ci: capstone.CsInsn) -> bool:
+def _is_far_indirect(raw: bytes) -> bool:
     """FF /3 (CALL m16:xx) or FF /5 (JMP m16:xx): far transfers through memory (SDM Vol. 2A, CALL/JMP)."""
-    raw = bytes(ci.bytes)
     i = _prefix_run(raw)
     return i + 1 < len(raw) and raw[i] == 0xFF and ((raw[i + 1] >> 3) & 7) in (3, 5) and raw[i + 1] >> 6 != 3
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
+import capstone
+from capstone.x86_const import X86_OP_IMM, X86_OP_REG
+
 from cpu.decoder import Decoder, Kind
+from cpu.disassembly import Disassembler, RawInsn
 from tests.semantics.harness import DATA, Case, check
 
 
@@ -47,3 +52,43 @@ def test_far_indirect_jumps_and_calls_are_not_mistaken_for_near_ones() -> None:
     assert decode("ff e0").mnemonic == "jmp"           # jmp rax
     assert decode("e9 ff 69 f8 ff").mnemonic == "jmp"  # jmp rel32 whose displacement holds FF /5-like bytes
     assert decode("48 ff 2e").mnemonic == "ljmp"
+
+
+def _from_binding(ci) -> RawInsn:
+    """What capstone's Python binding (``CsInsn``) says of an instruction, as :class:`RawInsn` holds it."""
+    operands = []
+    for op in ci.operands:
+        if op.type == X86_OP_REG:
+            operands.append((op.type, op.size, op.reg, 0, 0, 0, 0, 0, 0))
+        elif op.type == X86_OP_IMM:
+            operands.append((op.type, op.size, 0, op.imm, 0, 0, 0, 0, 0))
+        else:
+            m = op.mem
+            operands.append((op.type, op.size, 0, 0, m.segment, m.base, m.index, m.scale, m.disp))
+    return RawInsn(ci.id, ci.address, ci.size, bytes(ci.bytes), ci.mnemonic, ci.op_str, bytes(ci.prefix),
+                   capstone.CS_GRP_BRANCH_RELATIVE in ci.groups, tuple(operands))
+
+
+def test_capstone_read_directly_says_what_its_python_binding_says() -> None:
+    """cpu.disassembly reads capstone's C structures itself: held to the binding on real code (busybox's, at
+    every byte offset, so that prefixes, VEX, SIB and odd encodings all occur) and on random bytes."""
+    from tests.cpu.test_codecache import _busybox_code
+
+    binding = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    binding.detail = True
+    direct = Disassembler()
+    code, address = _busybox_code()
+    windows = [(code[i:i + 15], address + i) for i in range(len(code) - 15)]
+    rng = random.Random(7)
+    windows += [(rng.randbytes(15), rng.getrandbits(64)) for _ in range(20000)]
+    windows += [(bytes.fromhex("c4e27d18") + rng.randbytes(11), 0xFFFFFFFF81000000) for _ in range(2000)]
+    windows += [(bytes.fromhex(prefix) + bytes([imm]) + bytes(10), 0x401000)     # CMPccPS..., VCMPccPS...: pseudo-ops
+                for prefix in ("0fc2c1", "660fc2c1", "f30fc2c1", "f20fc2c1", "0fc24608", "c5f0c2c2", "c5f1c2c2",
+                               "c5f2c2c2", "c5f3c2c2", "c5f4c2c2", "c5f5c2c2", "c5f2c24608")
+                for imm in range(256)]
+    decoded = 0
+    for window, at in windows:
+        expected = next((_from_binding(ci) for ci in binding.disasm(window, at, 1)), None)
+        assert direct.decode(window, at) == expected, (window.hex(), hex(at))
+        decoded += expected is not None
+    assert decoded > 20000
