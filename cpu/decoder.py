@@ -290,8 +290,8 @@ class Decoder:
             reg_name = self._reg(reg)
             if reg_name not in _REG_TABLE:
                 raise UndefinedOpcode(f"register {reg_name} in `{ci.mnemonic} {ci.op_str}` at {ci.address:#x}")
-            reg, rsize, high = _REG_TABLE[reg_name]
-            return Operand(Kind.REG, rsize, reg=reg, high=high)
+            container, rsize, high = _REG_TABLE[reg_name]
+            return Operand(Kind.REG, rsize, reg=container, high=high)
         if kind == OPERAND_IMM:
             bits = size or 64
             return Operand(Kind.IMM, bits, imm=imm & ((1 << bits) - 1))

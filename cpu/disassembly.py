@@ -98,8 +98,7 @@ class Disassembler:
             raise MemoryError("capstone could not allocate an instruction buffer")
         self._buffer = buffer
         self._record = (ctypes.c_char * _HEAD.size).from_address(buffer)
-        self._details = (ctypes.c_char * _DETAIL_BYTES).from_address(
-            ctypes.c_void_p.from_address(buffer + _DETAIL_POINTER).value)
+        self._details = (ctypes.c_char * _DETAIL_BYTES).from_address(_pointer_at(buffer + _DETAIL_POINTER))
         self._code = ctypes.c_char_p()
         self._size = ctypes.c_size_t()
         self._address = ctypes.c_uint64()
@@ -124,8 +123,8 @@ class Disassembler:
             return None
         try:
             record = ctypes.addressof(self._insns.contents)
-            return _unpack(ctypes.string_at(record, _HEAD.size), ctypes.string_at(
-                ctypes.c_void_p.from_address(record + _DETAIL_POINTER).value, _DETAIL_BYTES))
+            return _unpack(ctypes.string_at(record, _HEAD.size),
+                           ctypes.string_at(_pointer_at(record + _DETAIL_POINTER), _DETAIL_BYTES))
         finally:
             _CS.cs_free(self._insns, 1)
 
@@ -156,6 +155,14 @@ def _unpack(record: bytes | ctypes.Array, detail: bytes | ctypes.Array) -> RawIn
     return RawInsn(ident, at, size, raw[:size], _text(mnemonic), _text(op_str),
                    bytes(detail[_PREFIX_AT:_PREFIX_AT + 4]), capstone.CS_GRP_BRANCH_RELATIVE in groups[:group_count],
                    tuple(operands))
+
+
+def _pointer_at(address: int) -> int:
+    """The pointer stored at host ``address`` (capstone allocates the detail whenever details are on)."""
+    pointer = ctypes.c_void_p.from_address(address).value
+    if not pointer:
+        raise MemoryError("capstone gave an instruction without its details")
+    return pointer
 
 
 def _signed64(value: int) -> int:

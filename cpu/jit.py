@@ -15,7 +15,7 @@ the instruction budget.  Each block adds its instructions to
 ``--stats`` see the very counts the Python tier gives.
 
 Memory: the native code looks up the TLB of the current privilege inline.
-:class:`NativeTlb` mirrors one ``cpu.memory.TlbDict`` into a direct-mapped
+:class:`cpu.engine.NativeTlb` mirrors one ``cpu.memory.TlbDict`` into a direct-mapped
 pair of arrays (tag, addend) at a stable address; the dictionaries report
 every change to their mirror, so the arrays never hold an entry the
 dictionaries dropped.  The host buffer behind an entry is exported (pinned)
@@ -42,7 +42,6 @@ import os
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -56,29 +55,21 @@ from cpu.backends.llvm import (
     STATUS_CODE_WRITE,
     STATUS_FAULT,
     STATUS_OK,
-    TABLE_BITS,
-    TABLE_SIZE,
-    TLB_SIZE,
-    Builder,
     JitContext,
     LlvmOps,
     LoweringError,
     NativeBlock,
     Site,
-    Val,
-    cc_flags,
-    table_slot,
 )
 from cpu.codecache import StoredInsns
 from cpu.decoder import Insn
+from cpu.engine import BLOCK_DECLARES, DispatchTable, Engine, Loaded, NativeTlb
 from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector
-from cpu.flags import CcOp
 from cpu.interp import Exit, ExitKind, unimplemented
-from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE, TlbEntry
+from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE
 from cpu.semantics import CALLS, HELPERS
 
 if TYPE_CHECKING:
-    from cpu.codecache import CodeCache
     from cpu.interp import Block, Interpreter
 
 log = logging.getLogger("emu.jit")
@@ -108,349 +99,10 @@ PATIENCE = 4
 without waiting for more blocks.  Only a pending block counts: a block whose batch is compiling runs in the
 Python tier until it is installed, for longer or shorter as the compile thread is slower or faster, and
 letting it cut the pending batch made the batches, and so their keys in the code cache, depend on timing."""
-INVALID = MASK64
-
 _SLOW = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
-_DISPATCH = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-
-
-# -- the native TLB and dispatch table --------------------------------------------------------
-
-class NativeTlb:
-    """A direct-mapped native copy of one TLB dictionary: ``tag[vpn % N] == vpn`` and host = addend + address."""
-
-    def __init__(self) -> None:
-        self.tag = (ctypes.c_uint64 * TLB_SIZE)()
-        ctypes.memset(self.tag, 0xFF, ctypes.sizeof(self.tag))
-        self.add = (ctypes.c_uint64 * TLB_SIZE)()
-        self.pins: list[object] = [None] * TLB_SIZE
-
-    def set(self, vpn: int, entry: TlbEntry) -> None:
-        buf, offset = entry
-        if type(buf) is not bytearray:
-            return
-        pin = (ctypes.c_char * len(buf)).from_buffer(buf)
-        slot = vpn & (TLB_SIZE - 1)
-        self.pins[slot] = pin
-        self.add[slot] = (ctypes.addressof(pin) + offset - (vpn << PAGE_SHIFT)) & MASK64
-        self.tag[slot] = vpn
-
-    def drop(self, vpn: int) -> None:
-        slot = vpn & (TLB_SIZE - 1)
-        if self.tag[slot] == vpn:
-            self.tag[slot] = INVALID
-            self.pins[slot] = None
-
-    def clear(self) -> None:
-        ctypes.memset(self.tag, 0xFF, ctypes.sizeof(self.tag))
-        self.pins = [None] * TLB_SIZE
-
-
-class DispatchTable:
-    """Guest RIP -> native block function, for one privilege level; knows which pages its entries sit in."""
-
-    def __init__(self) -> None:
-        self.rip = (ctypes.c_uint64 * TABLE_SIZE)()
-        ctypes.memset(self.rip, 0xFF, ctypes.sizeof(self.rip))
-        self.fn = (ctypes.c_uint64 * TABLE_SIZE)()
-        self.keys: dict[int, int] = {}
-        """slot -> RIP held there (the Python view of ``rip``)."""
-        self.pages: dict[int, set[int]] = {}
-        """virtual page -> the slots whose RIP lies in it."""
-
-    def insert(self, rip: int, fn: int) -> None:
-        slot = table_slot(rip)
-        self.remove_slot(slot)
-        self.keys[slot] = rip
-        self.pages.setdefault(rip >> PAGE_SHIFT, set()).add(slot)
-        self.fn[slot] = fn
-        self.rip[slot] = rip
-
-    def holds(self, rip: int, fn: int) -> bool:
-        slot = table_slot(rip)
-        return self.keys.get(slot) == rip and self.fn[slot] == fn
-
-    def remove(self, rip: int) -> None:
-        slot = table_slot(rip)
-        if self.keys.get(slot) == rip:
-            self.remove_slot(slot)
-
-    def remove_slot(self, slot: int) -> None:
-        rip = self.keys.pop(slot, None)
-        if rip is not None:
-            self.rip[slot] = INVALID
-            self.pages[rip >> PAGE_SHIFT].discard(slot)
-
-    # the fetch TLB's mirror: a page leaving it takes its blocks out of the table
-    def set(self, vpn: int, entry: TlbEntry) -> None:
-        pass
-
-    def drop(self, vpn: int) -> None:
-        for slot in self.pages.pop(vpn, ()):
-            del self.keys[slot]
-            self.rip[slot] = INVALID
-
-    def clear(self) -> None:
-        self.keys.clear()
-        self.pages.clear()
-        ctypes.memset(self.rip, 0xFF, ctypes.sizeof(self.rip))
-
-
-# -- the runtime module: functions every block module may call -------------------------------
-
-def _runtime_ir() -> str:
-    """``@emu_udiv128``/``@emu_urem128`` (a restoring division loop), ``@emu_cc_flags`` and ``@emu_dispatch``."""
-    parts = [_DECLARES]
-    for name, which in (("emu_udiv128", "%q"), ("emu_urem128", "%r")):
-        parts.append(f"""
-define i128 @{name}(i128 %a, i128 %b) {{
-entry:
-  %small = icmp ult i128 %a, 18446744073709551616
-  %smallb = icmp ult i128 %b, 18446744073709551616
-  %both = and i1 %small, %smallb
-  br i1 %both, label %fast, label %loop
-fast:
-  %a64 = trunc i128 %a to i64
-  %b64 = trunc i128 %b to i64
-  %fq = udiv i64 %a64, %b64
-  %fr = urem i64 %a64, %b64
-  %fqw = zext i64 %fq to i128
-  %frw = zext i64 %fr to i128
-  ret i128 {"%fqw" if which == "%q" else "%frw"}
-loop:
-  %i = phi i32 [ 127, %entry ], [ %i2, %loop ]
-  %q0 = phi i128 [ 0, %entry ], [ %q2, %loop ]
-  %r0 = phi i128 [ 0, %entry ], [ %r2, %loop ]
-  %iw = zext i32 %i to i128
-  %bit = lshr i128 %a, %iw
-  %bit1 = and i128 %bit, 1
-  %rs = shl i128 %r0, 1
-  %r1 = or i128 %rs, %bit1
-  %ge = icmp uge i128 %r1, %b
-  %rsub = sub i128 %r1, %b
-  %r2 = select i1 %ge, i128 %rsub, i128 %r1
-  %qbit = shl i128 1, %iw
-  %qset = or i128 %q0, %qbit
-  %q2 = select i1 %ge, i128 %qset, i128 %q0
-  %i2 = sub i32 %i, 1
-  %more = icmp sge i32 %i2, 0
-  br i1 %more, label %loop, label %done
-done:
-  %q = phi i128 [ %q2, %loop ]
-  %r = phi i128 [ %r2, %loop ]
-  ret i128 {which}
-}}""")
-    b = Builder()
-    op, size, a, x, r, c = (Val(f"%{n}", 64) for n in ("op", "size", "a", "b", "r", "c"))
-    cases = []
-    for member in CcOp:
-        label = f"%case{int(member)}"
-        cases.append(f"i64 {int(member)}, label {label}")
-        b.label(label)
-        result = cc_flags(b, int(member), size, a, x, r, c)
-        b.emit(f"ret i64 {b.at(result, 64)}")
-    switch = f"  switch i64 %op, label %case0 [ {' '.join(cases)} ]"
-    parts.append("define i64 @emu_cc_flags(i64 %op, i64 %size, i64 %a, i64 %b, i64 %r, i64 %c) {\nentry:\n"
-                 + switch + "\n" + "\n".join(b.lines) + "\n}")
-    ctx = {name: getattr(JitContext, name).offset for name in ("exit", "limit", "request", "table_rip", "table_fn",
-                                                                  "blocks")}
-    from cpu.backends.llvm import state_field
-    rip_at, icount_at = state_field("rip")[0], state_field("icount")[0]
-    parts.append(f"""
-define i64 @emu_dispatch(ptr %s, ptr %x, ptr %first) {{
-entry:
-  %exitp = getelementptr i8, ptr %x, i64 {ctx['exit']}
-  %limitp = getelementptr i8, ptr %x, i64 {ctx['limit']}
-  %requestp = getelementptr i8, ptr %x, i64 {ctx['request']}
-  %blocksp = getelementptr i8, ptr %x, i64 {ctx['blocks']}
-  %ripsp = getelementptr i8, ptr %x, i64 {ctx['table_rip']}
-  %fnsp = getelementptr i8, ptr %x, i64 {ctx['table_fn']}
-  %rips = load ptr, ptr %ripsp
-  %fns = load ptr, ptr %fnsp
-  %ripp = getelementptr i8, ptr %s, i64 {rip_at}
-  %icountp = getelementptr i8, ptr %s, i64 {icount_at}
-  br label %run
-run:
-  %fn = phi ptr [ %first, %entry ], [ %next, %found ]
-  %rip = call i64 %fn(ptr %s, ptr %x)
-  %n = load i64, ptr %blocksp
-  %n1 = add i64 %n, 1
-  store i64 %n1, ptr %blocksp
-  %exit = load i64, ptr %exitp
-  %normal = icmp eq i64 %exit, 0
-  br i1 %normal, label %budget, label %leave
-budget:
-  %icount = load i64, ptr %icountp
-  %limit = load i64, ptr %limitp
-  %over = icmp uge i64 %icount, %limit
-  br i1 %over, label %leave, label %poll
-poll:
-  %request = load volatile i64, ptr %requestp
-  %asked = icmp ne i64 %request, 0
-  br i1 %asked, label %leave, label %lookup
-lookup:
-  %h = lshr i64 %rip, {TABLE_BITS}
-  %hx = xor i64 %rip, %h
-  %slot = and i64 %hx, {TABLE_SIZE - 1}
-  %keyp = getelementptr i64, ptr %rips, i64 %slot
-  %key = load i64, ptr %keyp
-  %hit = icmp eq i64 %key, %rip
-  br i1 %hit, label %found, label %leave
-found:
-  %nextp = getelementptr i64, ptr %fns, i64 %slot
-  %nexti = load i64, ptr %nextp
-  %next = inttoptr i64 %nexti to ptr
-  br label %run
-leave:
-  store i64 %rip, ptr %ripp
-  ret i64 %exit
-}}""")
-    return "\n".join(parts)
-
-
-_DECLARES = "\n".join(
-    f"declare i{w} @llvm.{name}.i{w}(i{w}{extra})"
-    for name, extra in (("ctpop", ""), ("cttz", ", i1"), ("ctlz", ", i1"))
-    for w in (64, 128, 256))
-_BLOCK_DECLARES = _DECLARES + """
-declare i128 @emu_udiv128(i128, i128)
-declare i128 @emu_urem128(i128, i128)
-declare i64 @emu_cc_flags(i64, i64, i64, i64, i64, i64)
-"""
-
-
-SEGMENT = 256
-"""Modules in one MCJIT engine (see :class:`Engine`)."""
-MAX_MODULES = 14000
-"""Modules one engine holds before all native code is dropped and compiled afresh.  Each MCJIT module maps its
-own sections (measured: 2 mappings a module), and Linux allows a process 65,530 (vm.max_map_count): the
-~35,000 one-block modules of an eager boot crashed LLVM ("Unable to allocate section memory") before this."""
-
-
-class Engine:
-    """The process's native code: MCJIT engines of at most :data:`SEGMENT` modules each, every one with its own
-    copy of the runtime module.  (MCJIT's ``finalizeObject`` costs time linear in the modules an engine holds:
-    measured 0.67 ms a module with 1,000 in the engine, 2.8 ms with 4,000, 10 ms a module over an eager boot's
-    60,000; with segments of 256 it stays near the first figure.)
-
-    When it is full (:data:`MAX_MODULES`), :meth:`renew` replaces it and every live :class:`Jit` drops its
-    native code, as QEMU flushes its translation buffer; this happens only between blocks, when no native
-    code is running.
-
-    The persistent code cache (``cpu.codecache``) keeps the object code of every module, keyed by a hash
-    of its IR text, the LLVM version, the target triple, the host CPU and its features, and the
-    optimisation level: LLVM's object cache hands the object back instead of generating code again.  The
-    objects are relocatable: the state, the context, the TLB arrays and the callbacks are reached through
-    the two pointer arguments, the runtime functions by symbol, so nothing of this process is baked in.
-    """
-
-    _shared: Engine | None = None
-    users: weakref.WeakSet[Jit] = weakref.WeakSet()
-
-    def __init__(self, opt: int = 0) -> None:
-        """``opt``: LLVM's code generation level, and above 0 its pass pipeline at that level (docs/jit.md)."""
-        import llvmlite.binding as llvm
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        self.llvm = llvm
-        self.opt = opt
-        target = llvm.Target.from_default_triple()
-        self.machine = target.create_target_machine(opt=opt, codemodel="jitdefault")
-        self.engines: list[object] = []
-        tuning = llvm.create_pipeline_tuning_options(speed_level=max(opt, 1))
-        self.passes = llvm.create_pass_builder(self.machine, tuning)
-        self.modules: list[object] = []
-        self.sites: list[tuple[NativeBlock, Site]] = []
-        """Every exit site of the native code in this engine, by number: a module's are numbered from the base
-        written into its ``@s<key>`` global when it is installed."""
-        self.loaded: dict[bytes, Loaded] = {}
-        """The modules in this engine by key: a batch of the same blocks again (code rewritten with the same
-        bytes, a program run again) uses the code already there."""
-        self.fingerprint = "\n".join((".".join(map(str, llvm.llvm_version_info)), llvm.get_default_triple(),
-                                      llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), str(opt)))
-        self.cache: CodeCache | None = None
-        """Where :meth:`add` looks for and keeps object code (set by the Jit that compiles)."""
-        self.meta = b""
-        self.hits = 0
-        self.runtime = _runtime_ir()
-        self.in_segment = 0
-        self._segment()
-        self.dispatch = _DISPATCH(self.engine.get_function_address("emu_dispatch"))
-
-    def _segment(self) -> None:
-        """Start a new MCJIT engine (its runtime module included); the old ones keep their code."""
-        machine = self.llvm.Target.from_default_triple().create_target_machine(opt=self.opt, codemodel="jitdefault")
-        self.engine = self.llvm.create_mcjit_compiler(self.llvm.parse_assembly(""), machine)  # owns ``machine``
-        self.engine.set_object_cache(self._compiled, self._cached)
-        self.engines.append(self.engine)
-        self.in_segment = 0
-        self.add(self.runtime)
-
-    @classmethod
-    def shared(cls) -> Engine:
-        if cls._shared is None:
-            cls._shared = cls(int(os.environ.get("EMU_JIT_OPT", "0")))
-        return cls._shared
-
-    @property
-    def full(self) -> bool:
-        return len(self.modules) >= MAX_MODULES
-
-    @classmethod
-    def renew(cls) -> Engine:
-        """A fresh engine; every Jit forgets its native code first (the old engine's memory is freed)."""
-        old = cls._shared
-        for jit in list(cls.users):
-            jit.drop_native()
-        cls._shared = None
-        fresh = cls.shared()
-        if old is not None:
-            old.modules.clear()
-            for engine in old.engines:
-                engine.close()
-        return fresh
-
-    def _cached(self, module: object) -> bytes | None:
-        found = None if self.cache is None else self.cache.native(bytes.fromhex(module.name))
-        if found is None:
-            return None
-        self.hits += 1
-        return found[0]
-
-    def _compiled(self, module: object, obj: bytes) -> None:
-        if self.cache is not None:
-            self.cache.store_native(bytes.fromhex(module.name), bytes(obj), self.meta)
-
-    def add(self, ir: str, cache: CodeCache | None = None, key: bytes | None = None, meta: bytes = b"") -> None:
-        """Compile ``ir`` (or load the object code ``cache`` keeps under ``key``, by default a hash of ``ir``;
-        with an empty ``ir`` it must be there) into the current segment; :meth:`address` finds its functions
-        until the next ``add``.  ``meta`` is kept with the object code."""
-        if self.in_segment >= SEGMENT:
-            self._segment()
-        self.in_segment += 1
-        self.cache = cache
-        self.meta = meta
-        module = self.llvm.parse_assembly(ir)
-        module.name = (key or hashlib.sha256(f"{self.fingerprint}\n{ir}".encode()).digest()).hex()
-        module.verify()
-        if self.opt:
-            self.passes.getModulePassManager().run(module, self.passes)
-        self.engine.add_module(module)
-        self.engine.finalize_object()
-        self.modules.append(module)
-
-    def address(self, name: str) -> int:
-        return self.engine.get_function_address(name)
 
 
 # -- the JIT proper ---------------------------------------------------------------------------------
-
-@dataclass
-class Loaded:
-    """A module installed in an engine: its blocks' descriptions and addresses by guest address."""
-
-    natives: dict[int, tuple[NativeBlock, int]]
-
 
 @dataclass
 class Job:
@@ -687,7 +339,7 @@ class Jit:
         for _, native in lowered:
             engine.sites.extend((native, site) for site in native.sites)
         declares = sorted(set().union(*(n.declares for _, n in lowered)))
-        ir = (_BLOCK_DECLARES + "\n".join(declares) + f"\n@s{prefix} = global i64 0\n"
+        ir = (BLOCK_DECLARES + "\n".join(declares) + f"\n@s{prefix} = global i64 0\n"
               + "\n".join(n.ir for _, n in lowered))
         meta = marshal.dumps([(block.rip, native.name, native.event,
                                [(s.index, s.vector, s.error_code, s.detail, s.event) for s in native.sites])

@@ -147,10 +147,10 @@ def test_a_bad_jit_mode_is_a_one_line_error_with_status_2(argv: list[str], env: 
 def test_a_full_engine_is_renewed_between_blocks_and_the_program_goes_on(monkeypatch) -> None:
     """Eager mode makes one module per block; past the engine's limit all native code is dropped and
     compiled afresh (as QEMU flushes its translation buffer), with the same result."""
-    import cpu.jit
+    import cpu.engine
 
-    monkeypatch.setattr(cpu.jit, "MAX_MODULES", 8)
-    monkeypatch.setattr(cpu.jit, "SEGMENT", 3)          # several MCJIT engines before each renewal
+    monkeypatch.setattr(cpu.engine, "MAX_MODULES", 8)
+    monkeypatch.setattr(cpu.engine, "SEGMENT", 3)          # several MCJIT engines before each renewal
     asm = ("mov rcx, 3000\nl: mov rax, rcx\nand rax, 7\ncmp rax, 3\njne a\ninc rbx\na: cmp rax, 5\njne b\n"
            "add rbx, 2\nb: dec rcx\njnz l\nhlt")
     results = {}
