@@ -33,7 +33,7 @@ from cpu.backends.llvm import (
     table_slot,
 )
 from cpu.flags import CcOp
-from cpu.memory import PAGE_SHIFT, TlbEntry
+from cpu.memory import PAGE_SHIFT, RAM_BUFFERS, TlbEntry
 
 if TYPE_CHECKING:
     from cpu.codecache import CodeCache
@@ -60,7 +60,7 @@ class NativeTlb:
 
     def set(self, vpn: int, entry: TlbEntry) -> None:
         buf, offset = entry
-        if type(buf) is not bytearray:
+        if type(buf) not in RAM_BUFFERS:
             return
         pin = (ctypes.c_char * len(buf)).from_buffer(buf)
         slot = vpn & (TLB_SIZE - 1)

@@ -28,6 +28,7 @@ Follows the SDM Vol. 3A 4.10 (TLBs) in spirit; it does not model TLB capacity.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Callable
 from typing import Protocol
@@ -38,6 +39,10 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = PAGE_SIZE - 1
 MASK64 = (1 << 64) - 1
+
+RAM_BUFFERS = (bytearray, mmap.mmap)
+"""The types of a TLB entry's buffer that is guest RAM (a user-mode page, the PC's RAM); anything else in an
+entry is an object with ``read``/``write`` methods reached through the slow path."""
 
 READ, WRITE, FETCH = 0, 1, 2
 """Access kinds, also the index of the TLB that serves them."""
@@ -105,7 +110,7 @@ def new_tlb() -> Tlb:
     return (TlbDict(), TlbDict(), TlbDict())
 
 
-TlbEntry = tuple[bytearray, int]
+TlbEntry = tuple[bytearray | mmap.mmap, int]
 """(host buffer, offset of the page in it).  A slow-path-only entry may instead hold an object
 with ``read(address, length)``/``write(address, data)`` (the MMIO bus behind physical memory);
 such entries never enter the TLB dictionaries, so the fast path only ever sees bytearrays."""
@@ -189,7 +194,7 @@ class Memory:
                 if page in self.code_pages:         # the first write to translated code: drop the translations
                     self.code_pages.discard(page)
                     self.on_code_write(page)
-            if type(e[0]) is bytearray and vpn not in self.watched:
+            if type(e[0]) in RAM_BUFFERS and vpn not in self.watched:
                 self.tlb[access][vpn] = e
         return e
 
@@ -221,8 +226,8 @@ class Memory:
             off = address & PAGE_MASK
             n = min(length, PAGE_SIZE - off)
             buf, base = self.entry(address, access)
-            out += (buf[base + off: base + off + n] if type(buf) is bytearray
-                    else buf.read(base + off, n))  # type: ignore[attr-defined]  # a slow-path entry: see TlbEntry
+            out += (buf[base + off: base + off + n] if type(buf) in RAM_BUFFERS
+                    else buf.read(base + off, n))  # type: ignore[union-attr, call-arg]  # a slow-path entry: see TlbEntry
             address += n
             length -= n
         return bytes(out)
@@ -243,10 +248,10 @@ class Memory:
             a += n
             left -= n
         for (buf, base), off, n in pages:
-            if type(buf) is bytearray:
+            if type(buf) in RAM_BUFFERS:
                 buf[base + off: base + off + n] = view[pos: pos + n]
             else:
-                buf.write(base + off, view[pos: pos + n])  # type: ignore[attr-defined]  # see TlbEntry
+                buf.write(base + off, view[pos: pos + n])  # type: ignore[union-attr, call-arg, arg-type]  # see TlbEntry
             pos += n
 
     def read_cstring(self, address: int, limit: int = 1 << 20) -> bytes:

@@ -46,7 +46,20 @@ import struct
 from enum import IntFlag
 
 from cpu.exceptions import GuestFault, PFError, Vector
-from cpu.memory import FETCH, MASK64, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, READ, WRITE, Memory, Tlb, TlbEntry, new_tlb
+from cpu.memory import (
+    FETCH,
+    MASK64,
+    PAGE_MASK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    RAM_BUFFERS,
+    READ,
+    WRITE,
+    Memory,
+    Tlb,
+    TlbEntry,
+    new_tlb,
+)
 from cpu.physical import PhysicalMemory
 from cpu.state import CpuState
 
@@ -324,7 +337,7 @@ class Mmu(Memory):
         address &= MASK64
         buf, base = self.entry(address, READ)
         offset = address & PAGE_MASK
-        if type(buf) is bytearray or offset + size // 8 > PAGE_SIZE:
+        if type(buf) in RAM_BUFFERS or offset + size // 8 > PAGE_SIZE:
             return self.load(address, size)
         if self.watch is not None:
             self.watch(address, size // 8, READ)
@@ -334,7 +347,7 @@ class Mmu(Memory):
         address &= MASK64
         buf, base = self.entry(address, WRITE)
         offset = address & PAGE_MASK
-        if type(buf) is bytearray or offset + size // 8 > PAGE_SIZE:
+        if type(buf) in RAM_BUFFERS or offset + size // 8 > PAGE_SIZE:
             self.store(address, size, value)
             return
         if self.watch is not None:

@@ -33,6 +33,7 @@ from cpu.flags import Flag
 from cpu.memory import MASK64
 from cpu.mmu import CR0_PG, CR0_WP, CR4_PGE, MAXPHYADDR
 from cpu.semantics import call, semantics
+from cpu.semantics.system import read_tsc
 from cpu.state import CR4_OSXSAVE, SEGMENTS
 
 CR0_PE, CR0_TS, CR0_ET, CR0_NW, CR0_CD = 1, 1 << 3, 1 << 4, 1 << 29, 1 << 30
@@ -433,17 +434,11 @@ def msr_access(ops, insn):
     ops.jump(insn.next)
 
 
-@call
-def rdtscp(cpu) -> None:
-    """RDTSCP: the TSC in EDX:EAX and IA32_TSC_AUX in ECX."""
-    s = cpu.state
-    tsc = (s.icount + s.tsc_offset) & MASK64
-    s.rax, s.rdx, s.rcx = tsc & 0xFFFF_FFFF, tsc >> 32, s.tsc_aux & 0xFFFF_FFFF
-
-
 @semantics("rdtscp")
 def rdtscp_insn(ops, insn):
-    ops.call("rdtscp")
+    """RDTSCP: the TSC in EDX:EAX and IA32_TSC_AUX in ECX."""
+    read_tsc(ops)
+    ops.set_reg("rcx", ops.and_(ops.reg("tsc_aux"), 0xFFFF_FFFF))
 
 
 # -- privilege transitions ---------------------------------------------------------------------

@@ -51,17 +51,17 @@ def cpuid_insn(ops, insn):
     ops.call("cpuid")
 
 
-@call
-def rdtsc(cpu) -> None:
-    """The time-stamp counter reads the virtual clock: one tick per retired instruction."""
-    tsc = cpu.state.icount + cpu.state.tsc_offset
-    cpu.state.rax = tsc & 0xFFFFFFFF
-    cpu.state.rdx = (tsc >> 32) & 0xFFFFFFFF
+def read_tsc(ops) -> None:
+    """EDX:EAX = the time-stamp counter, which reads the virtual clock: one tick per retired instruction
+    (``icount`` as it stands when the block starts, in every tier, plus IA32_TSC's offset)."""
+    tsc = ops.add(ops.reg("icount"), ops.reg("tsc_offset"), 64)
+    ops.set_reg("rax", ops.and_(tsc, 0xFFFFFFFF))
+    ops.set_reg("rdx", ops.shr(tsc, 32))
 
 
 @semantics("rdtsc")
 def rdtsc_insn(ops, insn):
-    ops.call("rdtsc")
+    read_tsc(ops)
 
 
 @call
