@@ -39,6 +39,11 @@ GPR64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")
 
+CR4_OSXMMEXCPT = 1 << 10
+"""CR4.OSXMMEXCPT: the OS handles #XM; without it an unmasked SIMD floating-point exception is #UD
+(SDM Vol. 3A, 6.15)."""
+CR4_OSFXSR = 1 << 9
+"""CR4.OSFXSR: the OS saves SSE state with FXSAVE (Linux sets it, and OSXMMEXCPT, on every CPU with SSE)."""
 CR4_OSXSAVE = 1 << 18
 """CR4.OSXSAVE: the OS supports XSAVE; XGETBV, XSETBV and the VEX instructions #UD without it (SDM Vol. 3A, 2.5)."""
 XCR0_X87, XCR0_SSE, XCR0_AVX = 1 << 0, 1 << 1, 1 << 2
@@ -89,7 +94,8 @@ class CpuState(ctypes.Structure):
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
         self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
-        self.cr4 = 1 << 16 | CR4_OSXSAVE   # and CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3;
+        # CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3; OSFXSR and OSXMMEXCPT: #XM is SIGFPE
+        self.cr4 = 1 << 16 | CR4_OSXSAVE | CR4_OSFXSR | CR4_OSXMMEXCPT
         self.xcr0 = XCR0_X87 | XCR0_SSE | XCR0_AVX   # CR4.OSXSAVE and XCR0: Linux enables every XSAVE component
         self.cr0 = 0x20              # CR0.NE as under Linux: an unmasked x87 exception raises #MF (SIGFPE)
 

@@ -1,0 +1,30 @@
+"""Unmasked SIMD floating-point exceptions, differential against the host CPU and Linux: #XM becomes SIGFPE
+whose si_code follows the unmasked MXCSR flags (Linux's fpu__exception_code), si_addr is the faulting
+instruction, the signal frame's MXCSR holds the flags the SDM says are set (Vol. 1, 11.5.1: only the
+pre-computation ones when one of those is unmasked) and the destination is unchanged; a handler that
+siglongjmps out, and one that masks the exceptions in the frame and returns (the instruction runs again).
+
+SSE, SSE2, SSE3, SSE4.1, AVX, FMA and F16C forms, packed and scalar; in the Python tier and with every block
+native (``EMU_JIT=eager``), whose fast SSE arithmetic (``cpu.backends.llvm_float``) must leave the
+unmasked cases to the exact helpers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_programs import host_cpu_flags
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+
+
+@pytest.mark.parametrize("tier", ["off", "eager"])
+def test_unmasked_simd_exceptions_raise_sigfpe_as_natively(tier: str, build_static, same_as_native) -> None:
+    missing = {"avx", "fma", "f16c", "sse4_1"} - host_cpu_flags()
+    if missing:
+        pytest.skip(f"the host CPU lacks {', '.join(sorted(missing))}, so the program cannot run natively")
+    program = build_static(PROGRAMS / "simd_exceptions.c", "O1", ("-mavx",))
+    same_as_native([str(program)], env={**ENV, "EMU_JIT": tier})
