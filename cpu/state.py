@@ -26,6 +26,10 @@ AVX state (SDM Vol. 1, 14.1 and 13.1): ``ymmh{i}_lo``/``ymmh{i}_hi`` hold bits
 extended-feature enable register XSETBV writes.  They come after every older
 field, so no field's offset moved when they were added.
 
+The x87's last-instruction pointers (SDM Vol. 1, 8.1.8-8.1.9) come last: ``fip``, ``fdp`` and ``fop``
+as the images store them, and ``x87_opcode``/``x87_operand``, the FOP and operand offset of the
+x87 instruction running now, which ``fdp`` and ``fop`` take when it raises an unmasked exception.
+
 Not modelled here: segment descriptor caches beyond the FS/GS bases.
 """
 
@@ -83,6 +87,7 @@ class CpuState(ctypes.Structure):
            ("shadow_until", _U64)]
         + [(f"ymmh{i}_{half}", _U64) for i in range(16) for half in ("lo", "hi")]
         + [("xcr0", _U64)]
+        + [("fop", _U16), ("fip", _U64), ("fdp", _U64), ("x87_opcode", _U16), ("x87_operand", _U64)]
     )
 
     def reset_user(self) -> None:
