@@ -64,8 +64,8 @@ def round_packed(ops, insn, dst, src, imm):
         packed = ops.helper(insn.mnemonic[1:], 0, half, imm.imm, mxcsr)
         parts.append(ops.trunc(packed, 128))
         flags = ops.or_(flags, ops.shr(packed, 128))
-    vex.write_halves(ops, insn, dst, parts)
     X.raise_flags(ops, flags)
+    vex.write_halves(ops, insn, dst, parts)
 
 
 @semantics("vroundss", "vroundsd", feature="avx")
@@ -74,8 +74,8 @@ def round_scalar(ops, insn, dst, src1, src2, imm):
     vex.check(ops)
     packed = ops.helper(insn.mnemonic[1:], vex.read(ops, insn, src1), vex.read(ops, insn, src2), imm.imm,
                         ops.reg("mxcsr"))
-    vex.write_halves(ops, insn, dst, [ops.trunc(packed, 128)])
     X.raise_flags(ops, ops.shr(packed, 128))
+    vex.write_halves(ops, insn, dst, [ops.trunc(packed, 128)])
 
 
 @semantics(*("v" + name for name in EXTENSIONS), feature="avx")
@@ -121,8 +121,8 @@ def dot(ops, insn, dst, src1, src2, imm):
         packed = ops.helper(insn.mnemonic[1:], a[i], b[i], imm.imm, mxcsr)
         parts.append(ops.trunc(packed, 128))
         flags = ops.or_(flags, ops.shr(packed, 128))
+    X.raise_flags(ops, flags, staged=True)
     vex.write_halves(ops, insn, dst, parts)
-    X.raise_flags(ops, flags)
 
 
 @semantics("vmpsadbw", feature="avx")

@@ -26,8 +26,8 @@ included (``tests/semantics/test_sse_float.py``, the slow test).
 
 Unmasked exceptions: ``xmm.raise_flags`` faults (#XM) and decides which
 flags MXCSR keeps; here an unmasked UE is reported for any tiny result, exact
-or not (11.5.2.5), and a narrowing conversion's unmasked OE or UE comes
-without PE (measured on a Xeon; arithmetic reports PE with them).
+or not (11.5.2.5), and an unmasked OE or UE comes with PE only when the
+result is inexact with the exponent unbounded (measured on a Xeon).
 
 Not modelled: tininess is judged on the result rounded to the
 destination format, not with an unbounded exponent (only UE can differ, for
@@ -40,6 +40,7 @@ import math
 import operator
 import struct
 from collections.abc import Callable
+from fractions import Fraction
 from functools import partial
 from typing import NamedTuple
 
@@ -129,12 +130,37 @@ def _step(v: int, f: Fmt, up: bool) -> int:
     return v + 1 if up != bool(v & f.sign) else v - 1
 
 
-def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int, flags: int) -> tuple[int, int]:
+def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int, flags: int,
+                 ratio: Callable[[], Fraction] | None = None) -> tuple[int, int]:
     """Deliver a finite operation's result in ``f`` under MXCSR.
 
     ``r`` is the host's round-to-nearest double result; ``error(n, d)`` is the
-    sign of (exact result - n/d).
+    sign of (exact result - n/d).  An unmasked OE or UE comes with PE only when the
+    result is inexact at ``f``'s precision with the exponent unbounded (measured:
+    CVTSD2SS of 2**128 toward zero raises OE alone, of 2**128 + 2**76 OE and PE).  ``ratio``, when given,
+    returns the exact result, for the results a host double cannot hold.
     """
+    c, raised = _round(r, error, f, mxcsr, flags)
+    if raised & (OE | UE) & ~(mxcsr >> X.MASK_SHIFT):
+        raised = raised & ~PE | (0 if _exact_unbounded(r, error, f, ratio) else PE)
+    return c, raised
+
+
+def _exact_unbounded(r: float, error: Callable[[int, int], int], f: Fmt, ratio: Callable[[], Fraction] | None) -> bool:
+    """Whether the exact result has no more significant bits than ``f``.  ``r``, the exact result rounded to a
+    host double, is it when it is exact; else ``ratio()`` is (an exact result a double cannot hold: beyond its
+    range, or with more bits than a double denormal keeps), or, without it, the result is taken as inexact."""
+    if not math.isinf(r) and not error(*r.as_integer_ratio()):
+        return (math.frexp(r)[0] * (1 << (f.fraction + 1))).is_integer()
+    if ratio is None:
+        return False
+    exact = ratio()
+    odd = abs(exact.numerator) // (abs(exact.numerator) & -abs(exact.numerator))
+    return exact.denominator & (exact.denominator - 1) == 0 and odd.bit_length() <= f.fraction + 1
+
+
+def _round(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int, flags: int) -> tuple[int, int]:
+    """:func:`round_result` with an unmasked OE's and UE's PE not yet decided."""
     c = encode(r, f)
     rc = rounding(mxcsr)
     negative = bool(c & f.sign)
@@ -168,6 +194,12 @@ def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int,
         if err:
             flags |= UE
     return c, flags
+
+
+def _ratio(op: str, x: float, y: float) -> Fraction:
+    """x op y exactly (op: add, sub, mul or div; x and y finite, y nonzero for div)."""
+    a, b = Fraction(x), Fraction(y)
+    return a + b if op == "add" else a - b if op == "sub" else a * b if op == "mul" else a / b
 
 
 def signum(d: int) -> int:
@@ -236,7 +268,8 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
         # IEEE 754 6.3: an exact zero sum is -0 when rounding down, unless both addends are +0
         both_plus_zero = x == 0 and math.copysign(1, x) > 0 and math.copysign(1, y if op == "add" else -y) > 0
         r = 0.0 if both_plus_zero else -0.0
-    return round_result(r, partial(_error, op, x, y), f, mxcsr, flags)
+    return round_result(r, partial(_error, op, x, y), f, mxcsr, flags,
+                        None if op == "sqrt" else partial(_ratio, op, x, y))
 
 
 def minmax(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
@@ -423,10 +456,7 @@ def narrow(v: int, mxcsr: int) -> tuple[int, int]:
     if math.isinf(x):
         return encode(x, F32), flags
     xn, xd = x.as_integer_ratio()
-    r, raised = round_result(x, lambda n, d: signum(xn * d - n * xd), F32, mxcsr, flags)
-    if raised & ~(mxcsr >> X.MASK_SHIFT) & (OE | UE):
-        raised &= ~PE                               # measured: an unmasked OE or UE of CVTSD2SS comes without PE
-    return r, raised
+    return round_result(x, lambda n, d: signum(xn * d - n * xd), F32, mxcsr, flags)
 
 
 def widen(v: int, mxcsr: int) -> tuple[int, int]:

@@ -128,13 +128,18 @@ PRE_COMPUTATION = int(Mxcsr.IE | Mxcsr.DE | Mxcsr.ZE)
 """The exceptions detected before computing (SDM Vol. 1, 11.5.1): unmasked, they stop the instruction."""
 
 
-def raise_flags(ops, flags) -> None:
+def raise_flags(ops, flags, staged: bool = False) -> None:
     """OR an instruction's SIMD floating-point exception flags into MXCSR (they are sticky); fault with #XM
-    (#UD without CR4.OSXMMEXCPT) when one of them is unmasked, committing the flags the SDM says are set."""
+    (#UD without CR4.OSXMMEXCPT) when one of them is unmasked, committing the flags the SDM says are set.
+    ``staged``: the helper computed in stages and has already kept what a stage stopped by an unmasked
+    exception leaves (``sse4_float._dot``), so the flags go to MXCSR as they are."""
     mxcsr = ops.reg("mxcsr")
     unmasked = ops.and_(flags, ops.xor(ops.and_(ops.shr(mxcsr, MASK_SHIFT), EXCEPTION_FLAGS), EXCEPTION_FLAGS))
-    stopped = ops.ne(ops.and_(unmasked, PRE_COMPUTATION), 0)
-    raised = ops.or_(mxcsr, ops.select(stopped, ops.and_(flags, PRE_COMPUTATION), flags))
+    if staged:
+        raised = ops.or_(mxcsr, flags)
+    else:
+        stopped = ops.ne(ops.and_(unmasked, PRE_COMPUTATION), 0)
+        raised = ops.or_(mxcsr, ops.select(stopped, ops.and_(flags, PRE_COMPUTATION), flags))
     faults = ops.ne(unmasked, 0)
     enabled = ops.ne(ops.and_(ops.reg("cr4"), CR4_OSXMMEXCPT), 0)
     ops.fault_if(ops.and_(faults, enabled), Vector.XM, commit={"mxcsr": raised})
@@ -142,9 +147,9 @@ def raise_flags(ops, flags) -> None:
     ops.set_reg("mxcsr", raised)
 
 
-def write_float(ops, dst: Operand, packed, size: int = 128) -> None:
+def write_float(ops, dst: Operand, packed, size: int = 128, staged: bool = False) -> None:
     """Write the low ``size`` bits of a float helper's result to ``dst``; its flags go to MXCSR first."""
-    raise_flags(ops, ops.shr(packed, 128))
+    raise_flags(ops, ops.shr(packed, 128), staged)
     ops.write(dst, ops.trunc(packed, size))
 
 
