@@ -150,9 +150,10 @@ def load(ops, insn, dst, src):
 
 @semantics("vpcmpestri", "vpcmpestrm", "vpcmpistri", "vpcmpistrm", feature="avx")
 def compare_strings(ops, insn, first, second, control):
-    """VPCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: as the legacy forms (any alignment); VPCMPxSTRM
-    clears YMM0's upper half."""
+    """VPCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: as the legacy forms (any alignment), VEX.W = 1 as
+    REX.W (64-bit lengths); VPCMPxSTRM clears YMM0's upper half."""
     vex.check(ops)
-    pcmpstr.compare(ops, insn, vex.read(ops, insn, first), vex.read(ops, insn, second), control.imm, False)
+    pcmpstr.compare(ops, insn, vex.read(ops, insn, first), vex.read(ops, insn, second), control.imm,
+                    pcmpstr.vex_w(insn))
     if insn.mnemonic.endswith("m"):
         ops.set_reg("ymmh0", 0)
