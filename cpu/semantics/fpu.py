@@ -18,8 +18,9 @@ FINCSTP, FDECSTP and FNOP do update them) is registered with :func:`x87`, which 
 address in ``fip`` when it completes without #MF.  FOP and FDP follow a current Intel CPU (the
 host the tests ran on: CPUID.(EAX=7):EBX bit 6 FDP_EXCPTN_ONLY, no FOP compatibility mode): they
 change only when an instruction raises an unmasked exception (:meth:`Fpu.signal`), to its opcode
-and its memory operand's offset (0 without one).  FCS and FDS are stored as zero (CPUID bit 13,
-"FCS and FDS deprecated", which this host sets); emu's CPUID reports neither bit yet.
+and its memory operand's offset (FDP unchanged without one: measured).  FCS and FDS are stored as
+zero (CPUID bit 13, "FCS and FDS deprecated", which this host sets); emu's CPUID reports neither
+bit yet.
 
 Not modelled: real-mode and virtual-8086 layouts of the images.
 """
@@ -63,7 +64,7 @@ def x87(*mnemonics: str, feature: str | None = None) -> Callable[[Semantic], Sem
         def recorded(ops, insn: Insn, *operands) -> None:  # noqa: ANN001 - an Ops
             memory = next((o for o in operands if o.kind is Kind.MEM), None)
             ops.set_reg("x87_opcode", opcode(insn))
-            ops.set_reg("x87_operand", 0 if memory is None else ops.ea(memory))
+            ops.set_reg("x87_operand", ops.reg("fdp") if memory is None else ops.ea(memory))
             fn(ops, insn, *operands)
             ops.set_reg("fip", insn.address)
         recorded.__name__, recorded.__doc__ = fn.__name__, fn.__doc__
