@@ -6,9 +6,9 @@ instruction, the signal frame's MXCSR holds the flags the SDM says are set (Vol.
 pre-computation ones when one of those is unmasked) and the destination is unchanged; a handler that
 siglongjmps out, and one that masks the exceptions in the frame and returns (the instruction runs again).
 
-SSE, SSE2, SSE3, SSE4.1, AVX, FMA and F16C forms, packed and scalar; in the Python tier and with every block
-native (``EMU_JIT=eager``), whose fast SSE arithmetic (``cpu.backends.llvm_float``) must leave the
-unmasked cases to the exact helpers.
+SSE, SSE2, SSE3, SSE4.1, AVX, FMA and F16C forms, packed and scalar, a memory destination (VCVTPS2PH
+m64); in the Python tier and with every block native (``EMU_JIT=eager``), whose fast SSE arithmetic
+(``cpu.backends.llvm_float``) must leave the unmasked cases to the exact helpers.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
 
 float A[8] __attribute__((aligned(32)));
 float B[8] __attribute__((aligned(32)));
-uint32_t OUT[8] __attribute__((aligned(32)));
+uint32_t OUT[10] __attribute__((aligned(32)));
 uint64_t RAX_OUT;
 uint32_t MXCSR_IN;
 static sigjmp_buf jump;
@@ -64,16 +64,17 @@ INSN(vfmadd231ps, "vfmadd231ps %%ymm2, %%ymm2, %%ymm1")
 INSN(vfmadd213ss, "vfmadd213ss %%xmm2, %%xmm2, %%xmm1")
 INSN(vcvtps2ph, "vcvtps2ph $4, %%xmm2, %%xmm1")
 INSN(vsqrtps, "vsqrtps %%ymm2, %%ymm1")
+INSN(vcvtps2ph_m64, "vcvtps2ph $4, %%xmm2, OUT+32(%%rip)")
 
 static const float INF = __builtin_inff(), QNAN = __builtin_nanf(""), BIG = 1e38f, DENORMAL = 1e-40f;
 
 static void handler(int sig, siginfo_t *si, void *uc_) {
     ucontext_t *uc = uc_;
     struct _libc_fpstate *fp = uc->uc_mcontext.fpregs;
-    printf("  SIGFPE si_code %d at %+ld, mxcsr flags %#x, rax %#llx, xmm1 %08x %08x %08x %08x\n", si->si_code,
-           (long)((const char *)si->si_addr - label), fp->mxcsr & 0x3f,
+    printf("  SIGFPE si_code %d at %+ld, mxcsr flags %#x, rax %#llx, xmm1 %08x %08x %08x %08x, memory %08x %08x\n",
+           si->si_code, (long)((const char *)si->si_addr - label), fp->mxcsr & 0x3f,
            (unsigned long long)uc->uc_mcontext.gregs[REG_RAX], fp->_xmm[1].element[0], fp->_xmm[1].element[1],
-           fp->_xmm[1].element[2], fp->_xmm[1].element[3]);
+           fp->_xmm[1].element[2], fp->_xmm[1].element[3], OUT[8], OUT[9]);
     (void)sig;
     if (resume) {
         fp->mxcsr |= 0x1f80;
@@ -94,8 +95,9 @@ static void run(const char *name, void (*fn)(void), const char *at, uint32_t unm
         fn();
         uint32_t mxcsr;
         __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-        printf("  no fault: mxcsr %#x, rax %#llx, result %08x %08x %08x %08x %08x %08x %08x %08x\n", mxcsr,
-               (unsigned long long)RAX_OUT, OUT[0], OUT[1], OUT[2], OUT[3], OUT[4], OUT[5], OUT[6], OUT[7]);
+        printf("  no fault: mxcsr %#x, rax %#llx, result %08x %08x %08x %08x %08x %08x %08x %08x, memory %08x %08x\n",
+               mxcsr, (unsigned long long)RAX_OUT, OUT[0], OUT[1], OUT[2], OUT[3], OUT[4], OUT[5], OUT[6], OUT[7],
+               OUT[8], OUT[9]);
     }
     uint32_t clean = 0x1f80;
     __asm__ volatile("ldmxcsr %0" ::"m"(clean));
@@ -169,6 +171,9 @@ static void simd(void) {
     RUN(vcvtps2ph, OE, {{1, 1, 1, 1}, {1, 70000, 1, 1}});
     RUN(vcvtps2ph, PE, {{1, 1, 1, 1}, {1, 1, 1.0001f, 1}});
     RUN(vsqrtps, IE, {{1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1, 1, -2}});
+    /* a memory destination is not written either */
+    RUN(vcvtps2ph_m64, PE, {{1, 1, 1, 1}, {1, 1, 1.0001f, 1}});
+    RUN(vcvtps2ph_m64, PE, {{1, 1, 1, 1}, {1, 2, 3, 4}});
     resume = 1;
     RUN(divps, ZE, {{1, 1, 1, 1}, {0, 3, 1, 1}});
     RUN(mulss, OE, {{BIG, 0, 0, 0}, {BIG, 0, 0, 0}});
