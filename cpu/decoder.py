@@ -9,14 +9,17 @@ immediates are masked to the operand size; memory operands carry segment,
 base, index, scale, displacement and access size.  Each guest instruction is
 decoded once: callers cache the records (the interpreter caches whole blocks).
 
-Bytes capstone cannot decode become :class:`cpu.exceptions.UndefinedOpcode`.
+Bytes capstone cannot decode become :class:`cpu.exceptions.UndefinedOpcode`, except
+VPCMPESTRI and VPCMPESTRM with VEX.W = 1 (64-bit lengths in RAX and RDX, SDM Vol. 2B), which
+capstone 5 rejects: they are decoded with W cleared and keep their own bytes, which the
+semantics read W from (:func:`_vex_w1_string_compare`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from cpu.disassembly import OPERAND_IMM, OPERAND_REG, Disassembler, RawInsn
@@ -205,10 +208,16 @@ class Decoder:
 
     def decode_bytes(self, code: bytes, address: int) -> Insn:
         raw = self._dis.decode(code, address)
-        if raw is None:
-            shown = code[:MAX_INSN_LEN].hex(" ")
-            raise UndefinedOpcode(f"cannot decode bytes {shown} at {address:#x}")
-        return self._record(raw)
+        if raw is not None:
+            return self._record(raw)
+        cleared = _vex_w1_string_compare(code)
+        raw = None if cleared is None else self._dis.decode(cleared, address)
+        if raw is not None:                 # not remembered: the memo holds records by their own bytes
+            self.decoded += 1
+            insn, _ = self._convert(raw)
+            return replace(insn, raw=code[:insn.length])
+        shown = code[:MAX_INSN_LEN].hex(" ")
+        raise UndefinedOpcode(f"cannot decode bytes {shown} at {address:#x}")
 
     def _record(self, raw: RawInsn) -> Insn:
         """The record of ``raw``: the memo's for the same bytes, moved to its address, or a new one, remembered
@@ -337,6 +346,14 @@ def _branch_text(insn: Insn, target: int | None = None) -> str:
         target = insn.operands[0].imm
     head = insn.text.rsplit(" ", 1)[0]
     return f"{head} {target if 0 <= target < 10 else hex(target)}"
+
+
+def _vex_w1_string_compare(code: bytes) -> bytes | None:
+    """``code`` with VEX.W cleared when it starts with a three-byte VEX, map 0F3A, W = 1 and opcode 60 or 61
+    (VPCMPESTRM, VPCMPESTRI), which capstone 5 does not decode; else None."""
+    if len(code) > 3 and code[0] == 0xC4 and code[1] & 0x1F == 3 and code[2] & 0x80 and code[3] in (0x60, 0x61):
+        return code[:2] + bytes([code[2] & 0x7F]) + code[3:]
+    return None
 
 
 def _prefixed_vex(raw: bytes) -> bool:

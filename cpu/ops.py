@@ -84,6 +84,9 @@ class Ops(Protocol):
     # -- control ------------------------------------------------------------------
     def jump(self, target: V) -> None: """Next RIP; ends the block."""
     def fault(self, vector: int, error_code: int | None = None, detail: str = "") -> None: ...
-    def fault_if(self, cond: V, vector: int, error_code: int | None = None) -> None: ...
+    def fault_if(self, cond: V, vector: int, error_code: int | None = None,
+                 commit: dict[str, V] | None = None) -> None:
+        """Fault when ``cond`` holds.  ``commit``: state fields that take these values on the fault's exit
+        while every other write of the instruction is undone (MXCSR's flags on #XM)."""
     def event(self, name: str) -> None: """Hand control to the machine after this instruction (syscall, hlt)."""
     def call(self, name: str, *args: V) -> V: """A helper that may read and write any state (cpu.semantics.CALLS)."""

@@ -26,6 +26,10 @@ AVX state (SDM Vol. 1, 14.1 and 13.1): ``ymmh{i}_lo``/``ymmh{i}_hi`` hold bits
 extended-feature enable register XSETBV writes.  They come after every older
 field, so no field's offset moved when they were added.
 
+The x87's last-instruction pointers (SDM Vol. 1, 8.1.8-8.1.9) come last: ``fip``, ``fdp`` and ``fop``
+as the images store them, and ``x87_opcode``/``x87_operand``, the FOP and operand offset of the
+x87 instruction running now, which ``fdp`` and ``fop`` take when it raises an unmasked exception.
+
 Not modelled here: segment descriptor caches beyond the FS/GS bases.
 """
 
@@ -39,6 +43,11 @@ GPR64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
 
 SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")
 
+CR4_OSXMMEXCPT = 1 << 10
+"""CR4.OSXMMEXCPT: the OS handles #XM; without it an unmasked SIMD floating-point exception is #UD
+(SDM Vol. 3A, 6.15)."""
+CR4_OSFXSR = 1 << 9
+"""CR4.OSFXSR: the OS saves SSE state with FXSAVE (Linux sets it, and OSXMMEXCPT, on every CPU with SSE)."""
 CR4_OSXSAVE = 1 << 18
 """CR4.OSXSAVE: the OS supports XSAVE; XGETBV, XSETBV and the VEX instructions #UD without it (SDM Vol. 3A, 2.5)."""
 XCR0_X87, XCR0_SSE, XCR0_AVX = 1 << 0, 1 << 1, 1 << 2
@@ -78,6 +87,7 @@ class CpuState(ctypes.Structure):
            ("shadow_until", _U64)]
         + [(f"ymmh{i}_{half}", _U64) for i in range(16) for half in ("lo", "hi")]
         + [("xcr0", _U64)]
+        + [("fop", _U16), ("fip", _U64), ("fdp", _U64), ("x87_opcode", _U16), ("x87_operand", _U64)]
     )
 
     def reset_user(self) -> None:
@@ -89,7 +99,8 @@ class CpuState(ctypes.Structure):
         self.cs, self.ss = 0x33, 0x2B  # Linux __USER_CS / __USER_DS
         self.cpl = 3
         self.efer = 0xD01            # what Linux enabled: SCE | LME | LMA | NXE
-        self.cr4 = 1 << 16 | CR4_OSXSAVE   # and CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3;
+        # CR4.FSGSBASE (Linux >= 5.9): RDFSBASE and friends work at CPL 3; OSFXSR and OSXMMEXCPT: #XM is SIGFPE
+        self.cr4 = 1 << 16 | CR4_OSXSAVE | CR4_OSFXSR | CR4_OSXMMEXCPT
         self.xcr0 = XCR0_X87 | XCR0_SSE | XCR0_AVX   # CR4.OSXSAVE and XCR0: Linux enables every XSAVE component
         self.cr0 = 0x20              # CR0.NE as under Linux: an unmasked x87 exception raises #MF (SIGFPE)
 

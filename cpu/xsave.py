@@ -57,7 +57,7 @@ def leaf(subleaf: int, xcr0: int = XCR0_SUPPORTED, supported: int = XCR0_SUPPORT
 
 def in_use(s: CpuState) -> int:
     """XINUSE: the components not in their initial configuration (SDM Vol. 1, 13.6)."""
-    x87 = (s.fcw != 0x037F or s.fsw or s.ftw
+    x87 = (s.fcw != 0x037F or s.fsw or s.ftw or s.fip or s.fdp or s.fop
            or any(getattr(s, f"mm{i}") or getattr(s, f"fpr{i}_exp") for i in range(8)))
     sse = any(s.xmm(i) for i in range(16)) or s.mxcsr != 0x1F80
     avx = any(s.ymm(i) >> 128 for i in range(16))

@@ -105,6 +105,19 @@ def test_explain_accepts_machine_code_bytes_and_names_the_32_bit_zero_extension(
     assert "eax <- t3  (zero-extends to 64 bits)" in out
 
 
+def test_explain_shows_a_simd_exception_committing_only_mxcsr_and_x87_pointer_recording() -> None:
+    """#XM (or #UD) before the destination is written, keeping MXCSR's flags; an x87 instruction records its
+    opcode and operand first and FIP last."""
+    out = subprocess.run([sys.executable, "-m", "emu", "explain", "divps xmm0, xmm1"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    xm = next(i for i, line in enumerate(out) if line.startswith("  if ") and ": raise #XM, keeping mxcsr <- t" in line)
+    assert out[xm + 1].endswith(": raise #UD, keeping " + out[xm].split("keeping ")[1])
+    assert next(i for i, line in enumerate(out) if line.startswith("  xmm0 <- ")) > xm + 1
+    out = subprocess.run([sys.executable, "-m", "emu", "explain", "fmul dword ptr [rax+8]"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[1] == "  x87_opcode <- 0x48" and out[-2] == "  fip <- 0x401000"
+
+
 def test_explain_rejects_bad_assembly_with_one_line_and_status_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "emu", "explain", "frobnicate rax"], capture_output=True, text=True)
     assert proc.returncode == 2

@@ -362,8 +362,10 @@ class LlvmOps:
             count = self._load_field("icount")
             self._store_field("icount", self.b.binop("add", count, n, 64))
 
-    def _exit_at_site(self, cond: str | None, site: Site, store: bool = True) -> None:
-        """Leave through ``site`` (when the ``i1`` ``cond`` holds, or always), state as the instruction began."""
+    def _exit_at_site(self, cond: str | None, site: Site, store: bool = True,
+                      commit: dict[str, V] | None = None) -> None:
+        """Leave through ``site`` (when the ``i1`` ``cond`` holds, or always), state as the instruction began
+        but for the fields in ``commit``."""
         self.sites.append(site)
         out = self.b.fresh("out")
         go = self.b.fresh("go")
@@ -375,6 +377,8 @@ class LlvmOps:
         if store:
             cur, dirty, cc, changed = self.begin_state
             self._store_state(cur, dirty, cc, changed)
+        for name, value in (commit or {}).items():
+            self._store_field(name, value)
         self._ctx_store("exit", EXIT_FAULT)
         self._store_site()
         self.b.emit(f"ret i64 {literal(self.insn.address, 64)}")
@@ -813,12 +817,16 @@ class LlvmOps:
         self.b.label(self.b.fresh("dead"))
         self.ended = True
 
-    def fault_if(self, cond: V, vector: int, error_code: int | None = None) -> None:
-        if isinstance(cond, int):
-            if cond:
-                self.fault(vector, error_code)
+    def fault_if(self, cond: V, vector: int, error_code: int | None = None,
+                 commit: dict[str, V] | None = None) -> None:
+        if isinstance(cond, int) and not cond:
             return
-        self._exit_at_site(self.b.truth(cond), Site(self.index, int(vector), error_code))
+        truth = None if isinstance(cond, int) else self.b.truth(cond)
+        self._exit_at_site(truth, Site(self.index, int(vector), error_code), commit=commit)
+        if truth is None:
+            self.b.emit("unreachable")
+            self.b.label(self.b.fresh("dead"))
+            self.ended = True
 
     def event(self, name: str) -> None:
         self.event_name = name

@@ -447,12 +447,22 @@ class PyOps(Ops):
         self.emit(f"raise GuestFault({int(vector)}, {error_code!r}, None, {detail!r})")
         self.ended = True
 
-    def fault_if(self, cond: V, vector: int, error_code: int | None = None) -> None:
-        if is_const(cond):
-            if cond:
-                self.fault(vector, error_code)
+    def fault_if(self, cond: V, vector: int, error_code: int | None = None,
+                 commit: dict[str, V] | None = None) -> None:
+        if is_const(cond) and not cond:
             return
-        self.emit(f"if {cond}: raise GuestFault({int(vector)}, {error_code!r})")
+        stores = "".join(f"{line}; " for name, value in (commit or {}).items() for line in self._commit(name, value))
+        self.emit(f"if {cond}: {stores}raise GuestFault({int(vector)}, {error_code!r})")
+        if is_const(cond):
+            self.ended = True
+
+    def _commit(self, name: str, value: V) -> list[str]:
+        """Statements that leave ``value`` in the field ``name`` after the run loop's rollback: in the local the
+        instruction's snapshot restores it from, else in CpuState, which the rollback does not touch."""
+        restored = dict(self.snapshots[-1].dirty)
+        if name in restored:
+            return [f"{restored[name]} = {value}"]
+        return field_store(name, str(value))
 
     def event(self, name: str) -> None:
         self.event_name = name

@@ -217,8 +217,10 @@ class SymbolicOps(Ops):
         self._emit(f"raise #{Vector(vector).name}" + (f" ({detail})" if detail else ""))
         self.ended = True
 
-    def fault_if(self, cond: V, vector: int, error_code: int | None = None) -> None:
-        self._emit(f"if {_fmt(cond)}: raise #{Vector(vector).name}")
+    def fault_if(self, cond: V, vector: int, error_code: int | None = None,
+                 commit: dict[str, V] | None = None) -> None:
+        kept = "".join(f", keeping {name} <- {_fmt(value)}" for name, value in (commit or {}).items())
+        self._emit(f"if {_fmt(cond)}: raise #{Vector(vector).name}{kept}")
 
     def event(self, name: str) -> None:
         self._emit(f"event {name}  (the machine takes over)")

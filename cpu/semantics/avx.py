@@ -83,9 +83,9 @@ def lanes(ops, insn, dst, *sources):
             flags = ops.or_(flags, ops.shr(r, 128))
             r = ops.trunc(r, 128)
         results.append(r)
-    vex.write_halves(ops, insn, dst, results)
     if form.flags:
         X.raise_flags(ops, flags)
+    vex.write_halves(ops, insn, dst, results)
 
 
 IMM_BITS_PER_HALF = {"shufpd": 2}
@@ -160,8 +160,8 @@ def convert_length(ops, insn, dst, src):
     flags = 0
     for p in packed:
         flags = ops.or_(flags, ops.shr(p, 128))
-    vex.write_halves(ops, insn, dst, parts)
     X.raise_flags(ops, flags)
+    vex.write_halves(ops, insn, dst, parts)
 
 
 def join64(ops, parts: list):

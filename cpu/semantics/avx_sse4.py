@@ -64,8 +64,8 @@ def round_packed(ops, insn, dst, src, imm):
         packed = ops.helper(insn.mnemonic[1:], 0, half, imm.imm, mxcsr)
         parts.append(ops.trunc(packed, 128))
         flags = ops.or_(flags, ops.shr(packed, 128))
-    vex.write_halves(ops, insn, dst, parts)
     X.raise_flags(ops, flags)
+    vex.write_halves(ops, insn, dst, parts)
 
 
 @semantics("vroundss", "vroundsd", feature="avx")
@@ -74,8 +74,8 @@ def round_scalar(ops, insn, dst, src1, src2, imm):
     vex.check(ops)
     packed = ops.helper(insn.mnemonic[1:], vex.read(ops, insn, src1), vex.read(ops, insn, src2), imm.imm,
                         ops.reg("mxcsr"))
-    vex.write_halves(ops, insn, dst, [ops.trunc(packed, 128)])
     X.raise_flags(ops, ops.shr(packed, 128))
+    vex.write_halves(ops, insn, dst, [ops.trunc(packed, 128)])
 
 
 @semantics(*("v" + name for name in EXTENSIONS), feature="avx")
@@ -121,8 +121,8 @@ def dot(ops, insn, dst, src1, src2, imm):
         packed = ops.helper(insn.mnemonic[1:], a[i], b[i], imm.imm, mxcsr)
         parts.append(ops.trunc(packed, 128))
         flags = ops.or_(flags, ops.shr(packed, 128))
+    X.raise_flags(ops, flags, staged=True)
     vex.write_halves(ops, insn, dst, parts)
-    X.raise_flags(ops, flags)
 
 
 @semantics("vmpsadbw", feature="avx")
@@ -150,9 +150,10 @@ def load(ops, insn, dst, src):
 
 @semantics("vpcmpestri", "vpcmpestrm", "vpcmpistri", "vpcmpistrm", feature="avx")
 def compare_strings(ops, insn, first, second, control):
-    """VPCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: as the legacy forms (any alignment); VPCMPxSTRM
-    clears YMM0's upper half."""
+    """VPCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: as the legacy forms (any alignment), VEX.W = 1 as
+    REX.W (64-bit lengths); VPCMPxSTRM clears YMM0's upper half."""
     vex.check(ops)
-    pcmpstr.compare(ops, insn, vex.read(ops, insn, first), vex.read(ops, insn, second), control.imm, False)
+    pcmpstr.compare(ops, insn, vex.read(ops, insn, first), vex.read(ops, insn, second), control.imm,
+                    pcmpstr.vex_w(insn))
     if insn.mnemonic.endswith("m"):
         ops.set_reg("ymmh0", 0)

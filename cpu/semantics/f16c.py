@@ -13,7 +13,8 @@ VCVTPH2PS and VCVTPS2PH pages of Vol. 2C; IEEE 754 binary16.
   its results, DAZ applies to its sources.
 
 Which of these rules a real processor follows (DAZ, DE, FTZ) is held to the
-host CPU by ``tests/semantics/test_fma.py``.  Not modelled: #XM.
+host CPU by ``tests/semantics/test_fma.py``.  Unmasked exceptions fault (#XM) through
+``xmm.raise_flags`` before the destination, register or memory, is written.
 """
 
 from __future__ import annotations
@@ -93,5 +94,5 @@ def convert_half(ops, insn, dst, src, *imm):
     flags = 0
     for p in packed:
         flags = ops.or_(flags, ops.shr(p, 128))
-    vex.write_halves(ops, insn, dst, parts)
     X.raise_flags(ops, flags)
+    vex.write_halves(ops, insn, dst, parts)

@@ -21,12 +21,13 @@ plus an opposite infinity.  A NaN operand wins over those: the first NaN of
 the two multiplicands (in the order above) and the addend, quieted, with IE
 only for an SNaN (checked on a real CPU: infinity * 0 + QNaN raises
 nothing).  Scalar forms keep operand 1's upper lanes.  DAZ and FTZ as for
-the other SSE arithmetic.  Not modelled: #XM for unmasked exceptions.
+the other SSE arithmetic; unmasked exceptions fault (#XM) through ``xmm.raise_flags``.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from cpu.semantics import helper, semantics, vex
 from cpu.semantics import sse_float as F
@@ -95,7 +96,7 @@ def fma_lane(x: int, y: int, z: int, negate: bool, subtract: bool, f: F.Fmt, mxc
     def error(cn: int, cd: int) -> int:             # the sign of n/d - cn/cd, cd > 0
         difference = n * cd - cn * d
         return (difference > 0) - (difference < 0)
-    return F.round_result(r, error, f, mxcsr, flags)
+    return F.round_result(r, error, f, mxcsr, flags, lambda: Fraction(n, d))
 
 
 SHAPES = {"ss": (F.F32, 1), "sd": (F.F64, 1), "ps": (F.F32, 4), "pd": (F.F64, 2)}
@@ -146,5 +147,5 @@ def fma(ops, insn, *operands):
         r = ops.helper("fma" + shape, x, y, z, a, KINDS[kind], mxcsr)
         flags = ops.or_(flags, ops.shr(r, 128))
         results.append(ops.trunc(r, 128))
-    vex.write_halves(ops, insn, operands[0], results)
     X.raise_flags(ops, flags)
+    vex.write_halves(ops, insn, operands[0], results)

@@ -12,8 +12,17 @@ MMX register MMi is R_i's low 64 bits) and ``fpr<i>_exp``, ``ftw`` the *abridged
 (bit i set: Ri is not empty).  The full two-bit tags (valid, zero, special, empty) are
 computed from the contents when an image is written, as the processor does.
 
-Not modelled: the FPU instruction and data pointers and the last opcode (stored as zero),
-real-mode and virtual-8086 layouts of the images.
+The last-instruction pointers (8.1.8-8.1.10): every x87 instruction but the control ones
+(FNINIT, FNCLEX, FLDCW, FNSTCW, FNSTSW, FNSTENV, FLDENV, FNSAVE, FRSTOR, FWAIT: measured, FFREE,
+FINCSTP, FDECSTP and FNOP do update them) is registered with :func:`x87`, which records its
+address in ``fip`` when it completes without #MF.  FOP and FDP follow a current Intel CPU (the
+host the tests ran on: CPUID.(EAX=7):EBX bit 6 FDP_EXCPTN_ONLY, no FOP compatibility mode): they
+change only when an instruction raises an unmasked exception (:meth:`Fpu.signal`), to its opcode
+and its memory operand's offset (FDP unchanged without one: measured).  FCS and FDS are stored as
+zero (CPUID bit 13, "FCS and FDS deprecated", which this host sets); emu's CPUID reports neither
+bit yet.
+
+Not modelled: real-mode and virtual-8086 layouts of the images.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from cpu.decoder import Insn, Kind
 from cpu.exceptions import GuestFault, Vector
+from cpu.semantics import Semantic, semantics
 from cpu.semantics import extended as X
 
 # FSW bits (SDM Vol. 1, figure 8-4)
@@ -38,6 +49,28 @@ FCW_PC_SHIFT, FCW_RC_SHIFT = 8, 10
 
 CR0_NE = 1 << 5
 """CR0.NE: x87 errors raise #MF (native reporting) rather than FERR# (SDM Vol. 3A, 2.5)."""
+
+
+def opcode(insn: Insn) -> int:
+    """FOP: the low 3 bits of the x87 opcode byte (D8-DF) and the ModR/M byte after it (SDM Vol. 1, 8.1.9)."""
+    at = next(i for i, byte in enumerate(insn.raw) if 0xD8 <= byte <= 0xDF)
+    return (insn.raw[at] & 7) << 8 | insn.raw[at + 1]
+
+
+def x87(*mnemonics: str, feature: str | None = None) -> Callable[[Semantic], Semantic]:
+    """Register an x87 non-control instruction: before it runs, its FOP and memory operand offset go where
+    :meth:`Fpu.signal` finds them; when it completes (no #MF, no fault), FIP takes its address."""
+    def register(fn: Semantic) -> Semantic:
+        def recorded(ops, insn: Insn, *operands) -> None:  # noqa: ANN001 - an Ops
+            memory = next((o for o in operands if o.kind is Kind.MEM), None)
+            ops.set_reg("x87_opcode", opcode(insn))
+            ops.set_reg("x87_operand", ops.reg("fdp") if memory is None else ops.ea(memory))
+            fn(ops, insn, *operands)
+            ops.set_reg("fip", insn.address)
+        recorded.__name__, recorded.__doc__ = fn.__name__, fn.__doc__
+        semantics(*mnemonics, feature=feature)(recorded)
+        return fn
+    return register
 
 
 def physical_register(state, i: int) -> int:  # noqa: ANN001 - CpuState
@@ -113,6 +146,7 @@ class Fpu:
         s.fsw = (s.fsw & ~C1) | (flags & (C1 | EXCEPTIONS | SF))
         if flags & EXCEPTIONS & self.unmasked:
             s.fsw |= ES | B
+            s.fop, s.fdp = s.x87_opcode, s.x87_operand
         return not blocked
 
     def wait(self) -> None:
@@ -198,15 +232,22 @@ class Fpu:
         self.state.ftw = sum(1 << r for r in range(8) if word >> (2 * r) & 3 != 3)
 
     def environment(self, bits: int) -> bytes:
-        """The FNSTENV image: 28 bytes (32-bit operand size) or 14 (16-bit), pointers zero."""
+        """The FNSTENV image, protected-mode layout (SDM Vol. 1, figures 8-9 and 8-10): 28 bytes (32-bit
+        operand size: FIP and FDP offsets, FOP above FCS) or 14 (16-bit: the offsets' low halves, no FOP);
+        FCS and FDS zero, the reserved upper halves of the 32-bit words all ones."""
         s = self.state
         if bits == 16:
-            return struct.pack("<HHH8x", s.fcw, s.fsw, self.tag_word())
-        return struct.pack("<IIII12x", 0xFFFF0000 | s.fcw, 0xFFFF0000 | s.fsw, 0xFFFF0000 | self.tag_word(), 0)
+            return struct.pack("<HHHHHHH", s.fcw, s.fsw, self.tag_word(), s.fip & 0xFFFF, 0, s.fdp & 0xFFFF, 0)
+        return struct.pack("<IIIIIII", 0xFFFF0000 | s.fcw, 0xFFFF0000 | s.fsw, 0xFFFF0000 | self.tag_word(),
+                           s.fip & 0xFFFFFFFF, s.fop << 16, s.fdp & 0xFFFFFFFF, 0xFFFF0000)
 
     def load_environment(self, image: bytes, bits: int) -> None:
-        fcw, fsw, tags = struct.unpack_from("<HHH" if bits == 16 else "<H2xH2xH", image)
         s = self.state
+        if bits == 16:
+            fcw, fsw, tags, s.fip, _, s.fdp = struct.unpack_from("<HHHHHH", image)
+        else:
+            fcw, fsw, tags, s.fip, fcs_fop, s.fdp = struct.unpack_from("<H2xH2xH2xIII", image)
+            s.fop = fcs_fop >> 16 & 0x7FF
         s.fcw, s.fsw = fcw, fsw
         self.set_tag_word(tags)
         # ES and B follow the flags and masks just loaded (SDM Vol. 1, 8.1.3.3)
@@ -223,5 +264,6 @@ class Fpu:
         self.state.ftw = tags
 
     def reset(self) -> None:
-        """FNINIT's state (SDM Vol. 2A, FINIT/FNINIT): FCW 0x37F, FSW 0, every tag empty."""
-        self.state.fcw, self.state.fsw, self.state.ftw = 0x037F, 0, 0
+        """FNINIT's state (SDM Vol. 2A, FINIT/FNINIT): FCW 0x37F, FSW 0, every tag empty, FIP, FDP, FOP 0."""
+        s = self.state
+        s.fcw, s.fsw, s.ftw, s.fip, s.fdp, s.fop = 0x037F, 0, 0, 0, 0, 0

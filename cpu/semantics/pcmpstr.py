@@ -120,6 +120,11 @@ def _rex_w(insn) -> bool:
     return at > 0 and insn.raw[at - 1] & 0xF8 == 0x48
 
 
+def vex_w(insn) -> bool:
+    """VEX.W of a VEX-encoded instruction: bit 7 of a three-byte (C4) VEX prefix's third byte; 0 for C5."""
+    return insn.raw[0] == 0xC4 and bool(insn.raw[2] & 0x80)
+
+
 @semantics("pcmpestri", "pcmpestrm", "pcmpistri", "pcmpistrm", feature="sse4_2")
 def pcmpstr(ops, insn, first, second, control):
     """PCMPESTRI xmm1, xmm2/m128, imm8 and its siblings: E = explicit lengths, I = implicit; I = index

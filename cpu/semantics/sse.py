@@ -15,9 +15,11 @@ the string module owns those mnemonics and calls :func:`movsd_xmm` and
 The FXSAVE image holds the x87 registers as ST(0)..ST(7) (relative to TOP) and the abridged
 tag byte by physical register, as ``cpu.semantics.fpu`` keeps them.
 
+The image's x87 last-instruction pointers FIP, FDP and FOP are those ``cpu.semantics.fpu``
+records: 64-bit offsets in FXSAVE64's layout, 32-bit ones (FCS and FDS zero) in FXSAVE's.
+
 Not modelled: non-temporal hints (MOVNTDQ, MOVNTI, MOVNTPS are plain
-stores), MASKMOVDQU, the x87 instruction/data pointers and opcode in the
-FXSAVE image (written as zero), and #XM for unmasked SIMD exceptions.
+stores), MASKMOVDQU.
 """
 
 from __future__ import annotations
@@ -393,13 +395,14 @@ FX_MXCSR, FX_ST0, FX_XMM0 = 24, 32, 160
 FX_SIZE = 512
 
 
-def save_legacy(cpu, image: bytearray, x87: bool, mxcsr: bool, xmm: bool) -> None:
+def save_legacy(cpu, image: bytearray, x87: bool, mxcsr: bool, xmm: bool, wide: bool = True) -> None:
     """Write parts of the FXSAVE image (also XSAVE's legacy region): the x87 fields and registers (ST(0)..ST(7),
-    relative to TOP), MXCSR and MXCSR_MASK, the XMM registers."""
+    relative to TOP), MXCSR and MXCSR_MASK, the XMM registers.  ``wide``: the REX.W layout, 64-bit FIP and FDP;
+    else 32-bit offsets with FCS and FDS (stored as zero, ``cpu.semantics.fpu``) above them."""
     s = cpu.state
     if x87:
-        fop = fip = fdp = 0                                  # not modelled
-        struct.pack_into("<HHBxHQQ", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, fop, fip, fdp)
+        mask = MASK64 if wide else MASK32
+        struct.pack_into("<HHBxHQQ", image, 0, s.fcw, s.fsw, s.ftw & 0xFF, s.fop, s.fip & mask, s.fdp & mask)
         fpu = Fpu(cpu)
         for i in range(8):                                   # each register's 6 reserved bytes written as 0
             image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 16] = fpu.get(i).to_bytes(10, "little") + bytes(6)
@@ -421,7 +424,8 @@ def load_legacy(cpu, image: bytes, x87: bool, mxcsr: bool, xmm: bool) -> None:
     """Load parts of an FXSAVE image (the caller has checked its MXCSR with :func:`image_mxcsr`)."""
     s = cpu.state
     if x87:
-        s.fcw, s.fsw, s.ftw = struct.unpack_from("<HHB", image)
+        s.fcw, s.fsw, s.ftw, s.fop, s.fip, s.fdp = struct.unpack_from("<HHBxHQQ", image)
+        s.fop &= 0x7FF
         Fpu(cpu).load_registers(b"".join(image[FX_ST0 + 16 * i:FX_ST0 + 16 * i + 10] for i in range(8)))
     if mxcsr:
         s.mxcsr = image_mxcsr(image)
@@ -431,10 +435,10 @@ def load_legacy(cpu, image: bytes, x87: bool, mxcsr: bool, xmm: bool) -> None:
 
 
 @call
-def fxsave(cpu, address: int) -> None:
-    """Write the x87/SSE state image; bytes 416-511 are left untouched."""
+def fxsave(cpu, address: int, wide: int = 1) -> None:
+    """Write the x87/SSE state image (``wide``: FXSAVE64's); bytes 416-511 are left untouched."""
     image = bytearray(cpu.mem.read(address, FX_SIZE))      # one write below: a fault leaves memory as it was
-    save_legacy(cpu, image, True, True, True)
+    save_legacy(cpu, image, True, True, True, bool(wide))
     cpu.mem.write(address, image)
 
 
@@ -455,7 +459,7 @@ def _fx_address(ops, opnd):
 @semantics("fxsave", "fxsave64")
 def fxsave_insn(ops, insn, dst):
     """FXSAVE m512byte: 16-byte aligned, else #GP(0)."""
-    ops.call("fxsave", _fx_address(ops, dst))
+    ops.call("fxsave", _fx_address(ops, dst), int(insn.mnemonic == "fxsave64"))
 
 
 @semantics("fxrstor", "fxrstor64")

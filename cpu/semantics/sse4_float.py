@@ -75,23 +75,42 @@ def round_insn(ops, insn, dst, src, imm):
     X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, imm.imm, ops.reg("mxcsr")))
 
 
+class _Stopped(Exception):
+    """A stage of a dot product raised an unmasked exception: the instruction stops there (#XM)."""
+
+
 def _dot(f: Fmt, a: int, b: int, imm: int, mxcsr: int) -> int:
+    """The products, then one (DPPD) or two (DPPS) rounds of sums, each a stage: a stage with an unmasked
+    exception ends the instruction with the flags of the stages before it and its own (only its
+    pre-computation ones if one of those is unmasked), as measured on a Xeon."""
     n = 128 // f.bits
+    unmasked = ~(mxcsr >> X.MASK_SHIFT) & X.EXCEPTION_FLAGS
     flags = 0
 
-    def op(name: str, x: int, y: int) -> int:
+    def stage(pairs: list[tuple[str, int, int] | None]) -> list[int]:
         nonlocal flags
-        r, raised = arith(name, x, y, f, mxcsr)
+        out, raised = [], 0
+        for pair in pairs:
+            r, lane_flags = arith(*pair, f, mxcsr) if pair is not None else (0, 0)
+            out.append(r)
+            raised |= lane_flags
+        if raised & unmasked & X.PRE_COMPUTATION:
+            raised &= X.PRE_COMPUTATION
         flags |= raised
-        return r
+        if raised & unmasked:
+            raise _Stopped
+        return out
 
-    t = [op("mul", x, y) if imm >> (4 + i) & 1 else 0
-         for i, (x, y) in enumerate(zip(lanes(a, f.bits), lanes(b, f.bits), strict=True))]
-    if n == 4:
-        pairs = [op("add", t[i ^ 1], t[i]) for i in range(4)]
-        sums = [op("add", pairs[i], pairs[i ^ 2]) for i in range(4)]
-    else:
-        sums = [op("add", t[i], t[i ^ 1]) for i in range(2)]
+    try:
+        t = stage([("mul", x, y) if imm >> (4 + i) & 1 else None
+                   for i, (x, y) in enumerate(zip(lanes(a, f.bits), lanes(b, f.bits), strict=True))])
+        if n == 4:
+            pairs = stage([("add", t[i ^ 1], t[i]) for i in range(4)])
+            sums = stage([("add", pairs[i], pairs[i ^ 2]) for i in range(4)])
+        else:
+            sums = stage([("add", t[i], t[i ^ 1]) for i in range(2)])
+    except _Stopped:
+        return flags << 128
     return join([sums[i] if imm >> i & 1 else 0 for i in range(n)], f.bits) | (flags << 128)
 
 
@@ -111,4 +130,4 @@ def dppd(a: int, b: int, imm: int, mxcsr: int) -> int:
 def dot_insn(ops, insn, dst, src, imm):
     """DPPS xmm1, xmm2/m128, imm8."""
     a, b = ops.read(dst), X.read(ops, insn, src)
-    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, imm.imm, ops.reg("mxcsr")))
+    X.write_float(ops, dst, ops.helper(insn.mnemonic, a, b, imm.imm, ops.reg("mxcsr")), staged=True)

@@ -24,8 +24,12 @@ flagged (4.9.2: IE or ZE, and DE only without them); DE is not reported
 next to a NaN operand.  Checked against a real CPU bit for bit, MXCSR
 included (``tests/semantics/test_sse_float.py``, the slow test).
 
-Not modelled: #XM for unmasked exceptions (the flags are set and the masked
-response is delivered); tininess is judged on the result rounded to the
+Unmasked exceptions: ``xmm.raise_flags`` faults (#XM) and decides which
+flags MXCSR keeps; here an unmasked UE is reported for any tiny result, exact
+or not (11.5.2.5), and an unmasked OE or UE comes with PE only when the
+result is inexact with the exponent unbounded (measured on a Xeon).
+
+Not modelled: tininess is judged on the result rounded to the
 destination format, not with an unbounded exponent (only UE can differ, for
 results within half an ulp below the smallest normal).
 """
@@ -36,6 +40,7 @@ import math
 import operator
 import struct
 from collections.abc import Callable
+from fractions import Fraction
 from functools import partial
 from typing import NamedTuple
 
@@ -45,7 +50,7 @@ from cpu.semantics import xmm as X
 from cpu.semantics.xmm import MASK32, MASK64, MASK128, RC_SHIFT, ROUND_DOWN, ROUND_NEAREST, ROUND_UP, Mxcsr
 
 IE, DE, ZE, OE, UE, PE = (int(f) for f in (Mxcsr.IE, Mxcsr.DE, Mxcsr.ZE, Mxcsr.OE, Mxcsr.UE, Mxcsr.PE))
-DAZ, FTZ = int(Mxcsr.DAZ), int(Mxcsr.FTZ)
+DAZ, FTZ, UM = int(Mxcsr.DAZ), int(Mxcsr.FTZ), int(Mxcsr.UM)
 
 
 class Fmt(NamedTuple):
@@ -125,12 +130,37 @@ def _step(v: int, f: Fmt, up: bool) -> int:
     return v + 1 if up != bool(v & f.sign) else v - 1
 
 
-def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int, flags: int) -> tuple[int, int]:
+def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int, flags: int,
+                 ratio: Callable[[], Fraction] | None = None) -> tuple[int, int]:
     """Deliver a finite operation's result in ``f`` under MXCSR.
 
     ``r`` is the host's round-to-nearest double result; ``error(n, d)`` is the
-    sign of (exact result - n/d).
+    sign of (exact result - n/d).  An unmasked OE or UE comes with PE only when the
+    result is inexact at ``f``'s precision with the exponent unbounded (measured:
+    CVTSD2SS of 2**128 toward zero raises OE alone, of 2**128 + 2**76 OE and PE).  ``ratio``, when given,
+    returns the exact result, for the results a host double cannot hold.
     """
+    c, raised = _round(r, error, f, mxcsr, flags)
+    if raised & (OE | UE) & ~(mxcsr >> X.MASK_SHIFT):
+        raised = raised & ~PE | (0 if _exact_unbounded(r, error, f, ratio) else PE)
+    return c, raised
+
+
+def _exact_unbounded(r: float, error: Callable[[int, int], int], f: Fmt, ratio: Callable[[], Fraction] | None) -> bool:
+    """Whether the exact result has no more significant bits than ``f``.  ``r``, the exact result rounded to a
+    host double, is it when it is exact; else ``ratio()`` is (an exact result a double cannot hold: beyond its
+    range, or with more bits than a double denormal keeps), or, without it, the result is taken as inexact."""
+    if not math.isinf(r) and not error(*r.as_integer_ratio()):
+        return (math.frexp(r)[0] * (1 << (f.fraction + 1))).is_integer()
+    if ratio is None:
+        return False
+    exact = ratio()
+    odd = abs(exact.numerator) // (abs(exact.numerator) & -abs(exact.numerator))
+    return exact.denominator & (exact.denominator - 1) == 0 and odd.bit_length() <= f.fraction + 1
+
+
+def _round(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int, flags: int) -> tuple[int, int]:
+    """:func:`round_result` with an unmasked OE's and UE's PE not yet decided."""
     c = encode(r, f)
     rc = rounding(mxcsr)
     negative = bool(c & f.sign)
@@ -157,11 +187,19 @@ def round_result(r: float, error: Callable[[int, int], int], f: Fmt, mxcsr: int,
         flags |= OE
     magnitude = c & ~f.sign
     if magnitude < f.min_normal and (magnitude or err):
+        if not mxcsr & UM:                          # unmasked, tininess alone is underflow (11.5.2.5)
+            return c, flags | UE
         if mxcsr & FTZ:
             return c & f.sign, flags | UE | PE
         if err:
             flags |= UE
     return c, flags
+
+
+def _ratio(op: str, x: float, y: float) -> Fraction:
+    """x op y exactly (op: add, sub, mul or div; x and y finite, y nonzero for div)."""
+    a, b = Fraction(x), Fraction(y)
+    return a + b if op == "add" else a - b if op == "sub" else a * b if op == "mul" else a / b
 
 
 def signum(d: int) -> int:
@@ -187,7 +225,8 @@ def _error(op: str, x: float, y: float, cn: int, cd: int) -> int:
 
 _HOST = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
          "sqrt": lambda _, y: math.sqrt(y)}
-_PE_NEAREST = PE | int(Mxcsr.RC)
+_PE_NEAREST = PE | int(Mxcsr.PM) | int(Mxcsr.RC)
+_PE_MASKED = PE | int(Mxcsr.PM)
 
 
 def _normal(v: int, f: Fmt) -> bool:
@@ -197,8 +236,8 @@ def _normal(v: int, f: Fmt) -> bool:
 
 def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
     """One lane of ADD/SUB/MUL/DIV (a op b) or SQRT (of b): result bits and exception flags."""
-    if mxcsr & _PE_NEAREST == PE and _normal(b, f) and (_normal(a, f) if op != "sqrt" else not b & f.sign):
-        # Fast path: PE is sticky and already set, rounding is to nearest, the operands are normal
+    if mxcsr & _PE_NEAREST == _PE_MASKED and _normal(b, f) and (_normal(a, f) if op != "sqrt" else not b & f.sign):
+        # Fast path: PE is sticky, already set and masked, rounding is to nearest, the operands are normal
         # numbers.  A normal result then raises nothing new, so it needs no exactness check.
         c = encode(_HOST[op](value(a, f), value(b, f)), f)
         if f.min_normal <= c & ~f.sign < f.inf:
@@ -229,7 +268,8 @@ def arith(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:
         # IEEE 754 6.3: an exact zero sum is -0 when rounding down, unless both addends are +0
         both_plus_zero = x == 0 and math.copysign(1, x) > 0 and math.copysign(1, y if op == "add" else -y) > 0
         r = 0.0 if both_plus_zero else -0.0
-    return round_result(r, partial(_error, op, x, y), f, mxcsr, flags)
+    return round_result(r, partial(_error, op, x, y), f, mxcsr, flags,
+                        None if op == "sqrt" else partial(_ratio, op, x, y))
 
 
 def minmax(op: str, a: int, b: int, f: Fmt, mxcsr: int) -> tuple[int, int]:

@@ -22,9 +22,9 @@ import math
 from collections.abc import Callable
 from functools import cache
 
-from cpu.semantics import call, semantics
+from cpu.semantics import call
 from cpu.semantics import extended as X
-from cpu.semantics.fpu import C2, SF, Fpu
+from cpu.semantics.fpu import C2, SF, Fpu, x87
 
 GUARD = 128
 """Fraction bits carried beyond a result's magnitude."""
@@ -288,7 +288,7 @@ def _special(x: int) -> tuple[int, int] | None:
     return (done, flags) if done is not None else None
 
 
-@semantics("fsin", "fcos", "fsincos", "fptan")
+@x87("fsin", "fcos", "fsincos", "fptan")
 def trigonometric(ops, insn):
     """FSIN, FCOS: ST(0) = f(ST(0)); FSINCOS: ST(0) = sin, then push cos; FPTAN: ST(0) = tan, then push 1.0.
     |ST(0)| >= 2**63: C2 = 1 and nothing else changes."""
@@ -335,7 +335,7 @@ def fpu_trigonometric(cpu, which: int) -> None:
             fpu.push(second)
 
 
-@semantics("fpatan", "fyl2x", "fyl2xp1")
+@x87("fpatan", "fyl2x", "fyl2xp1")
 def binary_transcendental(ops, insn):
     """FPATAN: ST(1) = atan2(ST(1), ST(0)); FYL2X: ST(1) = ST(1) * log2(ST(0)); FYL2XP1: ST(1) * log2(ST(0) + 1);
     then pop."""
@@ -420,7 +420,7 @@ def _yl2xp1(y: int, x: int, rc: int, unmasked: int) -> tuple[int, int]:
     return r, flags | f
 
 
-@semantics("f2xm1")
+@x87("f2xm1")
 def f2xm1(ops, insn):
     """F2XM1: ST(0) = 2**ST(0) - 1 (defined for -1 <= ST(0) <= 1)."""
     ops.call("fpu_exp2m1")

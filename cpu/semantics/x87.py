@@ -11,8 +11,10 @@ The register stack (``cpu.semantics.fpu``) changes as a whole, so each instructi
 index) and the linear address.  Every x87 instruction except the FN- forms first raises #MF
 for a pending unmasked exception when CR0.NE is set.
 
-Not modelled: the FPU instruction/data pointers and last opcode (zero in every image), CR0.EM
-and CR0.TS (#NM), real-mode image layouts.
+The non-control instructions are registered with ``fpu.x87``, which records the last-instruction
+pointers FIP, FDP and FOP (``cpu.semantics.fpu``).
+
+Not modelled: CR0.EM and CR0.TS (#NM), real-mode image layouts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from cpu.decoder import Kind
 from cpu.exceptions import Vector
 from cpu.semantics import call, semantics
 from cpu.semantics import extended as X
-from cpu.semantics.fpu import CR0_NE, ES, EXCEPTIONS, B, Fpu
+from cpu.semantics.fpu import CR0_NE, ES, EXCEPTIONS, B, Fpu, x87
 
 FCW_RESET = 0x037F
 """FNINIT's control word: all exceptions masked, 64-bit precision, round to nearest (SDM Vol. 1, 8.1.5)."""
@@ -65,6 +67,8 @@ def fninit(ops, insn):
     ops.set_reg("fcw", FCW_RESET)
     ops.set_reg("fsw", 0)
     ops.set_reg("ftw", 0)
+    for pointer in ("fip", "fdp", "fop"):
+        ops.set_reg(pointer, 0)
 
 
 @semantics("fnclex")
@@ -105,7 +109,7 @@ def fwait(ops, insn):
     ops.fault_if(pending_x87_exception(ops), Vector.MF)
 
 
-@semantics("fnop", "fdisi8087_nop", "feni8087_nop", "fsetpm")
+@x87("fnop", "fdisi8087_nop", "feni8087_nop", "fsetpm")
 def fnop(ops, insn):
     """FNOP, and the 8087/287 FDISI, FENI and FSETPM, which later processors ignore."""
     ops.call("fpu_wait")
@@ -141,7 +145,7 @@ def load_value(kind: int, raw: int) -> tuple[int, int]:
     return raw, 0
 
 
-@semantics("fld", "fild", "fbld")
+@x87("fld", "fild", "fbld")
 def fld(ops, insn, src):
     """FLD m32fp/m64fp/m80fp/ST(i), FILD m16int/m32int/m64int, FBLD m80dec: push the value."""
     if src.kind is Kind.REG:
@@ -164,7 +168,7 @@ def fpu_load(cpu, kind: int, address: int, i: int) -> None:
     fpu.push_checked(value, flags)
 
 
-@semantics(*CONSTANTS)
+@x87(*CONSTANTS)
 def fld_constant(ops, insn):
     """FLD1, FLDZ, FLDPI, FLDL2T, FLDL2E, FLDLG2, FLDLN2: push the constant rounded per FCW.RC."""
     ops.call("fpu_constant", _CONSTANT_NAMES.index(insn.mnemonic))
@@ -195,8 +199,8 @@ _INDEFINITE_STORE = {F32: 0xFFC0_0000, F64: 0xFFF8 << 48, F80: X.INDEFINITE,
                      I16: 1 << 15, I32: 1 << 31, I64: 1 << 63, BCD: X.BCD_INDEFINITE}
 
 
-@semantics("fst", "fstp", "fist", "fistp", "fbstp", "fstpnce")
-@semantics("fisttp", feature="sse3")
+@x87("fst", "fstp", "fist", "fistp", "fbstp", "fstpnce")
+@x87("fisttp", feature="sse3")
 def fst(ops, insn, dst, *_st0):
     """FST/FSTP m32fp/m64fp/m80fp/ST(i), FIST/FISTP m16/m32/m64int, FISTTP (truncating), FBSTP m80dec;
     FSTPNCE ST(i), ST(0) (D9 D8+i, an alias of FSTP ST(i))."""
@@ -240,7 +244,7 @@ def fpu_store(cpu, kind: int, address: int, i: int, pop: int, truncate: int) -> 
 
 
 # -- exchange, conditional move, free, TOP ---------------------------------------------------------------
-@semantics("fxch")
+@x87("fxch")
 def fxch(ops, insn, *regs):
     """FXCH ST(i): an empty register takes the QNaN indefinite (masked stack underflow)."""
     ops.call("fpu_exchange", st_index(regs[-1]) if regs else 1)
@@ -267,7 +271,7 @@ _FCMOV = {"fcmovb": "b", "fcmove": "e", "fcmovbe": "be", "fcmovu": "p",
           "fcmovnb": "ae", "fcmovne": "ne", "fcmovnbe": "a", "fcmovnu": "np"}
 
 
-@semantics(*_FCMOV)
+@x87(*_FCMOV)
 def fcmov(ops, insn, dst, src):
     """FCMOVcc ST(0), ST(i): copy when the EFLAGS condition holds; C1 cleared."""
     ops.call("fpu_cmove", ops.cond(_FCMOV[insn.mnemonic]), st_index(src))
@@ -286,7 +290,7 @@ def fpu_cmove(cpu, condition: int, i: int) -> None:
         fpu.set(0, fpu.get(i))
 
 
-@semantics("ffree", "ffreep")
+@x87("ffree", "ffreep")
 def ffree(ops, insn, reg):
     """FFREE ST(i): tag empty; FFREEP (DF C0+i, undocumented) pops as well."""
     ops.call("fpu_free", st_index(reg), int(insn.mnemonic == "ffreep"))
@@ -301,7 +305,7 @@ def fpu_free(cpu, i: int, pop: int) -> None:
         fpu.top = fpu.top + 1
 
 
-@semantics("fincstp", "fdecstp")
+@x87("fincstp", "fdecstp")
 def fincstp(ops, insn):
     """TOP + 1 or - 1; tags and contents unchanged, C1 cleared."""
     ops.call("fpu_rotate", 1 if insn.mnemonic == "fincstp" else 7)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from cpu.decoder import Kind
 from cpu.flags import Flag, read_rflags, write_rflags
-from cpu.semantics import call, semantics
+from cpu.semantics import call
 from cpu.semantics import extended as X
-from cpu.semantics.fpu import C0, C1, C2, C3, SF, Fpu
+from cpu.semantics.fpu import C0, C1, C2, C3, SF, Fpu, x87
 from cpu.semantics.x87 import F32, F64, I16, I32, ST, load_value, read_operand, st_index
 
 # -- the four operations and their forms -------------------------------------------------------------
@@ -34,7 +34,7 @@ def _operation(mnemonic: str) -> tuple[int, bool, bool]:
 _ARITH = [f"f{op}{p}" for op in _OPERATIONS for p in ("", "p")] + [f"fi{op}" for op in _OPERATIONS]
 
 
-@semantics(*_ARITH)
+@x87(*_ARITH)
 def arith(ops, insn, *operands):
     """FADD m32fp/m64fp, FADD ST(0),ST(i), FADD ST(i),ST(0), FADDP ST(i),ST(0), FIADD m16/m32int, ...:
     dst = dst op src, R forms reversed (dst = src op dst)."""
@@ -111,7 +111,7 @@ _COMPARE = {"fcom": (FCOM, 0), "fcomp": (FCOM, 1), "fcompp": (FCOM, 2), "fucom":
             "fucomi": (FUCOMI, 0), "fucompi": (FUCOMI, 1), "ficom": (FCOM, 0), "ficomp": (FCOM, 1)}
 
 
-@semantics(*_COMPARE, "ftst")
+@x87(*_COMPARE, "ftst")
 def fcom(ops, insn, *operands):
     """FCOM m32fp/m64fp/ST(i), FCOMP, FCOMPP, FUCOM*, FICOM m16/m32int, FCOMI/FCOMIP/FUCOMI/FUCOMIP ST(i),
     FTST (against +0.0): C3 C2 C0 (or ZF PF CF) = 000 >, 001 <, 100 =, 111 unordered."""
@@ -157,7 +157,7 @@ def fpu_compare(cpu, mode: int, kind: int, address: int, i: int, pops: int) -> N
             fpu.pop()
 
 
-@semantics("fxam")
+@x87("fxam")
 def fxam(ops, insn):
     """FXAM: C3 C2 C0 name ST(0)'s class (empty too), C1 its sign."""
     ops.call("fpu_examine")
@@ -189,7 +189,7 @@ _UNARY = {"fchs": _chs, "fabs": _abs, "frndint": X.round_integral}
 _UNARY_NAMES = tuple(_UNARY) + ("fsqrt",)
 
 
-@semantics(*_UNARY_NAMES)
+@x87(*_UNARY_NAMES)
 def unary(ops, insn):
     """FCHS, FABS (no exceptions but stack underflow), FRNDINT, FSQRT: ST(0) = f(ST(0))."""
     ops.call("fpu_unary", _UNARY_NAMES.index(insn.mnemonic))
@@ -206,7 +206,7 @@ def fpu_unary(cpu, index: int) -> None:
 
 
 # -- FSCALE, FXTRACT, FPREM, FPREM1 -------------------------------------------------------------------------------
-@semantics("fscale")
+@x87("fscale")
 def fscale(ops, insn):
     """FSCALE: ST(0) = ST(0) * 2**trunc(ST(1))."""
     ops.call("fpu_scale")
@@ -218,7 +218,7 @@ def fpu_scale(cpu) -> None:
     fpu.replace_st0(lambda: X.scale(fpu.get(0), fpu.get(1), fpu.rounding, fpu.unmasked), 0, 1)
 
 
-@semantics("fxtract")
+@x87("fxtract")
 def fxtract(ops, insn):
     """FXTRACT: ST(0) = its exponent, then push its significand."""
     ops.call("fpu_extract")
@@ -235,7 +235,7 @@ def fpu_extract(cpu) -> None:
         fpu.push(significand)
 
 
-@semantics("fprem", "fprem1")
+@x87("fprem", "fprem1")
 def fprem(ops, insn):
     """FPREM/FPREM1: ST(0) = partial remainder of ST(0) / ST(1); C2 = 1 while incomplete,
     else C0 C3 C1 = the quotient's bits 2, 1, 0."""

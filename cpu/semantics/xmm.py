@@ -10,9 +10,19 @@ string compares (PCMPESTRI and its three siblings), whose pages list no
 alignment fault.  Alignment checking through EFLAGS.AC is not modelled.
 
 SIMD floating-point helpers return their result in the low 128 bits and the
-MXCSR exception flags they raise above bit 128 (:func:`write_float`).  Flags
-only accumulate: an exception unmasked in MXCSR does not raise #XM (not
-modelled; every exception gets the masked response).
+MXCSR exception flags they raise above bit 128 (:func:`write_float`).  The
+flags go to MXCSR through :func:`raise_flags`, which also raises the SIMD
+floating-point exception (SDM Vol. 1, 11.5.1; Vol. 3A, 6.15 "Interrupt 19"):
+when a flag the instruction raised is unmasked, it faults with #XM (#UD when
+CR4.OSXMMEXCPT is clear) and nothing of the instruction is written but
+MXCSR's flags, which the fault commits (``ops.fault_if``'s ``commit``).
+Which flags: an unmasked pre-computation exception (IE, DE, ZE) in any lane
+stops the computation, and only the pre-computation flags of all lanes are
+set; otherwise every flag of every lane is (the masked pre-computation ones
+and the post-computation OE, UE, PE).  Helpers compute every lane's masked
+response, except that an unmasked UE is reported for a tiny result even
+when exact (``sse_float.round_result``).  Semantics call :func:`raise_flags`
+before writing their destination, so a memory destination is untouched too.
 
 Lane forms (:data:`LANE_FORMS`): an SSE instruction whose result is a
 function of 128-bit source values registers that function once, with
@@ -31,6 +41,7 @@ from typing import NamedTuple
 from cpu.decoder import Kind, Operand
 from cpu.exceptions import Vector
 from cpu.semantics import semantics
+from cpu.state import CR4_OSXMMEXCPT
 
 MASK32 = (1 << 32) - 1
 MASK64 = (1 << 64) - 1
@@ -110,15 +121,36 @@ def write(ops, insn, opnd: Operand, value) -> None:
         ops.write(opnd, value)
 
 
-def raise_flags(ops, flags) -> None:
-    """OR SIMD floating-point exception flags into MXCSR (they are sticky)."""
-    ops.set_reg("mxcsr", ops.or_(ops.reg("mxcsr"), flags))
+EXCEPTION_FLAGS = 0x3F
+"""MXCSR's six exception flags (IE DE ZE OE UE PE); their masks are the same bits shifted left by 7."""
+MASK_SHIFT = 7
+PRE_COMPUTATION = int(Mxcsr.IE | Mxcsr.DE | Mxcsr.ZE)
+"""The exceptions detected before computing (SDM Vol. 1, 11.5.1): unmasked, they stop the instruction."""
 
 
-def write_float(ops, dst: Operand, packed, size: int = 128) -> None:
-    """Write the low ``size`` bits of a float helper's result to ``dst``; its flags go to MXCSR."""
+def raise_flags(ops, flags, staged: bool = False) -> None:
+    """OR an instruction's SIMD floating-point exception flags into MXCSR (they are sticky); fault with #XM
+    (#UD without CR4.OSXMMEXCPT) when one of them is unmasked, committing the flags the SDM says are set.
+    ``staged``: the helper computed in stages and has already kept what a stage stopped by an unmasked
+    exception leaves (``sse4_float._dot``), so the flags go to MXCSR as they are."""
+    mxcsr = ops.reg("mxcsr")
+    unmasked = ops.and_(flags, ops.xor(ops.and_(ops.shr(mxcsr, MASK_SHIFT), EXCEPTION_FLAGS), EXCEPTION_FLAGS))
+    if staged:
+        raised = ops.or_(mxcsr, flags)
+    else:
+        stopped = ops.ne(ops.and_(unmasked, PRE_COMPUTATION), 0)
+        raised = ops.or_(mxcsr, ops.select(stopped, ops.and_(flags, PRE_COMPUTATION), flags))
+    faults = ops.ne(unmasked, 0)
+    enabled = ops.ne(ops.and_(ops.reg("cr4"), CR4_OSXMMEXCPT), 0)
+    ops.fault_if(ops.and_(faults, enabled), Vector.XM, commit={"mxcsr": raised})
+    ops.fault_if(faults, Vector.UD, commit={"mxcsr": raised})
+    ops.set_reg("mxcsr", raised)
+
+
+def write_float(ops, dst: Operand, packed, size: int = 128, staged: bool = False) -> None:
+    """Write the low ``size`` bits of a float helper's result to ``dst``; its flags go to MXCSR first."""
+    raise_flags(ops, ops.shr(packed, 128), staged)
     ops.write(dst, ops.trunc(packed, size))
-    raise_flags(ops, ops.shr(packed, 128))
 
 
 # -- lane forms: one computation, a legacy and a VEX frame ---------------------------------

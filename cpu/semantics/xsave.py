@@ -24,8 +24,10 @@ XCR0 AND EDX:EAX.
   while CR4.OSXSAVE = 0; XSETBV is CPL 0 only and #GP(0) for an XCR0 that is
   not a supported, consistent set (x87 always, AVX only with SSE).
 
-Not modelled: XSAVES/XRSTORS and the supervisor components, the x87 FIP,
-FDP and FOP fields (zero, as in FXSAVE).
+The x87 FIP, FDP and FOP fields are stored in FXSAVE64's layout (64-bit offsets) by every
+form, XSAVE without REX.W too.
+
+Not modelled: XSAVES/XRSTORS and the supervisor components.
 """
 
 from __future__ import annotations

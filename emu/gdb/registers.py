@@ -29,9 +29,10 @@ debugger is refused (writing the value they already hold is accepted, as a
 ``st0``..``st7`` are ST(0)..ST(7): physical registers R((TOP + i) mod 8) (``cpu.semantics.fpu``).
 ``ftag`` is the full 16-bit tag word (two bits per physical register, 11 =
 empty) built from the abridged tag byte the CPU state keeps (SDM Vol. 1,
-8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  The x87
-instruction and operand pointers and the last opcode are not modelled: they
-read as zero and writes to them are ignored.  Not described: AVX-512, the
+8.1.7 and 10.5.1.1): a valid register is reported as tag 00.  ``fioff``,
+``fooff`` and ``fop`` are the x87 last-instruction pointer, data pointer and
+opcode (their low 32 and 11 bits); ``fiseg`` and ``foseg`` read as zero, as
+this CPU stores FCS and FDS, and writes to them are ignored.  Not described: AVX-512, the
 ``org.gnu.gdb.i386.linux`` feature (orig_rax), debug registers, GDTR/IDTR.
 """
 
@@ -118,7 +119,10 @@ def _feature_types(feature: str) -> list[str]:
 
 # -- values ------------------------------------------------------------------------
 _SELECTORS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
-_X87_UNMODELLED = frozenset({"fiseg", "fioff", "foseg", "fooff", "fop"})
+_X87_SEGMENTS = frozenset({"fiseg", "foseg"})
+"""FCS and FDS: zero, as this CPU stores them (``cpu.semantics.fpu``); a write is ignored."""
+_X87_POINTERS = {"fioff": "fip", "fooff": "fdp", "fop": "fop"}
+"""GDB's names of the x87 last-instruction pointer, data pointer and opcode, and their CpuState fields."""
 _PAGING = frozenset({"cr0", "cr3", "cr4", "efer"})
 
 
@@ -143,8 +147,10 @@ def _read(state: CpuState, reg: Register) -> bytes:
         value = state.fsw
     elif name == "ftag":
         value = full_tag_word(state)
-    elif name in _X87_UNMODELLED:
+    elif name in _X87_SEGMENTS:
         value = 0
+    elif name in _X87_POINTERS:
+        value = getattr(state, _X87_POINTERS[name])
     else:
         value = getattr(state, name)
     return (value & ((1 << reg.bits) - 1)).to_bytes(reg.bits // 8, "little")
@@ -176,7 +182,9 @@ def _write(state: CpuState, reg: Register, data: bytes) -> None:
         state.ftw = _abridged_tag_word(value)
     elif name in _SELECTORS:
         setattr(state, name, value & 0xFFFF)
-    elif name not in _X87_UNMODELLED:
+    elif name in _X87_POINTERS:
+        setattr(state, _X87_POINTERS[name], value & (0x7FF if name == "fop" else (1 << 32) - 1))
+    elif name not in _X87_SEGMENTS:
         setattr(state, name, value)
 
 

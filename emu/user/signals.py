@@ -98,7 +98,7 @@ UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 0x2, 0x4
 SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
 SEGV_MAPERR, SEGV_ACCERR = 1, 2
 BUS_ADRALN, BUS_ADRERR = 1, 2
-FPE_INTDIV, FPE_FLTINV = 1, 7
+FPE_INTDIV, FPE_FLTDIV, FPE_FLTOVF, FPE_FLTUND, FPE_FLTRES, FPE_FLTINV = 1, 3, 4, 5, 6, 7
 ILL_ILLOPN = 2
 TRAP_BRKPT = 1
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
@@ -119,6 +119,16 @@ FAULT_SIGNALS = {
     Vector.MF: (Signal.SIGFPE, FPE_FLTINV), Vector.XM: (Signal.SIGFPE, FPE_FLTINV),
 }
 """The signal and si_code Linux's trap handlers send for each exception that is not SIGSEGV."""
+
+_SIMD_CODES = ((0x01, FPE_FLTINV), (0x04, FPE_FLTDIV), (0x08, FPE_FLTOVF), (0x12, FPE_FLTUND), (0x20, FPE_FLTRES))
+"""Linux's fpu__exception_code (arch/x86/kernel/fpu/core.c): the first unmasked MXCSR flag in this order names
+the si_code of #XM's SIGFPE (denormal counts as underflow)."""
+
+
+def simd_fault_code(mxcsr: int) -> int:
+    """The si_code of SIGFPE for #XM: from MXCSR's flags whose masks are clear (FPE_FLTINV if none is)."""
+    unmasked = mxcsr & ~(mxcsr >> 7) & 0x3F
+    return next((code for bits, code in _SIMD_CODES if unmasked & bits), FPE_FLTINV)
 
 
 T = TypeVar("T")
@@ -337,6 +347,8 @@ def synchronous(k: Kernel, fault: GuestFault) -> tuple[int, str] | None:
         address = fault.address or 0
     elif fault.vector in FAULT_SIGNALS:
         (sig, code), address = FAULT_SIGNALS[fault.vector], st.rip
+        if fault.vector == Vector.XM:
+            code = simd_fault_code(st.mxcsr)
     else:
         sig, code, address = Signal.SIGSEGV, SI_KERNEL, 0
     act = k.signals.action(sig)

@@ -180,6 +180,10 @@ def test_p_and_P_read_and_write_one_register(session: tuple[Emu, Client]) -> Non
     assert u64(client.request(b"p%x" % rbx)) == 0x1122334455667788
     assert client.request(b"p%x" % NUMBERS["mxcsr"]) == b"801f0000"
     assert client.request(b"p%x" % NUMBERS["ftag"]) == b"ffff0000"      # every x87 register empty
+    assert client.request(b"P%x=%s" % (NUMBERS["fioff"], b"00104000")) == b"OK"     # FIP, as FNSTENV would show it
+    assert client.request(b"p%x" % NUMBERS["fioff"]) == b"00104000"
+    assert client.request(b"P%x=%s" % (NUMBERS["fiseg"], b"33000000")) == b"OK"     # FCS: always zero
+    assert client.request(b"p%x" % NUMBERS["fiseg"]) == b"00000000"
     assert client.request(b"p%x" % 200).startswith(b"E")
 
 

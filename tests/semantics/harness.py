@@ -76,6 +76,7 @@ class Outcome:
     xmm: dict[int, int]
     data: bytes
     faulted: bool
+    mxcsr: int | None = None    # MXCSR at a SIGFPE: the host oracle reports it, and emu (then also the XMM registers)
 
     def diff(self, other: Outcome, undefined: int, oracle: str = "unicorn") -> list[str]:
         """What differs between emu's outcome (self) and the oracle's."""
@@ -86,6 +87,11 @@ class Outcome:
             if self.regs[name] != other.regs[name]:
                 out.append(f"{name}: emu={self.regs[name]:#x} {oracle}={other.regs[name]:#x}")
         if self.faulted:
+            if other.mxcsr is not None:         # a SIMD exception: MXCSR's flags and the untouched registers
+                if self.mxcsr != other.mxcsr:
+                    out.append(f"mxcsr: emu={self.mxcsr:#x} {oracle}={other.mxcsr:#x}")
+                out += [f"xmm{i}: emu={self.xmm[i]:#034x} {oracle}={other.xmm[i]:#034x}"
+                        for i in range(16) if self.xmm.get(i, 0) != other.xmm.get(i, 0)]
             return out
         if self.rip != other.rip:
             out.append(f"rip: emu={self.rip:#x} {oracle}={other.rip:#x}")
@@ -156,7 +162,7 @@ def run_emu(case: Case, blocks: bool = False, jit: str = "off") -> Outcome:
                 faulted = True
                 break
     return Outcome({n: getattr(state, n) for n in GPR64}, state.rip, read_rflags(state),
-                   {i: state.xmm(i) for i in range(16)}, mem.read(DATA, DATA_SIZE), faulted)
+                   {i: state.xmm(i) for i in range(16)}, mem.read(DATA, DATA_SIZE), faulted, state.mxcsr)
 
 
 def run_unicorn(case: Case) -> Outcome:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import platform
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -44,7 +45,7 @@ available = platform.machine() in ("x86_64", "AMD64") and shutil.which("gcc") is
 needs_host = pytest.mark.skipif(not available, reason="the host-CPU oracle needs an x86-64 host with gcc")
 
 _REQUEST = struct.Struct(f"<IIQ16QQ256s{CODE_SIZE}s{DATA_SIZE}s")
-_REPLY = struct.Struct(f"<II16QQQ256s{DATA_SIZE}s")
+_REPLY = struct.Struct(f"<II16QQQ256s{DATA_SIZE}sII")
 
 
 class HostError(RuntimeError):
@@ -83,11 +84,11 @@ def run_host(case: Case) -> Outcome:
         raise HostError("the host oracle stopped") from e
     if len(reply) != _REPLY.size:
         raise HostError(f"the host oracle stopped (status {process.poll()})")
-    faulted, _signo, *rest = _REPLY.unpack(reply)
-    gprs, (rip, rflags, xmm_out, data_out) = rest[:16], rest[16:]
+    faulted, signo, *rest = _REPLY.unpack(reply)
+    gprs, (rip, rflags, xmm_out, data_out, mxcsr, _) = rest[:16], rest[16:]
     return Outcome(dict(zip(GPR64, gprs, strict=True)), rip, rflags,
                    {i: int.from_bytes(xmm_out[16 * i:16 * i + 16], "little") for i in range(16)},
-                   data_out, bool(faulted))
+                   data_out, bool(faulted), mxcsr if signo == signal.SIGFPE else None)
 
 
 def check_host(case: Case) -> None:

@@ -6,7 +6,8 @@
    XMM registers and FS base as the case gives them; x87 and MXCSR start in their reset state and
    the YMM upper halves at zero, as in emu's user mode.  The snippet is followed by an indirect
    jump back here that touches no register; a fault (SIGSEGV, SIGILL, SIGFPE, SIGBUS, SIGTRAP) is
-   caught and reported with the registers at the faulting instruction. */
+   caught and reported with the registers at the faulting instruction, and for SIGFPE also the XMM
+   registers and MXCSR the signal frame holds (an unmasked SIMD exception's #XM). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
@@ -45,6 +46,8 @@ struct reply {
     uint64_t rflags;
     uint8_t xmm[16][16];
     uint8_t data[DATA_SIZE];
+    uint32_t mxcsr;            /* at a SIGFPE, else 0 */
+    uint32_t pad;
 };
 
 /* The trampoline's view: what to load, where to save, the host's stack. */
@@ -118,6 +121,8 @@ __asm__(
 
 static uint64_t host_fs;
 static volatile sig_atomic_t fault_signo;
+static uint8_t fault_xmm[16][16];
+static uint32_t fault_mxcsr;
 
 static long set_fs(uint64_t base) {
     long ret;
@@ -136,6 +141,10 @@ static void on_fault(int signo, siginfo_t *info, void *opaque) {
     ctx.entry = (uint64_t)g[REG_RIP];
     ctx.rflags = (uint64_t)g[REG_EFL];
     fault_signo = signo;
+    if (signo == SIGFPE && uc->uc_mcontext.fpregs) {
+        memcpy(fault_xmm, uc->uc_mcontext.fpregs->_xmm, sizeof fault_xmm);
+        fault_mxcsr = uc->uc_mcontext.fpregs->mxcsr;
+    }
     g[REG_RIP] = (greg_t)fault_return;
     g[REG_RSP] = (greg_t)ctx.host_rsp;
     g[REG_EFL] &= ~(greg_t)0x40500;       /* TF, DF, AC off in the host */
@@ -212,7 +221,8 @@ int main(void) {
         memcpy(rep.gpr, ctx.gpr, sizeof rep.gpr);
         rep.rip = faulted ? ctx.entry : CODE + req.code_len;
         rep.rflags = ctx.rflags;
-        memcpy(rep.xmm, ctx.xmm, sizeof rep.xmm);
+        memcpy(rep.xmm, fault_signo == SIGFPE ? fault_xmm : ctx.xmm, sizeof rep.xmm);
+        rep.mxcsr = fault_signo == SIGFPE ? fault_mxcsr : 0;
         memcpy(rep.data, data, DATA_SIZE);
         write_all(&rep, sizeof rep);
     }

@@ -160,37 +160,40 @@ fld1
 fldz
 fdecstp
 """
-ZERO_POINTERS = {
-    # layout: (bytes of the instruction/data pointers, opcode), zeroed after the store: emu does not model them
-    "env32": (12, 28), "env16": (6, 14), "fxsave": (6, 24),
-}
-
-
-def _zero(offset: int, start: int, stop: int) -> str:
-    return "\n".join(f"mov byte ptr [rsi + {offset + i}], 0" for i in range(start, stop))
 
 
 def test_fnstenv_and_fldenv_in_both_operand_sizes() -> None:
     asm = (LOAD3 + "fldcw word ptr [rsi + 0x300]\nfld1\nfdiv st(0), st(3)\n"
-           + "fnstenv [rsi]\n" + _zero(0, *ZERO_POINTERS["env32"])
-           + "\ndata16 fnstenv [rsi + 0x40]\n" + _zero(0x40, *ZERO_POINTERS["env16"])
+           + "fnstenv [rsi]\n"
+           + "\ndata16 fnstenv [rsi + 0x40]\n"
            + "\nfninit\nfldenv [rsi]\nfnstsw word ptr [rsi + 0x80]\nfnstcw word ptr [rsi + 0x82]"
            + "\ndata16 fldenv [rsi + 0x40]\nfnstsw word ptr [rsi + 0x84]")
     check_host(Case(asm=asm, data=bytes(0x300) + (0x0B7F).to_bytes(2, "little")))
 
 
+@pytest.mark.parametrize("save", ["fnstenv [rsi + 0x40]", "data16 fnstenv [rsi + 0x40]", "fxsave [rsi + 0x40]",
+                                  "fxsave64 [rsi + 0x40]", "fnsave [rsi + 0x40]"])
+def test_the_last_instruction_pointers_follow_the_host(save: str) -> None:
+    """FIP of the last non-control instruction (FFREE, FNOP included; FNSTSW, FNCLEX, FLDCW not), FOP and FDP
+    of the last unmasked exception's (a memory operand, then a register operand), as this CPU stores them."""
+    asm = (f"mov rsi, {DATA}\n{CLEAR}\nfldcw word ptr [rsi + 0x300]\nfld1\nfdiv dword ptr [rsi + 0x310]\n"
+           "fnstsw ax\nfnclex\nfld1\nfldz\nfdivp st(1), st(0)\nfnclex\nfld qword ptr [rsi + 0x320]\nffree st(5)\nfnop\n"
+           "fnstsw ax\nfnclex\nfldcw word ptr [rsi + 0x300]\n" + save)
+    check_host(Case(asm=asm, data=bytes(0x300) + (0x037B).to_bytes(2, "little") + bytes(0x10 - 2) + bytes(0x20)))
+
+
 def test_fnsave_and_frstor_carry_the_stack_and_reinitialise() -> None:
-    asm = (LOAD3 + "fnsave [rsi]\n" + _zero(0, *ZERO_POINTERS["env32"])
+    asm = (LOAD3 + "fnsave [rsi]\n"
            + "\nfnstcw word ptr [rsi + 0x100]\nfnstsw word ptr [rsi + 0x102]"
            + "\nfrstor [rsi]\nfstp tbyte ptr [rsi + 0x110]\nfstp tbyte ptr [rsi + 0x120]\nfnstsw word ptr [rsi + 0x130]"
-           + "\ndata16 fnsave [rsi + 0x200]\n" + _zero(0x200, *ZERO_POINTERS["env16"]))
+           + "\ndata16 fnsave [rsi + 0x200]\n")
     check_host(Case(asm=asm))
 
 
 def test_fxsave_and_fxrstor_carry_the_real_stack_and_the_abridged_tags() -> None:
-    asm = (LOAD3 + "fxsave [rsi]\n" + _zero(0, *ZERO_POINTERS["fxsave"])
+    asm = (LOAD3 + "fxsave [rsi]\n"
            + "\nfninit\nfxrstor [rsi]\nfstp tbyte ptr [rsi + 0x210]\nfstp tbyte ptr [rsi + 0x220]"
-           + "\nfnstsw word ptr [rsi + 0x230]\nfnstenv [rsi + 0x240]\n" + _zero(0x240, *ZERO_POINTERS["env32"]))
+           + "\nfnstsw word ptr [rsi + 0x230]\nfnstenv [rsi + 0x240]\n")
     check_host(Case(asm=asm))
 
 

@@ -297,3 +297,26 @@ def test_hlt_at_cpl_0_halts_with_rip_past_it(bm: BareMetal) -> None:
     bm.code("nop; hlt; nop")
     bm.run()
     assert bm.state.rip == KERNEL_CODE + 2
+
+
+@pytest.mark.parametrize(("osxmmexcpt", "vector"), [(True, Vector.XM), (False, Vector.UD)])
+def test_an_unmasked_simd_exception_is_xm_with_cr4_osxmmexcpt_else_ud(bm: BareMetal, osxmmexcpt: bool,
+                                                                      vector: Vector) -> None:
+    """SDM Vol. 3A, 6.15 "Interrupt 19": DIVPS by zero with MXCSR.ZM clear faults at the DIVPS, leaves its
+    destination unchanged and sets MXCSR.ZE (not PE, although the other lanes round); #UD instead when the
+    kernel did not set CR4.OSXMMEXCPT."""
+    if not osxmmexcpt:
+        bm.state.cr4 &= ~(1 << 10)
+    bm.state.mxcsr = 0x1F80 & ~(1 << 9)
+    bm.state.set_xmm(0, 0x3F800000_3F800000_3F800000_3F800000)       # 1.0 in each lane
+    bm.state.set_xmm(1, 0x40400000_40400000_40400000_00000000)       # 0.0, then 3.0
+    bm.code("""
+        lea r13, [rip + after]
+        divps xmm0, xmm1
+    after:
+        hlt
+    """)
+    bm.run()
+    count, _, _, rip = bm.log(vector)
+    assert (count, rip) == (1, KERNEL_CODE + 7)           # the DIVPS, after the 7-byte LEA
+    assert bm.state.mxcsr == 0x1D84 and bm.state.xmm(0) == 0x3F800000_3F800000_3F800000_3F800000
