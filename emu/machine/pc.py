@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from cpu import cpuid, exceptions
+from cpu import exceptions
 from cpu.codecache import CodeCache
 from cpu.cpuid import level
 from cpu.exceptions import GuestFault, TripleFault
@@ -166,7 +166,6 @@ class Machine:
 
         # The CPU, its physical memory and the two buses.
         self.state = CpuState()
-        cpuid.vendor = cpuid.VENDOR        # user mode (emu.user) reports another vendor; the PC reports emu's
         self.mmio = Bus("mmio", log=self.log)
         self.ports = Bus("ports")
         self.phys = PhysicalMemory(config.memory, self.mmio)
