@@ -37,9 +37,9 @@ def boot(host: initramfs_tools.HostInitrd, root: Path, append: str, script: str)
 
 @pytest.mark.slow
 def test_a_real_initramfs_tools_initrd_loads_virtio_and_mounts_the_root_disk(host, tmp_path: Path):
-    """About 1.4 G instructions, 4-5 minutes cold, less with the code cache warm.  The initrd's udevd and kmod
-    (dynamically linked glibc programs, which need a CPU vendor glibc knows) load virtio_pci and virtio_blk;
-    its init mounts /dev/vda and runs the root filesystem's /sbin/init."""
+    """About 1.44 G instructions, 4-8 minutes with a cold code cache on a loaded 2-core machine.  The initrd's
+    udevd and kmod (dynamically linked glibc programs, which need a CPU vendor glibc knows) load virtio_pci and
+    virtio_blk; its init mounts /dev/vda and runs the root filesystem's /sbin/init, which writes the disk."""
     root = tmp_path / "root.img"
     shutil.copy(host.root, root)
     script = "ls /sys/bus/pci/devices\ncat /proc/cmdline\necho written-from-the-root-fs > /hello\nsync\npoweroff -f\n"
