@@ -24,15 +24,15 @@ hypervisor.  Linux then runs in PIC mode.
 Who the CPU says it is.  The vendor is ``GenuineIntel`` on the machine and in user mode.  A vendor is needed
 that glibc knows: its dynamic loader reads leaf 1, where CMOV and SSE2 are, only for Intel, AMD and Zhaoxin
 (sysdeps/x86/cpu-features.c), and otherwise refuses every program built for the x86-64 baseline ("CPU ISA
-level is lower than required"); an initramfs-tools initrd loads its modules with such a program (kmod's
+level is lower than required"); an initramfs-tools initrd loads its modules with such programs (udevd, kmod's
 ``modprobe``).  Intel rather than AMD because of what Linux 6.1 then runs (arch/x86/kernel/cpu/intel.c,
 common.c, bugs.c): for this signature ``early_init_intel`` reads IA32_MISC_ENABLE (unlocking CPUID levels
 with ``msr_clear_bit``, a safe access, then the fast-strings bit with a plain ``rdmsrl``) and the microcode
-revision (``intel_get_microcode_revision``: WRMSR 0 to IA32_BIOS_SIGN_ID, CPUID 1, RDMSR); its microcode
-loader (a ``CONFIG_MICROCODE`` kernel given an initrd whose early cpio holds GenuineIntel.bin) reads
-IA32_PLATFORM_ID; ``init_ia32_feat_ctl``, ``init_intel_misc_features`` (MSR_PLATFORM_INFO, CPUID faulting),
-split-lock detection, TSX control, intel_idle and the P6/architectural PMU are probed with ``rdmsrl_safe`` or
-not reached without their CPUID bits or model, and get #GP or nothing.  ``cpu.msr`` has those three MSRs as
+revision (``intel_get_microcode_revision``: WRMSR 0 to IA32_BIOS_SIGN_ID, CPUID 1, RDMSR); the microcode
+driver of a ``CONFIG_MICROCODE`` kernel (Debian's generic one, not its cloud one) reads IA32_PLATFORM_ID;
+``init_ia32_feat_ctl``, ``init_intel_misc_features`` (MSR_PLATFORM_INFO, CPUID faulting), split-lock
+detection, TSX control, intel_idle and the P6/architectural PMU are probed with ``rdmsrl_safe`` or not
+reached without their CPUID bits or model, and get #GP or nothing.  ``cpu.msr`` has those three MSRs as
 hardware does.  AMD's ``init_amd`` needs more (HWCR, DE_CFG, SYSCFG and family-specific MSRs, topology leaves)
 and selects AMD-only mitigations (SRSO, TSA).
 
@@ -41,7 +41,8 @@ The signature, family 6 model 15 stepping 0, was chosen against Linux's model ch
 lose it to an erratum); model 15 (a Core 2 "Merom" number) is in none of Linux's lists that key a workaround,
 a PMU driver or a vulnerability on the model (the P6 PMU models, split lock, RETBLEED, SRBDS, GDS, ITS, MMIO
 stale data, the spectre-microcode blacklist; the self-snoop erratum list only clears SELFSNOOP, which is not
-advertised), and Intel published no microcode for stepping 0 of it, so a loader never finds an update to apply.
+advertised), and stepping 0 is meant to match no published microcode update, so that a loader finds none to
+apply (not checked against the intel-microcode package's list; the initrds tried held no microcode).
 Linux therefore treats it as an old Intel CPU with every speculation bug (Meltdown, hence page-table
 isolation, as it did for the earlier unknown vendor ``GenuineEmu64``), no PMU driver ("unsupported p6 CPU model
 15") and no intel_pstate.

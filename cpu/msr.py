@@ -86,8 +86,7 @@ APIC_ENABLE = 1 << 11
 
 MICROCODE_REVISION = 1
 """The microcode revision IA32_BIOS_SIGN_ID reports (what /proc/cpuinfo's "microcode" line shows), as qemu's
-emulated CPUs report: no microcode update has been loaded, and no published one matches this CPU's signature
-(``cpu/cpuid.py``), so a loader never tries to apply one."""
+emulated CPUs report: no microcode update has been loaded (``cpu/cpuid.py`` on the signature's stepping)."""
 
 
 class MiscEnable:
