@@ -20,6 +20,32 @@ Vol. 2B, TZCNT and LZCNT).
 Not advertised because not modelled: the local APIC and x2APIC, TSC-deadline, MTRRs, MCE/MCA, DE,
 SEP (SYSENTER), MONITOR/MWAIT, PCID/INVPCID, SMEP/SMAP/UMIP, the speculation controls, AVX-512 and a
 hypervisor.  Linux then runs in PIC mode.
+
+Who the CPU says it is.  The vendor is ``GenuineIntel`` on the machine and in user mode.  A vendor is needed
+that glibc knows: its dynamic loader reads leaf 1, where CMOV and SSE2 are, only for Intel, AMD and Zhaoxin
+(sysdeps/x86/cpu-features.c), and otherwise refuses every program built for the x86-64 baseline ("CPU ISA
+level is lower than required"); an initramfs-tools initrd loads its modules with such programs (udevd, kmod's
+``modprobe``).  Intel rather than AMD because of what Linux 6.1 then runs (arch/x86/kernel/cpu/intel.c,
+common.c, bugs.c): for this signature ``early_init_intel`` reads IA32_MISC_ENABLE (unlocking CPUID levels
+with ``msr_clear_bit``, a safe access, then the fast-strings bit with a plain ``rdmsrl``) and the microcode
+revision (``intel_get_microcode_revision``: WRMSR 0 to IA32_BIOS_SIGN_ID, CPUID 1, RDMSR); the microcode
+driver of a ``CONFIG_MICROCODE`` kernel (Debian's generic one, not its cloud one) reads IA32_PLATFORM_ID;
+``init_ia32_feat_ctl``, ``init_intel_misc_features`` (MSR_PLATFORM_INFO, CPUID faulting), split-lock
+detection, TSX control, intel_idle and the P6/architectural PMU are probed with ``rdmsrl_safe`` or not
+reached without their CPUID bits or model, and get #GP or nothing.  ``cpu.msr`` has those three MSRs as
+hardware does.  AMD's ``init_amd`` needs more (HWCR, DE_CFG, SYSCFG and family-specific MSRs, topology leaves)
+and selects AMD-only mitigations (SRSO, TSA).
+
+The signature, family 6 model 15 stepping 0, was chosen against Linux's model checks: family 6 with model >=
+0x0E gets a constant TSC (true here: one nanosecond per instruction) and model >= 15 keeps PAT (older P6 models
+lose it to an erratum); model 15 (a Core 2 "Merom" number) is in none of Linux's lists that key a workaround,
+a PMU driver or a vulnerability on the model (the P6 PMU models, split lock, RETBLEED, SRBDS, GDS, ITS, MMIO
+stale data, the spectre-microcode blacklist; the self-snoop erratum list only clears SELFSNOOP, which is not
+advertised), and stepping 0 is meant to match no published microcode update, so that a loader finds none to
+apply (not checked against the intel-microcode package's list; the initrds tried held no microcode).
+Linux therefore treats it as an old Intel CPU with every speculation bug (Meltdown, hence page-table
+isolation, as it did for the earlier unknown vendor ``GenuineEmu64``), no PMU driver ("unsupported p6 CPU model
+15") and no intel_pstate.
 """
 
 from __future__ import annotations
@@ -32,13 +58,10 @@ from cpu import xsave
 from cpu.semantics import FEATURES, SEMANTICS, Semantic, load_all
 from cpu.state import XCR0_AVX, XCR0_SSE, XCR0_X87
 
-VENDOR = b"GenuineEmu64"[:12]
-USER_VENDOR = b"GenuineIntel"
-"""The vendor user mode reports: glibc reads leaf 1, and so finds the x86-64 baseline that a dynamically linked
-libc requires, only for vendors it knows (sysdeps/x86/cpu-features.c: Intel, AMD, Zhaoxin), as qemu-user's CPU
-models are.  The full-system machine keeps :data:`VENDOR`, so the kernel runs no vendor-specific code."""
-vendor = VENDOR
-"""What leaf 0 returns; ``emu.user`` sets it to :data:`USER_VENDOR`, the machine back to :data:`VENDOR`."""
+VENDOR = b"GenuineIntel"
+"""What leaf 0 returns, on the machine and in user mode alike (see the module docstring for why Intel)."""
+FAMILY, MODEL, STEPPING = 6, 15, 0
+"""Leaf 1 EAX's signature: family 6, model 15 (0x0F), stepping 0 (see the module docstring)."""
 BRAND = b"emu x86-64 instructional CPU".ljust(48, b"\0")
 MAX_LEAF = 0xD
 MAX_EXTENDED_LEAF = 0x8000_0008
@@ -141,10 +164,10 @@ class CpuLevel:
         (Intel's rule that a leaf beyond the maximum reads as the highest basic leaf is not modelled)."""
         regs = [0, 0, 0, 0]
         if leaf == 0:
-            words = [int.from_bytes(vendor[i:i + 4], "little") for i in (0, 4, 8)]
+            words = [int.from_bytes(VENDOR[i:i + 4], "little") for i in (0, 4, 8)]
             return MAX_LEAF, words[0], words[2], words[1]
         if leaf == 1:
-            regs[Reg.EAX.value] = (6 << 8) | (0xF << 4)            # family 6, model 15
+            regs[Reg.EAX.value] = (FAMILY << 8) | (MODEL << 4) | STEPPING
             regs[Reg.EBX.value] = (8 << 8) | (1 << 16)             # CLFLUSH line 64 bytes, 1 logical CPU
         elif leaf == 0x8000_0000:
             regs[Reg.EAX.value] = MAX_EXTENDED_LEAF

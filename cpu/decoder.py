@@ -172,9 +172,16 @@ class Decoder:
         """capstone register id -> its name."""
 
     def decode(self, fetch: Callable[[int, int], bytes], address: int) -> Insn:
-        """Decode the instruction at ``address``; ``fetch(addr, n)`` returns up to ``n`` bytes."""
+        """Decode the instruction at ``address``; ``fetch(addr, n)`` returns up to ``n`` bytes.  An instruction
+        whose bytes run into a page that faults is that page's fault (#PF with CR2 at its first byte, SDM Vol. 3A
+        6.15 "Page-Fault Exception"), not #UD: the CPU fetches the whole instruction before it runs."""
         code = fetch(address, MAX_INSN_LEN)
-        return self.decode_bytes(code, address)
+        try:
+            return self.decode_bytes(code, address)
+        except UndefinedOpcode:
+            if isinstance(code, Truncated):
+                raise code.fault from None
+            raise
 
     def decode_run(self, fetch: Callable[[int, int], bytes], address: int, count: int) -> Iterator[Insn]:
         """Up to ``count`` instructions from ``address`` on, decoded as they are asked for (a block's).
@@ -406,12 +413,22 @@ def _implicit_size(name: str) -> int:
     return _IMPLICIT.get(name[-1], 0) if name[:4] in ("stos", "lods", "movs", "cmps", "scas") else 0
 
 
+class Truncated(bytes):
+    """The bytes a fetch got before a page that faults, and that page's fault."""
+
+    fault: GuestFault
+
+
 def safe_fetch(read: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
-    """A fetch that returns what it can: up to the first page that faults."""
+    """A fetch that returns what it can: up to the first page that faults (a :class:`Truncated` then)."""
     def fetch(address: int, length: int) -> bytes:
         try:
             return read(address, length)
-        except GuestFault:
+        except GuestFault as fault:
             end = (address | 0xFFF) + 1
-            return read(address, end - address)
+            if end - address >= length:
+                raise
+            part = Truncated(read(address, end - address))
+            part.fault = fault
+            return part
     return fetch

@@ -8,11 +8,15 @@ values live in :class:`cpu.state.CpuState`.
 
 ========================  ==========================================================
 IA32_TSC (0x10)           reads the virtual TSC (``icount + tsc_offset``); a write moves ``tsc_offset``
+IA32_PLATFORM_ID (0x17)   read-only zero: platform 0 in bits 52:50, what Linux's Intel microcode loader matches
 IA32_APIC_BASE (0x1B)     0xFEE00000 with the BSP bit and the enable bit clear: no local APIC is advertised
 IA32_SYSENTER_* (0x174-6) storage only (Linux writes them; SYSENTER itself is not advertised)
+IA32_BIOS_SIGN_ID (0x8B)  bits 63:32 read the microcode revision (:data:`MICROCODE_REVISION`) as after the
+                          CPUID leaf 1 the SDM requires before the read; writes (Linux writes 0 first) are ignored
 IA32_MTRRCAP (0xFE),      read as zero (MTRRs are not advertised), read-only
 IA32_MTRR_DEF_TYPE
-IA32_MISC_ENABLE (0x1A0)  storage
+IA32_MISC_ENABLE (0x1A0)  powers on with fast strings enabled and BTS and PEBS unavailable (no debug store);
+                          only the fast-strings bit is writable, a write changing any other bit is #GP
 IA32_PAT (0x277)          each byte must be a valid memory type (0, 1, 4-7), else #GP
 IA32_EFER                 SCE, LME, LMA (read-only here), NXE; LME cannot change while paging is on
 STAR, LSTAR, CSTAR,       the SYSCALL/SYSRET targets and flag mask; LSTAR/CSTAR must be canonical,
@@ -23,7 +27,12 @@ TSC_AUX (0xC0000103)      what RDTSCP returns in ECX; bits 63:32 reserved
 ========================  ==========================================================
 
 Not modelled: IA32_SPEC_CTRL and the other speculation-control MSRs (their
-CPUID bits are clear, so they #GP), machine-check MSRs, performance counters.
+CPUID bits are clear, so they #GP), machine-check MSRs, performance counters,
+IA32_FEATURE_CONTROL (0x3A; it exists only with VMX or SMX, neither of which
+CPUID reports, and Linux's ``init_ia32_feat_ctl`` reads it with ``rdmsrl_safe``),
+MSR_PLATFORM_INFO and MSR_MISC_FEATURES_ENABLES (probed with ``rdmsrl_safe``),
+the microcode update trigger IA32_BIOS_UPDT_TRIG (0x79).  Which of these a
+Linux 6.1 kernel touches on this CPU is in ``cpu/cpuid.py``'s docstring.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ MASK64 = (1 << 64) - 1
 
 class Msr(IntEnum):
     TSC = 0x10
+    PLATFORM_ID = 0x17
     APIC_BASE = 0x1B
+    BIOS_SIGN_ID = 0x8B
     MTRRCAP = 0xFE
     SYSENTER_CS = 0x174
     SYSENTER_ESP = 0x175
@@ -73,9 +84,21 @@ APIC_DEFAULT = 0xFEE0_0000 | (1 << 8)
 """The xAPIC's default base and BSP flag; the enable bit (11) stays clear: the CPU has no local APIC."""
 APIC_ENABLE = 1 << 11
 
+MICROCODE_REVISION = 1
+"""The microcode revision IA32_BIOS_SIGN_ID reports (what /proc/cpuinfo's "microcode" line shows), as qemu's
+emulated CPUs report: no microcode update has been loaded (``cpu/cpuid.py`` on the signature's stepping)."""
+
+
+class MiscEnable:
+    """IA32_MISC_ENABLE bits (SDM Vol. 4, table 2-2); ``cpu.state.MISC_ENABLE_RESET`` is the power-on value."""
+
+    FAST_STRING = 1 << 0            # fast REP MOVS/STOS; Linux clears REP_GOOD and ERMS without it
+    BTS_UNAVAILABLE = 1 << 11       # read-only: no branch trace store
+    PEBS_UNAVAILABLE = 1 << 12      # read-only: no precise event-based sampling
+
 STORED: dict[int, str] = {
     Msr.SYSENTER_CS: "sysenter_cs", Msr.SYSENTER_ESP: "sysenter_esp", Msr.SYSENTER_EIP: "sysenter_eip",
-    Msr.MISC_ENABLE: "misc_enable", Msr.STAR: "star",
+    Msr.STAR: "star",
 }
 """MSRs that are plain storage: any 64-bit value."""
 
@@ -103,8 +126,14 @@ def read_msr(cpu: Any, index: int) -> int:
     match index:
         case Msr.TSC:
             return (s.icount + s.tsc_offset) & MASK64
+        case Msr.PLATFORM_ID:
+            return 0
         case Msr.APIC_BASE:
             return s.apic_base or APIC_DEFAULT
+        case Msr.BIOS_SIGN_ID:
+            return MICROCODE_REVISION << 32
+        case Msr.MISC_ENABLE:
+            return s.misc_enable
         case Msr.MTRRCAP | Msr.MTRR_DEF_TYPE:
             return 0
         case Msr.PAT:
@@ -130,6 +159,13 @@ def write_msr(cpu: Any, index: int, value: int) -> None:
             if value & APIC_ENABLE:
                 raise GuestFault(Vector.GP, 0, detail="IA32_APIC_BASE: there is no local APIC to enable")
             s.apic_base = value
+        case Msr.BIOS_SIGN_ID:
+            pass
+        case Msr.MISC_ENABLE:
+            if (value ^ s.misc_enable) & ~MiscEnable.FAST_STRING & MASK64:
+                raise GuestFault(Vector.GP, 0, detail=f"IA32_MISC_ENABLE {value:#x}: only fast strings (bit 0) "
+                                 "can change here")
+            s.misc_enable = value
         case Msr.PAT:
             if any((value >> (8 * i)) & 0xFF not in PAT_TYPES for i in range(8)):
                 raise GuestFault(Vector.GP, 0, detail=f"IA32_PAT {value:#x} names a reserved memory type")

@@ -54,6 +54,8 @@ XCR0_X87, XCR0_SSE, XCR0_AVX = 1 << 0, 1 << 1, 1 << 2
 """XCR0 bits: the state components XSAVE manages and that VEX needs enabled (SDM Vol. 1, 13.3)."""
 XCR0_RESET = XCR0_X87
 """XCR0 after power-up or reset (SDM Vol. 3A, table 10-1): x87 only."""
+MISC_ENABLE_RESET = 1 << 0 | 1 << 11 | 1 << 12
+"""IA32_MISC_ENABLE as a BIOS leaves it: fast strings enabled, BTS and PEBS unavailable (``cpu.msr.MiscEnable``)."""
 
 _U64 = ctypes.c_uint64
 _U32 = ctypes.c_uint32
@@ -106,7 +108,8 @@ class CpuState(ctypes.Structure):
 
     def __init__(self) -> None:
         super().__init__()
-        self.xcr0 = XCR0_RESET       # a machine's power-on value; every other field starts at zero
+        self.xcr0 = XCR0_RESET       # a machine's power-on values; every other field starts at zero
+        self.misc_enable = MISC_ENABLE_RESET
 
     def xmm(self, i: int) -> int:
         """XMM register ``i`` as a 128-bit integer."""

@@ -290,7 +290,7 @@ def _make_machine(args: argparse.Namespace,
     """The machine the --kernel/--initrd/--disk/... options describe (the default guest without --kernel),
     and the default guest's files when it is the one; None after printing why it cannot be made."""
     from devices.virtio_blk import DiskError
-    from emu.machine.pc import DEFAULT_APPEND, Disk, Machine, MachineConfig
+    from emu.machine.pc import DEFAULT_APPEND, DEFAULT_MEMORY, Disk, Machine, MachineConfig, default_memory
     from firmware.linux import BootError
     from firmware.pci import FirmwareError
 
@@ -325,7 +325,13 @@ def _make_machine(args: argparse.Namespace,
     cpu = _cpu_level(args)
     if jit is None or cpu is None:
         return None
-    config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=args.memory, snapshot=snapshot,
+    memory = args.memory
+    if memory is None:
+        memory = default_memory(_file_size(initrd))
+        if memory != DEFAULT_MEMORY:
+            print(f"emu: {memory >> 20} MiB of RAM for the {_file_size(initrd) >> 20} MiB initrd (--memory sets it)",
+                  file=sys.stderr)
+    config = MachineConfig(kernel=kernel, initrd=initrd, disks=disks, memory=memory, snapshot=snapshot,
                            rtc_base=args.rtc_base, append=f"{DEFAULT_APPEND} {append}".strip(),
                            code_cache=not args.no_code_cache, jit=jit, cpu=cpu.name, machine=machine)
     try:
@@ -333,6 +339,14 @@ def _make_machine(args: argparse.Namespace,
     except (BootError, DiskError, FirmwareError, ValueError) as err:
         print(f"emu: error: {err}", file=sys.stderr)
         return None
+
+
+def _file_size(path: str | None) -> int:
+    """The size of ``path``, 0 when there is none or it cannot be read (loading it says why)."""
+    try:
+        return os.stat(path).st_size if path else 0
+    except OSError:
+        return 0
 
 
 def _boot_gdb(args: argparse.Namespace, machine: Machine, interactive: bool) -> MachineStop | None:
@@ -551,7 +565,8 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guest", choices=("tiny", "debian"), default="tiny",
                         help="without --kernel, which built-in guest: tiny (default; built from source, microvm) "
                              "or debian (Debian's stock cloud kernel with virtio modules, pc; guest_images/README.md)")
-    parser.add_argument("--initrd", help="initramfs (uncompressed newc cpio)")
+    parser.add_argument("--initrd", help="initramfs: newc cpio archives, compressed or not (the kernel unpacks "
+                             "them), such as /boot/initrd.img-*")
     parser.add_argument("--disk", action="append", default=[], metavar="IMAGE[,ro]",
                         help="raw disk image as a virtio-blk device (repeatable; /dev/vda, /dev/vdb, ...); "
                              "with ,ro the guest sees it read-only")
@@ -561,7 +576,8 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", action="store_true",
                         help="keep disk writes in memory; the images stay unchanged")
     parser.add_argument("--append", default="", help="extra kernel command-line arguments")
-    parser.add_argument("--memory", "-m", type=_size, default=128 << 20, help="RAM size (default 128M)")
+    parser.add_argument("--memory", "-m", type=_size,
+                        help="RAM size (default 128M; 512M with an --initrd over 8M, as a distribution's is)")
     parser.add_argument("--rtc-base", type=int, metavar="EPOCH",
                         help="the RTC's time at power-on, in seconds since 1970 (default: host time); "
                              "with it, two runs print identical logs")

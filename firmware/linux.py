@@ -148,6 +148,10 @@ class BootInfo:
 def _read(path: str | Path, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
+    except PermissionError as err:
+        raise BootError(f"cannot read {what} {path}: {err.strerror}; Debian's /boot/vmlinuz-* are readable by "
+                        f"root only: copy it for yourself (sudo install -m 644 {path} ~/) and give the copy, or run "
+                        "emu as root") from None
     except OSError as err:
         raise BootError(f"cannot read {what} {path}: {err.strerror or err}") from None
 

@@ -7,13 +7,15 @@ the host waits in ``select`` on the terminal, so an idle guest costs no host
 CPU; when nothing is typed, virtual time then keeps pace with real time.
 
 Scripted (``emu boot --script``): once the guest's ``/init`` prints its marker
-line, the script is typed into the console as if a person did, and the run
-ends when the guest powers off.  Nothing waits on the host, so a scripted run
-is deterministic.  A scripted run also ends when the guest kernel panics
-(Linux's closing ``---[ end Kernel panic - not syncing: REASON ]---`` line):
-a panicked kernel never reads its console again, so the script could never
-finish; the run stops with one line saying why and what to try.  (A kernel
-booted with ``panic=N`` reboots by itself first; emu stops then too.)
+line (or an initramfs-tools initrd prompts in its ``(initramfs)`` emergency
+shell, where it stops when it cannot mount the root filesystem), the script
+is typed into the console as if a person did, and the run ends when the guest
+powers off.  Nothing waits on the host, so a scripted run is deterministic.
+A scripted run also ends when the guest kernel panics (Linux's closing
+``---[ end Kernel panic - not syncing: REASON ]---`` line): a panicked kernel
+never reads its console again, so the script could never finish; the run
+stops with one line saying why and what to try.  (A kernel booted with
+``panic=N`` reboots by itself first; emu stops then too.)
 Interactive sessions keep running after a panic, as a PC would, for the
 person to read the screen and quit.
 """
@@ -29,6 +31,9 @@ import tty
 from collections.abc import Callable
 
 INIT_MARKER = b"emu-guest: init reached"
+INITRAMFS_PROMPT = b"(initramfs) "
+"""The prompt of an initramfs-tools initrd's busybox shell (its scripts/functions ``panic``)."""
+MARKERS = (INIT_MARKER, INITRAMFS_PROMPT)
 PANIC_END = b"---[ end Kernel panic - not syncing: "
 PANIC_HINTS = (
     ("Unable to mount root fs", "the kernel found no root filesystem: give it an initramfs (--initrd), or a root "
@@ -104,7 +109,8 @@ class TerminalConsole:
 
 
 class ScriptConsole:
-    """Watches the console for the guest's /init marker; then types ``script`` (if any) into it.  With a script,
+    """Watches the console for the guest's /init marker (or an initramfs-tools shell's prompt); then types
+    ``script`` (if any) into it.  With a script,
     a kernel panic calls ``panicked`` with the one-line reason.
 
     ``marker`` records (instructions retired, host seconds) when the marker appeared.
@@ -128,12 +134,12 @@ class ScriptConsole:
         if self.marker is not None:
             return
         self.seen += data
-        if INIT_MARKER in self.seen:
+        if any(marker in self.seen for marker in MARKERS):
             self.marker = (self.icount(), time.perf_counter() - self.start)
             if self.script is not None:
                 self.feed(self.script.encode())
         elif len(self.seen) > 4096:
-            del self.seen[:-len(INIT_MARKER)]
+            del self.seen[:-max(map(len, MARKERS))]
 
     def _watch_panic(self, data: bytes) -> None:
         self.line += data

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from cpu import cpuid, exceptions
+from cpu import exceptions
 from cpu.codecache import CodeCache
 from cpu.cpuid import level
 from cpu.exceptions import GuestFault, TripleFault
@@ -84,6 +84,17 @@ DEFAULT_APPEND = "console=ttyS0 earlyprintk=serial,ttyS0 reboot=t no_timer_check
 
 
 MACHINES = ("microvm", "pc")
+DEFAULT_MEMORY = 128 << 20
+LARGE_INITRD = 8 << 20
+LARGE_INITRD_MEMORY = 512 << 20
+
+
+def default_memory(initrd_size: int) -> int:
+    """RAM when the user gives none: 128 MiB, or 512 MiB for an initrd over 8 MiB.  A distribution's initrd is
+    compressed and unpacks to several times its size while the compressed copy is still in memory: Debian's
+    initramfs-tools initrd for its cloud kernel (13.6 MiB, 51 MiB unpacked) panics in 128 MiB ("System is
+    deadlocked on memory") and boots in 512 MiB (docs/machine.md)."""
+    return LARGE_INITRD_MEMORY if initrd_size > LARGE_INITRD else DEFAULT_MEMORY
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class MachineConfig:
     disks: list[Disk] = field(default_factory=list)
     machine: str = "microvm"        # microvm: virtio-mmio, no PCI; pc: PCI and virtio-pci
     append: str = DEFAULT_APPEND
-    memory: int = 128 << 20
+    memory: int = DEFAULT_MEMORY
     snapshot: bool = False
     rtc_base: int | None = None     # also seeds RDRAND: with it, two runs are the same
     code_cache: bool = True         # reuse blocks translated by earlier runs (cpu/codecache.py)
@@ -166,7 +177,6 @@ class Machine:
 
         # The CPU, its physical memory and the two buses.
         self.state = CpuState()
-        cpuid.vendor = cpuid.VENDOR        # user mode (emu.user) reports another vendor; the PC reports emu's
         self.mmio = Bus("mmio", log=self.log)
         self.ports = Bus("ports")
         self.phys = PhysicalMemory(config.memory, self.mmio)

@@ -35,7 +35,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from cpu import cpuid
 from cpu.cpuid import CpuLevel, level
 from cpu.exceptions import GuestFault, Vector
 from cpu.state import CpuState
@@ -89,7 +88,6 @@ class Process:
         """RDRAND's seed: ``seed`` in a reproducible run, else None (the host's random source)."""
         self.code_cache = code_cache
         self.jit = jit
-        cpuid.vendor = cpuid.USER_VENDOR
         self.sysroot = sysroot if sysroot is not None else Sysroot()
         self.image = read_elf(path)
         interpreter = self._interpreter(self.image) if self.image.interpreter is not None else None

@@ -128,6 +128,59 @@ def test_reading_fixed_msrs(bm: BareMetal) -> None:
     assert not bm.state.r8 & (1 << 11), "the APIC is not enabled"
 
 
+def test_the_msrs_linux_reads_on_an_intel_cpu_exist_as_on_hardware(bm: BareMetal) -> None:
+    """early_init_intel's sequence: the microcode revision (WRMSR 0 to IA32_BIOS_SIGN_ID, CPUID 1, RDMSR: the
+    revision in EDX), IA32_MISC_ENABLE's fast-strings bit, and the microcode loader's IA32_PLATFORM_ID."""
+    bm.code("""
+        xor eax, eax
+        cpuid
+        mov r8d, ebx
+        mov r9d, edx
+        mov r10d, ecx
+        mov ecx, 0x8b
+        xor eax, eax
+        xor edx, edx
+        wrmsr
+        mov eax, 1
+        cpuid
+        mov ecx, 0x8b
+        rdmsr
+        mov r11d, edx
+        mov ecx, 0x1a0
+        rdmsr
+        mov r12, rax
+        and eax, -2
+        wrmsr
+        rdmsr
+        mov r13, rax
+        mov ecx, 0x17
+        rdmsr
+        mov r14, rax
+        hlt
+    """)
+    bm.run()
+    vendor = b"".join(getattr(bm.state, r).to_bytes(4, "little") for r in ("r8", "r9", "r10"))
+    assert vendor == b"GenuineIntel"
+    assert bm.state.r11 == 1, "the microcode revision"
+    assert bm.state.r12 == 0x1801, "fast strings enabled, BTS and PEBS unavailable"
+    assert bm.state.r13 == 0x1800, "fast strings can be turned off"
+    assert bm.state.r14 == 0 and gp_count(bm) == 0
+
+
+@pytest.mark.parametrize(("index", "value"), [
+    (0x17, 0),                              # IA32_PLATFORM_ID is read-only
+    (0x1A0, 0x1801 | (1 << 22)),            # IA32_MISC_ENABLE: limiting CPUID levels is not modelled
+    (0x1A0, 0x0801),                        # IA32_MISC_ENABLE: PEBS-unavailable is read-only
+    (0x3A, 0),                              # IA32_FEATURE_CONTROL: there is no VMX or SMX
+    (0xCE, 0),                              # MSR_PLATFORM_INFO: Linux probes it with rdmsrl_safe
+])
+def test_intel_msrs_linux_probes_or_must_not_change_are_a_gp(bm: BareMetal, index: int, value: int) -> None:
+    bm.code(f"lea r13, [rip + resume]; mov ecx, {index:#x}; mov eax, {value & 0xFFFF_FFFF:#x};"
+            f"mov edx, {value >> 32:#x}; wrmsr; resume: hlt")
+    bm.run()
+    assert gp_count(bm) == 1 and bm.log(Vector.GP)[1] == 0
+
+
 def test_writing_the_tsc_moves_the_virtual_clock_the_tsc_reads(bm: BareMetal) -> None:
     bm.code(f"{msr_program(0x10, 1_000_000).replace('hlt', '')} rdtsc; shl rdx, 32; or rax, rdx; hlt")
     bm.run()

@@ -130,6 +130,24 @@ def test_a_fetch_from_an_execute_disable_page_faults_with_the_i_bit_at_the_targe
     assert (count, error, cr2, rip) == (1, PFError.P | PFError.I, HIGH + 0x20, HIGH + 0x20)
 
 
+def test_an_instruction_running_into_a_page_not_present_is_that_page_s_fault_not_an_invalid_opcode(
+        bm: BareMetal) -> None:
+    """`sub rsp, 0x28` (48 83 EC 28) whose last two bytes are on the next page: #PF there (CR2 at its first byte,
+    the fetch's I bit), as Linux's demand paging of a program's text expects; then, mapped, it runs."""
+    bm.tables.map(HIGH, DATA, PRESENT_RW)
+    bm.load(DATA + 0xFFE, bytes.fromhex("4883"))
+    bm.load(DATA + 0x1000, bytes.fromhex("ec28 4883c428 c3"))        # ... sub rsp, 0x28; add rsp, 0x28; ret
+    bm.code(f"lea r13, [rip + resume]; mov rax, {HIGH + 0xFFE:#x}; call rax; resume: hlt")
+    bm.run()
+    count, error, cr2, rip = bm.log(Vector.PF)
+    assert (count, error, cr2, rip) == (1, PFError.I, HIGH + 0x1000, HIGH + 0xFFE)
+    assert bm.log(Vector.UD)[0] == 0
+    bm.tables.map(HIGH + 0x1000, DATA + 0x1000, PRESENT_RW)
+    bm.code(f"mov rax, {HIGH + 0xFFE:#x}; call rax; hlt")
+    bm.run()
+    assert bm.log(Vector.PF)[0] == 1 and bm.log(Vector.UD)[0] == 0
+
+
 def test_user_access_to_a_supervisor_page_faults_with_the_u_bit(bm: BareMetal) -> None:
     bm.code(enter_user(0x200000))
     bm.code(f"lea r13, [rip + resume]; mov rax, [{DATA - 0x200000:#x}]; resume: mov eax, 60; syscall",
