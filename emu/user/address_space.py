@@ -24,9 +24,14 @@ capped at ``max_memory`` too, and going past that ends the process as Linux's OO
 On x86 every mapped page is readable (PROT_WRITE and PROT_EXEC imply PROT_READ), which is what the
 hardware does; PROT_EXEC is honoured for instruction fetch.
 
+A MAP_SHARED mapping's pages are a host file's (``emu.user.sharedmem``): they are never in ``frames`` and
+never in a TLB dictionary, so every access asks :meth:`AddressSpace.fill`, which hands the slow path the
+:class:`SharedPages` and the file offset.  A page of a file mapping wholly past the end of the file is
+SIGBUS (:class:`BusError`), as Linux's fault handler has it.
+
 Not modelled: merging of adjacent mappings (``maps`` prints runs merged instead), vm.max_map_count,
-MAP_SHARED between processes, the stack guard gap below other mappings than the stack, SIGBUS for a
-file page past the end of the file or that cannot be read (it reads as zeros).
+the stack guard gap below other mappings than the stack, SIGBUS for a file page that cannot be read
+(an I/O error: it reads as zeros).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dataclasses import dataclass, replace
 from cpu.exceptions import GuestFault, PFError, Vector
 from cpu.memory import FETCH, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, READ, WRITE, Memory, TlbEntry
 from emu.user.linux import Errno, SyscallError
+from emu.user.sharedmem import BusError, SharedLock, SharedPages, page_offset
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
@@ -90,6 +96,8 @@ class FileSource:
         self.name = name
         self.snapshot: bytes | None = None
         self.offset = 0
+        self.snapshot_size = 0
+        """The file's size when the snapshot was taken."""
         try:
             self.fd: int | None = os.dup(host)
         except OSError:
@@ -99,6 +107,11 @@ class FileSource:
         """Without a descriptor of its own: copy the bytes a mapping of ``length`` at ``offset`` shows."""
         self.snapshot = os.pread(host, length, offset)
         self.offset = offset
+        self.snapshot_size = os.fstat(host).st_size
+
+    def size(self) -> int:
+        """The file's size now (at mmap time for a snapshot)."""
+        return os.fstat(self.fd).st_size if self.fd is not None else self.snapshot_size
 
     def page(self, offset: int) -> bytearray:
         """The 4 KiB at file ``offset`` (zeros past the end of the file, or where it cannot be read)."""
@@ -132,6 +145,8 @@ class Vma:
     noreserve: bool = False
     growsdown: bool = False
     name: str = ""
+    shared: SharedPages | None = None
+    """The host file of a MAP_SHARED mapping (``emu.user.sharedmem``); its pages are never in ``frames``."""
 
     @property
     def size(self) -> int:
@@ -139,8 +154,10 @@ class Vma:
 
     @property
     def accountable(self) -> bool:
-        """Counted in the commitment: private writable memory without MAP_NORESERVE (mm/mmap.c)."""
-        return bool(self.prot & PROT_WRITE) and not self.noreserve
+        """Counted in the commitment: writable memory without MAP_NORESERVE, private (mm/mmap.c) or shared
+        anonymous memory (shmem's own accounting); a shared file mapping's pages are the file's."""
+        return (bool(self.prot & PROT_WRITE) and not self.noreserve
+                and (self.shared is None or self.shared.anonymous))
 
     def piece(self, start: int, end: int) -> Vma:
         return replace(self, start=start, end=end, offset=self.offset + (start - self.start))
@@ -174,6 +191,10 @@ class AddressSpace(Memory):
         """Bytes mapped (what RLIMIT_AS limits)."""
         self.committed = 0
         """Bytes of accountable mappings (what ``max_memory`` limits at mmap time)."""
+        self.shared_lock = SharedLock()
+        """The lock of the shared memory this process is using (``emu.user.sharedmem``)."""
+        self.shares = False
+        """A MAP_SHARED mapping was made (so guest code runs in slices of ``SHARED_SLICE``)."""
 
     def limit(self, resource: int, default: int = RLIM_INFINITY) -> int:
         return self.rlimits.get(resource, (default, RLIM_INFINITY))[0]
@@ -189,10 +210,16 @@ class AddressSpace(Memory):
             code |= PFError.W if access == WRITE else PFError.I if access == FETCH else 0
             raise GuestFault(Vector.PF, code, vpn << PAGE_SHIFT)
         assert vma is not None
+        if vma.shared is not None:
+            offset = page_offset(vpn, vma.start, vma.offset)
+            vma.shared.check(offset, vpn << PAGE_SHIFT, self.pf_error(access, present=True))
+            return (vma.shared, offset)     # type: ignore[return-value]  # a slow-path entry (cpu.memory.TlbEntry)
         frame = self.frames.get(vpn)
         if frame is None:
             if access != WRITE and vma.source is None:
                 return (ZERO_PAGE, 0)
+            if vma.source is not None and page_offset(vpn, vma.start, vma.offset) >= vma.source.size():
+                raise BusError(vpn << PAGE_SHIFT, self.pf_error(access, present=True))
             frame = self._allocate(vma, vpn)
         return (frame, 0)
 
@@ -272,20 +299,21 @@ class AddressSpace(Memory):
     # -- changes -----------------------------------------------------------------
     def map(self, start: int, length: int, prot: int, data: bytes | bytearray = b"", *,
             source: FileSource | None = None, offset: int = 0, noreserve: bool = False, growsdown: bool = False,
-            name: str = "") -> None:
+            name: str = "", shared: SharedPages | None = None) -> None:
         """Map fresh pages at ``start`` (page aligned), replacing what was there: zeros (anonymous memory)
         or ``source`` from ``offset``; ``data`` is written over the start (the loader's segments).
 
         Raises ``SyscallError(ENOMEM)`` past RLIMIT_AS or the commitment limit, changing nothing.
         """
         length = page_round_up(length)
-        vma = Vma(start, start + length, prot, source, offset, noreserve, growsdown, name)
+        vma = Vma(start, start + length, prot, source, offset, noreserve, growsdown, name, shared)
         old = self._overlap(start, start + length)
         if not self._fits(length - sum(v.size for v in old),
                           (length if vma.accountable else 0) - sum(v.size for v in old if v.accountable)):
             raise SyscallError(Errno.ENOMEM)
         self.unmap(start, length)
         self._insert(vma)
+        self.shares = self.shares or shared is not None
         for at in range(0, len(data), PAGE_SIZE):
             chunk = data[at: at + PAGE_SIZE]
             if chunk.count(0) != len(chunk):
@@ -317,6 +345,10 @@ class AddressSpace(Memory):
             vma.prot = prot
             self._invalidate(vma.start, vma.end)
         return True
+
+    def shared_without_write(self, start: int, length: int) -> bool:
+        """Whether part of the range is a shared mapping of a file not open for writing (mprotect: EACCES)."""
+        return any(v.shared is not None and not v.shared.writable for v in self._overlap(start, start + length))
 
     def discard(self, start: int, length: int) -> bool:
         """MADV_DONTNEED: drop the pages' contents, so they read as zeros (anonymous memory) or as the

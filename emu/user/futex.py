@@ -10,20 +10,26 @@ A waiting thread parks; a wake-up sets its result (0), its timeout ETIMEDOUT, a 
 FUTEX_WAIT's timeout is relative; FUTEX_WAIT_BITSET's and FUTEX_LOCK_PI's absolute, on
 CLOCK_MONOTONIC or, with FUTEX_CLOCK_REALTIME (always for LOCK_PI), CLOCK_REALTIME.
 
-Not modelled: futexes shared with another process (MAP_SHARED memory across fork), priority
+A futex in MAP_SHARED memory used without FUTEX_PRIVATE_FLAG (FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE,
+FUTEX_WAKE_BITSET) is the host's futex on the same file page (``emu.user.sharedmem``), so another process
+wakes it; with several threads the waiter polls every :data:`SHARED_POLL_NS` and parks in between.
+
+Not modelled: the other operations across processes (on shared memory they act on this process's threads), priority
 inheritance itself (one CPU, no priorities: a PI futex is a lock handed to the first waiter),
 FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI, futex_waitv and FUTEX_LOCK_PI2.
 """
 
 from __future__ import annotations
 
+import time
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from emu.user.linux import Errno, Parked, SyscallError, Timespec, s32
+from emu.user.sharedmem import SharedPages
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
-from emu.user.threads import FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS
+from emu.user.threads import FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, HostWait
 
 if TYPE_CHECKING:
     from emu.user.kernel import Kernel
@@ -45,6 +51,10 @@ class FutexOp(IntEnum):
 
 
 FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+_SHARED_COMMANDS = (FutexOp.FUTEX_WAIT, FutexOp.FUTEX_WAIT_BITSET, FutexOp.FUTEX_WAKE, FutexOp.FUTEX_WAKE_BITSET)
+"""What a futex in MAP_SHARED memory does across processes (``emu.user.sharedmem``)."""
+SHARED_POLL_NS = 2_000_000
+"""How long a thread of a process with several waits on a shared futex at a time before the others run."""
 FUTEX_CMD_MASK = ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
 BITSET_MATCH_ANY = 0xFFFF_FFFF
 NSEC = 1_000_000_000
@@ -91,11 +101,61 @@ def _wait(k: Kernel, address: int, val: int, deadline: int | None, bitset: int) 
     raise Parked(k.threads.futex_wait(address, bitset, deadline))
 
 
+def _shared(k: Kernel, op: int, address: int) -> tuple[SharedPages, int] | None:
+    """The host file and offset of a futex in MAP_SHARED memory, used without FUTEX_PRIVATE_FLAG."""
+    if op & FUTEX_PRIVATE_FLAG:
+        return None
+    vma = k.mem.vma_at(address)
+    if vma is None or vma.shared is None:
+        return None
+    return vma.shared, vma.offset + address - vma.start
+
+
+def _shared_wait(k: Kernel, where: tuple[SharedPages, int], val: int, deadline: int | None) -> int:
+    """FUTEX_WAIT on shared memory: the host's futex, so that another process's FUTEX_WAKE ends it.  With one
+    thread the host call blocks (a host signal ends it); with others, it waits :data:`SHARED_POLL_NS` at a time
+    and the thread parks in between, so they run (it then sees a changed word as a wake-up)."""
+    pages, offset = where
+    while True:
+        if k.signals.deliverable():
+            raise Interrupted
+        now = k.monotonic_ns()
+        if deadline is not None and deadline <= now:
+            raise SyscallError(Errno.ETIMEDOUT)
+        left = None if deadline is None else deadline - now
+        polling = k.threads.many and (left is None or left > SHARED_POLL_NS)
+        result = pages.futex_wait(offset, val, SHARED_POLL_NS if polling else left)
+        if result == 0:
+            return 0
+        if result in (Errno.EAGAIN, Errno.EFAULT):
+            raise SyscallError(Errno(result))
+        if result == Errno.ETIMEDOUT and not polling:
+            assert deadline is not None
+            k.slept_ns += max(0, deadline - k.monotonic_ns())     # the guest's clock reaches the end of the wait
+            raise SyscallError(Errno.ETIMEDOUT)
+        if result == Errno.ETIMEDOUT:
+            k.threads.current.deadline = time.monotonic() + SHARED_POLL_NS / NSEC
+            raise Parked(HostWait([]))
+
+
 @syscall("futex")
 def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int) -> int:
     """The futex operations glibc, Go and Rust's standard library use; see the module's docstring."""
     cmd, realtime = op & FUTEX_CMD_MASK, bool(op & FUTEX_CLOCK_REALTIME)
     threads = k.threads
+    shared = _shared(k, op, uaddr) if cmd in _SHARED_COMMANDS else None
+    if shared is not None:
+        _word(k, uaddr)
+        match cmd:
+            case FutexOp.FUTEX_WAIT | FutexOp.FUTEX_WAIT_BITSET:
+                if cmd == FutexOp.FUTEX_WAIT_BITSET and val3 & 0xFFFF_FFFF == 0:
+                    raise SyscallError(Errno.EINVAL)
+                return _shared_wait(k, shared, val, _deadline(k, timeout, cmd == FutexOp.FUTEX_WAIT_BITSET, realtime))
+            case _:
+                if cmd == FutexOp.FUTEX_WAKE_BITSET and val3 & 0xFFFF_FFFF == 0:
+                    raise SyscallError(Errno.EINVAL)
+                woken = threads.wake(uaddr, s32(val))
+                return woken + shared[0].futex_wake(shared[1], s32(val) - woken)
     match cmd:
         case FutexOp.FUTEX_WAIT:
             return _wait(k, uaddr, val, _deadline(k, timeout, False, realtime), BITSET_MATCH_ANY)

@@ -202,6 +202,7 @@ DEFAULT_IGNORED = frozenset({Signal.SIGCHLD, Signal.SIGCONT, Signal.SIGURG, Sign
 # guest descriptor instead (emu never execs), and O_LARGEFILE is implied on 64-bit.
 O_ACCMODE = 0o3
 O_WRONLY = 0o1
+O_RDWR = 0o2
 O_CREAT = 0o100
 O_TRUNC = 0o1000
 O_NONBLOCK = 0o4000

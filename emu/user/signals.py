@@ -72,6 +72,7 @@ from emu.user.linux import (
     s32,
 )
 from emu.user.loader import MINSIGSTKSZ
+from emu.user.sharedmem import BusError
 from emu.user.sigstate import (
     KEPT_FRAMES,
     NEVER_BLOCKED,
@@ -332,7 +333,9 @@ def synchronous(k: Kernel, fault: GuestFault) -> tuple[int, str] | None:
 
     Like Linux's ``force_sig_fault``: a blocked or ignored synchronous signal kills the process."""
     st = k.state
-    if fault.vector == Vector.PF:
+    if isinstance(fault, BusError):
+        sig, code, address = Signal.SIGBUS, BUS_ADRERR, fault.address or 0
+    elif fault.vector == Vector.PF:
         sig, code = Signal.SIGSEGV, SEGV_ACCERR if (fault.error_code or 0) & PFError.P else SEGV_MAPERR
         address = fault.address or 0
     elif fault.vector in FAULT_SIGNALS:

@@ -18,7 +18,7 @@ thread nothing here changes how the process runs.
 
 Not modelled: more than one CPU (threads never run at the same time), scheduling priorities and
 affinity, a process-wide pending set (a signal sent to the process is made pending on one thread
-that does not block it), and futexes shared with other processes.
+that does not block it); futexes shared with other processes are ``emu.user.futex``'s (the host's own futex).
 """
 
 from __future__ import annotations
