@@ -11,11 +11,11 @@ another process wrote is seen at once, through the host's page cache.
 
 Atomicity.  The emulator's instructions are not atomic on the host (a ``lock cmpxchg`` is a load then a store),
 so processes sharing memory take turns at it: the first access to a shared mapping takes a POSIX record lock
-(fcntl(2) F_SETLKW, owned per process, so parent and child are distinct owners) on a lock file created with the
-mapping and inherited across fork, and the process keeps it until its next system call or the end of its run
-slice (:data:`SHARED_SLICE` instructions, ``emu.user.process``), which lie between instructions; a system call's
-own accesses take and drop it each time, so a call that blocks never holds it.  A process holds one such lock at
-a time (taking another drops the first), so two processes cannot deadlock over two mappings.
+(fcntl(2) F_SETLKW, owned per process, so parent and child are distinct owners) on a lock file made at the
+process's first shared mapping and inherited across fork (one per family of processes, so no two locks can
+deadlock), and the process keeps it until its next system call or the end of its run slice
+(:data:`SHARED_SLICE` instructions, ``emu.user.process``), which lie between instructions; a system call's own
+accesses take and drop it each time, so a call that blocks never holds it.
 
 A page wholly past the end of the file is SIGBUS (BUS_ADRERR at the address) for an instruction and EFAULT for a
 system call, as Linux's fault handler gives (``mm/filemap.c``, ``filemap_fault``).  Futexes in a shared mapping
@@ -23,7 +23,7 @@ system call, as Linux's fault handler gives (``mm/filemap.c``, ``filemap_fault``
 a host mapping of the same file page, whose key (inode, offset) is the same in every process.
 
 Not modelled: atomicity against a process outside the emulated family (one that maps the file without the
-emulator, or an emulated process that mapped it on its own: the lock file is made per mmap call), the bitset of
+emulator, or an emulated process that mapped it on its own), the bitset of
 a shared wait (a shared FUTEX_WAKE_BITSET wakes as FUTEX_WAKE), the other futex operations on shared memory (they
 act on this process's threads only), MAP_SHARED | MAP_GROWSDOWN.
 """
@@ -55,24 +55,32 @@ class BusError(GuestFault):
 
 
 class SharedLock:
-    """The lock of the shared memory this process is using, if any (one at a time)."""
+    """The lock of this process's family on the shared memory it uses: a POSIX record lock on a lock file made
+    at the first MAP_SHARED mapping and inherited by the processes forked after it, which are those that can
+    share a mapping with this one."""
 
     def __init__(self) -> None:
-        self.held: SharedPages | None = None
+        self.fd: int | None = None
+        self.held = False
         self.keep = True
         """Keep the lock after an access (guest instructions), or drop it at once (system calls)."""
 
-    def take(self, pages: SharedPages) -> None:
-        if self.held is pages:
-            return
-        self.release()
-        fcntl.lockf(pages.lock_fd, fcntl.LOCK_EX)
-        self.held = pages
+    def prepare(self) -> None:
+        """Make the lock file, at the first shared mapping (before any fork that should share it)."""
+        if self.fd is None:
+            fd = os.memfd_create("emu-shared-lock", os.MFD_CLOEXEC)
+            os.ftruncate(fd, 1)
+            self.fd = fd
+
+    def take(self) -> None:
+        if not self.held and self.fd is not None:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)
+            self.held = True
 
     def release(self) -> None:
-        if self.held is not None:
-            fcntl.lockf(self.held.lock_fd, fcntl.LOCK_UN)
-            self.held = None
+        if self.held:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+            self.held = False
 
     def done(self) -> None:
         """An access finished: drop the lock unless guest code is running."""
@@ -91,9 +99,7 @@ class SharedPages:
         self.lock = lock
         self.name = name
         self.writable = writable
-        lock_fd = os.memfd_create("emu-shared-lock", os.MFD_CLOEXEC)
-        os.ftruncate(lock_fd, 1)
-        self.lock_fd = lock_fd
+        lock.prepare()
         self.futex_pages: dict[int, tuple[mmap.mmap, int]] = {}
 
     @classmethod
@@ -113,7 +119,7 @@ class SharedPages:
             raise BusError(address, access_code)
 
     def read(self, offset: int, length: int) -> bytes:
-        self.lock.take(self)
+        self.lock.take()
         try:
             data = os.pread(self.fd, length, offset)
         finally:
@@ -121,7 +127,7 @@ class SharedPages:
         return data + bytes(length - len(data))       # the file shrank meanwhile: zeros, not a host error
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
-        self.lock.take(self)
+        self.lock.take()
         try:
             os.pwrite(self.fd, data, offset)
         finally:
@@ -163,11 +169,10 @@ class SharedPages:
         return max(woken, 0)
 
     def __del__(self) -> None:
-        for fd in (self.fd, self.lock_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
 
 def page_offset(vpn: int, start: int, offset: int) -> int:
