@@ -14,8 +14,9 @@ mapping goes through :meth:`AddressSpace._invalidate`, which removes the range's
 the JIT's native copies, through ``TlbDict``) and drops the code translated from its pages, so code
 that was unmapped, made non-executable or replaced stops running.
 
-Limits, as Linux applies them: RLIMIT_AS caps the total size of the mappings (ENOMEM), RLIMIT_STACK
-how far the stack grows down on a fault below it.  Writable private memory without MAP_NORESERVE is
+Limits, as Linux applies them: RLIMIT_AS caps the total size of the mappings (ENOMEM), RLIMIT_DATA that of
+the private writable ones that are not stacks (ENOMEM, ``may_expand_vm``), RLIMIT_STACK how far the stack
+(or a MAP_GROWSDOWN mapping) grows down on a fault below it.  Writable private memory without MAP_NORESERVE is
 committed when mapped, and the commitment is capped at ``max_memory`` (ENOMEM), as the kernel's
 overcommit accounting does with ``vm.overcommit_memory=2``; the pages the guest actually holds are
 capped at ``max_memory`` too, and going past that ends the process as Linux's OOM killer would
@@ -56,7 +57,7 @@ MMAP_BASE = 0x0000_7F00_0000_0000
 MMAP_MIN_ADDR = 0x10000
 """Lowest address mmap hands out (Linux's default vm.mmap_min_addr)."""
 
-RLIMIT_STACK, RLIMIT_AS = 3, 9
+RLIMIT_DATA, RLIMIT_STACK, RLIMIT_AS = 2, 3, 9
 RLIM_INFINITY = (1 << 64) - 1
 DEFAULT_STACK_LIMIT = 8 << 20
 """RLIMIT_STACK's default soft limit: 8 MiB."""
@@ -153,6 +154,11 @@ class Vma:
         return self.end - self.start
 
     @property
+    def data(self) -> bool:
+        """What RLIMIT_DATA counts: writable, private and not a stack (mm/internal.h ``is_data_mapping``)."""
+        return bool(self.prot & PROT_WRITE) and self.shared is None and not self.growsdown
+
+    @property
     def accountable(self) -> bool:
         """Counted in the commitment: writable memory without MAP_NORESERVE, private (mm/mmap.c) or shared
         anonymous memory (shmem's own accounting); a shared file mapping's pages are the file's."""
@@ -191,6 +197,10 @@ class AddressSpace(Memory):
         """Bytes mapped (what RLIMIT_AS limits)."""
         self.committed = 0
         """Bytes of accountable mappings (what ``max_memory`` limits at mmap time)."""
+        self.data = 0
+        """Bytes of data mappings (:attr:`Vma.data`: what RLIMIT_DATA limits, Linux's ``data_vm``)."""
+        self.data_size = 0
+        """The program's ``end_data - start_data`` (fs/binfmt_elf.c), which brk's RLIMIT_DATA check adds."""
         self.shared_lock = SharedLock()
         """The lock of the shared memory this process is using (``emu.user.sharedmem``)."""
         self.shares = False
@@ -309,7 +319,8 @@ class AddressSpace(Memory):
         vma = Vma(start, start + length, prot, source, offset, noreserve, growsdown, name, shared)
         old = self._overlap(start, start + length)
         if not self._fits(length - sum(v.size for v in old),
-                          (length if vma.accountable else 0) - sum(v.size for v in old if v.accountable)):
+                          (length if vma.accountable else 0) - sum(v.size for v in old if v.accountable),
+                          (length if vma.data else 0) - sum(v.size for v in old if v.data)):
             raise SyscallError(Errno.ENOMEM)
         self.unmap(start, length)
         self._insert(vma)
@@ -337,11 +348,13 @@ class AddressSpace(Memory):
         old = self._overlap(start, end)
         newly = sum(v.size for v in old if not v.accountable and replace(v, prot=prot).accountable)
         freed = sum(v.size for v in old if v.accountable and not replace(v, prot=prot).accountable)
-        if not self._fits(0, newly - freed):
+        data = sum(v.size for v in old if not v.data and replace(v, prot=prot).data)
+        if not self._fits(0, newly - freed, data):
             raise SyscallError(Errno.ENOMEM)
         changed = [v for v in self._carve(start, end) if v.prot != prot]
         for vma in changed:
             self.committed += (replace(vma, prot=prot).accountable - vma.accountable) * vma.size
+            self.data += (replace(vma, prot=prot).data - vma.data) * vma.size
             vma.prot = prot
             self._invalidate(vma.start, vma.end)
         return True
@@ -381,15 +394,22 @@ class AddressSpace(Memory):
         extra = new_end - vma.end
         self.total += extra
         self.committed += extra if vma.accountable else 0
+        self.data += extra if vma.data else 0
         vma.end = new_end
 
     def fits(self, vma: Vma, extra: int) -> bool:
-        """Whether ``vma`` may get ``extra`` more bytes within RLIMIT_AS and the commitment limit."""
-        return self._fits(extra, extra if vma.accountable else 0)
+        """Whether ``vma`` may get ``extra`` more bytes within RLIMIT_AS, RLIMIT_DATA and the commitment limit."""
+        return self._fits(extra, extra if vma.accountable else 0, extra if vma.data else 0)
 
     # -- the list of mappings --------------------------------------------------
-    def _fits(self, more: int, commit: int) -> bool:
-        return self.total + more <= self.limit(RLIMIT_AS) and self.committed + commit <= self.max_memory
+    def _fits(self, more: int, commit: int, data: int = 0) -> bool:
+        return (self.total + more <= self.limit(RLIMIT_AS) and self.committed + commit <= self.max_memory
+                and (data <= 0 or self._data_fits(data)))
+
+    def _data_fits(self, data: int) -> bool:
+        """RLIMIT_DATA as ``may_expand_vm`` applies it: a soft limit of 0 lets the hard limit hold instead."""
+        soft, hard = self.rlimits.get(RLIMIT_DATA, (RLIM_INFINITY, RLIM_INFINITY))
+        return self.data + data <= soft or (soft == 0 and self.data + data <= hard)
 
     def _overlap(self, start: int, end: int) -> list[Vma]:
         """The parts of mappings inside [start, end) (copies: nothing changes)."""
@@ -425,6 +445,7 @@ class AddressSpace(Memory):
         self.starts.insert(i, vma.start)
         self.total += vma.size
         self.committed += vma.size if vma.accountable else 0
+        self.data += vma.size if vma.data else 0
 
     def _remove(self, vma: Vma) -> None:
         i = bisect_left(self.starts, vma.start)
@@ -432,6 +453,7 @@ class AddressSpace(Memory):
         del self.starts[i]
         self.total -= vma.size
         self.committed -= vma.size if vma.accountable else 0
+        self.data -= vma.size if vma.data else 0
 
     def _invalidate(self, start: int, end: int) -> None:
         """The one place a change of mappings reaches the CPU: the TLB entries of [start, end) go (the JIT's

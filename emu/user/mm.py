@@ -7,13 +7,15 @@ end of the file in its last page are zero, a page wholly past it SIGBUS) and aga
 A MAP_SHARED mapping, anonymous or of a file, is the host's shared memory (``emu.user.sharedmem``), so
 a forked child and the parent see each other's stores; writable, it needs a descriptor open for writing
 (EACCES from mmap and mprotect).  /dev/zero maps as anonymous memory; what is neither a regular file nor
-a block device (pipes, sockets, other character devices) is ENODEV.  RLIMIT_AS and the commitment limit
-(``emu run --max-memory``) give ENOMEM as Linux's do.
+a block device (pipes, sockets, other character devices) is ENODEV.  RLIMIT_AS, RLIMIT_DATA and the commitment
+limit (``emu run --max-memory``) give ENOMEM as Linux's do; brk past RLIMIT_DATA (the break plus the program's
+data segment, ``check_data_rlimit``) leaves the break where it was.  A MAP_GROWSDOWN mapping grows down on a
+fault below it as the stack does (within RLIMIT_STACK and the guard gap).
 
 mremap of a range that is not inside one mapping is EFAULT, as Linux's ``vma_to_resize`` has it.
 
-Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
-MADV_DONTNEED (accepted, without effect).
+Not modelled: MAP_HUGETLB page sizes, mlock and MADV_* advice other than MADV_DONTNEED (accepted, without
+effect), the guard gap's exception for an inaccessible (PROT_NONE) mapping below a grows-down one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import os
 import stat
 
 from cpu.memory import PAGE_MASK
-from emu.user.address_space import MMAP_MIN_ADDR, PROT_READ, PROT_WRITE, USER_TOP, FileSource, page_round_up
+from emu.user.address_space import (
+    MMAP_MIN_ADDR,
+    PROT_READ,
+    PROT_WRITE,
+    RLIMIT_DATA,
+    USER_TOP,
+    FileSource,
+    page_round_up,
+)
 from emu.user.kernel import Kernel
 from emu.user.linux import O_ACCMODE, O_RDWR, O_WRONLY, Errno, SyscallError, linux_open_flags
 from emu.user.sharedmem import SharedPages
@@ -33,6 +43,7 @@ MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
 MAP_TYPE = 0xF
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x100
 MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000
 PROT_GROWSDOWN, PROT_GROWSUP = 0x0100_0000, 0x0200_0000
@@ -98,7 +109,7 @@ def mmap(k: Kernel, addr: int, length: int, prot: int, flags: int, fd: int, offs
     else:
         start = _place(k, addr, size)
     k.mem.map(start, size, prot, source=source, offset=offset if source is not None or shared is not None else 0,
-              noreserve=bool(flags & MAP_NORESERVE), shared=shared,
+              noreserve=bool(flags & MAP_NORESERVE), shared=shared, growsdown=bool(flags & MAP_GROWSDOWN),
               name=(source or shared).name if (source or shared) is not None else "")
     return start
 
@@ -191,6 +202,8 @@ def brk(k: Kernel, addr: int) -> int:
     if addr < mem.brk_start:
         return mem.brk
     old_end, new_end = page_round_up(mem.brk), page_round_up(addr)
+    if addr - mem.brk_start + mem.data_size > mem.limit(RLIMIT_DATA):
+        return mem.brk                     # check_data_rlimit: the break and the data segment past RLIMIT_DATA
     if new_end > old_end:
         if new_end > USER_TOP or not mem.is_free(old_end, new_end - old_end):
             return mem.brk
