@@ -28,7 +28,9 @@ hardware does; PROT_EXEC is honoured for instruction fetch.
 A MAP_SHARED mapping's pages are a host file's (``emu.user.sharedmem``): they are never in ``frames`` and
 never in a TLB dictionary, so every access asks :meth:`AddressSpace.fill`, which hands the slow path the
 :class:`SharedPages` and the file offset.  A page of a file mapping wholly past the end of the file is
-SIGBUS (:class:`BusError`), as Linux's fault handler has it.
+SIGBUS (:class:`BusError`), as Linux's fault handler has it.  A store to shared memory drops the code
+translated from executable shared pages, which it may reach through another mapping of the same file (a JIT
+that writes its code through a writable alias); a store by another process does not.
 
 Not modelled: merging of adjacent mappings (``maps`` prints runs merged instead), vm.max_map_count,
 the stack guard gap below other mappings than the stack, SIGBUS for a file page that cannot be read
@@ -205,6 +207,8 @@ class AddressSpace(Memory):
         """The lock of the shared memory this process is using (``emu.user.sharedmem``)."""
         self.shares = False
         """A MAP_SHARED mapping was made (so guest code runs in slices of ``SHARED_SLICE``)."""
+        self.shared_code = False
+        """An executable MAP_SHARED mapping was made (so stores to shared memory drop code translated from it)."""
 
     def limit(self, resource: int, default: int = RLIM_INFINITY) -> int:
         return self.rlimits.get(resource, (default, RLIM_INFINITY))[0]
@@ -223,6 +227,8 @@ class AddressSpace(Memory):
         if vma.shared is not None:
             offset = page_offset(vpn, vma.start, vma.offset)
             vma.shared.check(offset, vpn << PAGE_SHIFT, self.pf_error(access, present=True))
+            if access == WRITE and self.shared_code:
+                self._drop_shared_code()
             return (vma.shared, offset)     # type: ignore[return-value]  # a slow-path entry (cpu.memory.TlbEntry)
         frame = self.frames.get(vpn)
         if frame is None:
@@ -246,6 +252,13 @@ class AddressSpace(Memory):
         for t in (self.tlb[READ], self.tlb[FETCH]):     # they may hold the zero page
             t.pop(vpn, None)
         return frame
+
+    def _drop_shared_code(self) -> None:
+        """A store to shared memory: the code translated from executable shared pages goes, since the store
+        may reach them through another mapping of the same file (a JIT's writable alias of its code)."""
+        for vpn in [v for v in self.code_pages if (vma := self.vma_at(v << PAGE_SHIFT)) and vma.shared]:
+            self.code_pages.discard(vpn)
+            self.on_code_write(vpn)
 
     def _grow_stack(self, address: int) -> Vma | None:
         """A fault just below a grows-down mapping extends it, within RLIMIT_STACK and RLIMIT_AS and not
@@ -325,6 +338,7 @@ class AddressSpace(Memory):
         self.unmap(start, length)
         self._insert(vma)
         self.shares = self.shares or shared is not None
+        self.shared_code = self.shared_code or (shared is not None and bool(prot & PROT_EXEC))
         for at in range(0, len(data), PAGE_SIZE):
             chunk = data[at: at + PAGE_SIZE]
             if chunk.count(0) != len(chunk):
@@ -351,6 +365,7 @@ class AddressSpace(Memory):
         data = sum(v.size for v in old if not v.data and replace(v, prot=prot).data)
         if not self._fits(0, newly - freed, data):
             raise SyscallError(Errno.ENOMEM)
+        self.shared_code = self.shared_code or bool(prot & PROT_EXEC and any(v.shared for v in old))
         changed = [v for v in self._carve(start, end) if v.prot != prot]
         for vma in changed:
             self.committed += (replace(vma, prot=prot).accountable - vma.accountable) * vma.size

@@ -185,6 +185,23 @@ static void past_the_end(const char *dir, int flags, const char *what) {
     unlink(path);
 }
 
+/* A JIT's pattern: code written through a writable shared alias of the memfd it runs from. */
+static void code_through_an_alias(void) {
+    int fd = memfd_create("jit", 0);
+    ftruncate(fd, 4096);
+    unsigned char *rw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int (*fn)(void) = (int (*)(void))mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+    int sum = 0;
+    for (int v = 1; v <= 3; v++) {
+        unsigned char code[] = {0xb8, (unsigned char)v, 0, 0, 0, 0xc3};      /* mov eax, v; ret */
+        memcpy(rw, code, sizeof code);
+        for (int i = 0; i < 100; i++)
+            sum += fn();
+    }
+    printf("code rewritten through a writable alias: %d\n", sum);
+    close(fd);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -193,5 +210,6 @@ int main(int argc, char **argv) {
     file_and_private(dir);
     past_the_end(dir, MAP_PRIVATE, "private");
     past_the_end(dir, MAP_SHARED, "shared");
+    code_through_an_alias();
     return 0;
 }
