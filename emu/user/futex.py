@@ -58,6 +58,9 @@ _SHARED_COMMANDS = (FutexOp.FUTEX_WAIT, FutexOp.FUTEX_WAIT_BITSET, FutexOp.FUTEX
 """What a futex in MAP_SHARED memory does across processes (``emu.user.sharedmem``)."""
 SHARED_POLL_NS = 2_000_000
 """How long a thread of a process with several waits on a shared futex at a time before the others run."""
+SHARED_SLICE_NS = 50_000_000
+"""How long a single thread waits on a shared futex at a time: a host signal that came just before the host
+wait began (after the check for a deliverable signal) is seen within this."""
 FUTEX_CMD_MASK = ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
 BITSET_MATCH_ANY = 0xFFFF_FFFF
 NSEC = 1_000_000_000
@@ -124,8 +127,9 @@ def _shared(k: Kernel, op: int, address: int) -> tuple[SharedPages, int] | None:
 
 def _shared_wait(k: Kernel, where: tuple[SharedPages, int], val: int, deadline: int | None) -> int:
     """FUTEX_WAIT on shared memory: the host's futex, so that another process's FUTEX_WAKE ends it.  With one
-    thread the host call blocks (a host signal ends it); with others, it waits :data:`SHARED_POLL_NS` at a time
-    and the thread parks in between, so they run (it then sees a changed word as a wake-up)."""
+    thread the host call blocks :data:`SHARED_SLICE_NS` at a time (a host signal ends it sooner); with others,
+    it waits :data:`SHARED_POLL_NS` at a time and the thread parks in between, so they run (it then sees a
+    changed word as a wake-up)."""
     pages, offset = where
     while True:
         if k.signals.deliverable():
@@ -134,8 +138,9 @@ def _shared_wait(k: Kernel, where: tuple[SharedPages, int], val: int, deadline: 
         if deadline is not None and deadline <= now:
             raise SyscallError(Errno.ETIMEDOUT)
         left = None if deadline is None else deadline - now
-        polling = k.threads.many and (left is None or left > SHARED_POLL_NS)
-        result = pages.futex_wait(offset, val, SHARED_POLL_NS if polling else left)
+        step = SHARED_POLL_NS if k.threads.many else SHARED_SLICE_NS
+        polling = left is None or left > step
+        result = pages.futex_wait(offset, val, step if polling else left)
         if result == 0:
             return 0
         if result in (Errno.EAGAIN, Errno.EFAULT):
@@ -144,7 +149,7 @@ def _shared_wait(k: Kernel, where: tuple[SharedPages, int], val: int, deadline: 
             assert deadline is not None
             k.slept_ns += max(0, deadline - k.monotonic_ns())     # the guest's clock reaches the end of the wait
             raise SyscallError(Errno.ETIMEDOUT)
-        if result == Errno.ETIMEDOUT:
+        if result == Errno.ETIMEDOUT and k.threads.many:
             k.threads.current.deadline = time.monotonic() + SHARED_POLL_NS / NSEC
             raise Parked(HostWait([]))
 

@@ -9,6 +9,7 @@
 #include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -185,6 +186,43 @@ static void past_the_end(const char *dir, int flags, const char *what) {
     unlink(path);
 }
 
+/* A signal ends a wait on a process-shared semaphore (no SA_RESTART: EINTR); the child sends it once the
+   parent is among the semaphore's waiters (glibc counts them in the high half of its 64-bit word). */
+struct poke {
+    sem_t sem;
+    volatile int handled;
+};
+static struct poke *poke;
+
+static void on_poke(int sig) {
+    (void)sig;
+    poke->handled = 1;
+}
+
+static void a_signal_ends_a_shared_wait(void) {
+    poke = mmap(NULL, sizeof *poke, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    sem_init(&poke->sem, 1, 0);
+    struct sigaction sa = {.sa_handler = on_poke};
+    sigaction(SIGUSR1, &sa, NULL);
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0) {
+        uint64_t *data = (uint64_t *)&poke->sem;
+        while (!(__atomic_load_n(data, __ATOMIC_SEQ_CST) >> 32))
+            sched_yield();
+        kill(parent, SIGUSR1);
+        while (!poke->handled)
+            sched_yield();
+        sem_post(&poke->sem);
+        _exit(0);
+    }
+    int r = sem_wait(&poke->sem);
+    int e = errno;
+    printf("sem_wait: %d %s, handler ran %d\n", r, r ? strerror(e) : "ok", poke->handled);
+    printf("then, after the post: %d\n", sem_wait(&poke->sem));
+    wait_child(pid, "signal");
+    signal(SIGUSR1, SIG_DFL);
+}
+
 /* A JIT's pattern: code written through a writable shared alias of the memfd it runs from. */
 static void code_through_an_alias(void) {
     int fd = memfd_create("jit", 0);
@@ -211,5 +249,6 @@ int main(int argc, char **argv) {
     past_the_end(dir, MAP_PRIVATE, "private");
     past_the_end(dir, MAP_SHARED, "shared");
     code_through_an_alias();
+    a_signal_ends_a_shared_wait();
     return 0;
 }
