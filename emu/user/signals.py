@@ -490,37 +490,11 @@ def _read_sigset(k: Kernel, address: int) -> int:
 
 def with_mask(k: Kernel, mask: int, size: int, call: Callable[[], T]) -> T:
     """Run the waiting ``call`` of ppoll(2), pselect6 or epoll_pwait(2) with the signal mask at ``mask`` (none
-    when 0), as the kernel's ``set_user_sigmask`` and ``restore_saved_sigmask_unless`` do: the old mask is back
-    when the call returns, except after EINTR, when the handler runs with the call's mask and its frame
-    holds the old one (restored by rt_sigreturn), as after rt_sigsuspend.  A thread that parks keeps the
-    call's mask while it waits, and the old one is remembered for when the call runs again."""
+    when 0): the sigset is checked and read as ``set_user_sigmask`` does, then :meth:`SignalState.during`."""
     if not mask:
         return call()
     _check_sigset_size(size)
-    sigs = k.signals
-    new = _read_sigset(k, mask) & ~NEVER_BLOCKED
-    if sigs.call_mask is None:                  # not a parked call run again
-        sigs.call_mask = sigs.blocked
-    old, sigs.blocked = sigs.call_mask, new
-    try:
-        result = call()
-    except Parked:
-        raise
-    except Interrupted:
-        sigs.call_mask, sigs.saved_mask = None, old
-        raise
-    except SyscallError as e:
-        sigs.call_mask = None
-        if e.errno == Errno.EINTR:
-            sigs.saved_mask = old
-        else:
-            sigs.blocked = old
-        raise
-    except BaseException:
-        sigs.call_mask, sigs.blocked = None, old
-        raise
-    sigs.call_mask, sigs.blocked = None, old
-    return result
+    return k.signals.during(_read_sigset(k, mask), call)
 
 
 @syscall("rt_sigprocmask")
