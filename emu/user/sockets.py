@@ -5,7 +5,8 @@ getsockopt(2)/setsockopt(2) (see unix(7)).
 A guest socket is a host socket behind the guest descriptor (``emu.user.fdtable``): reads and writes go
 through read(2)/write(2) as for any descriptor, and a path in a ``sockaddr_un`` is a host path (the sysroot of
 ``-L`` maps programs and libraries, not sockets); abstract addresses (a leading NUL) are the host's.
-A call that would block waits in ``emu.user.signals.wait_until``, so a signal interrupts it (EINTR).
+A call that would block waits in ``emu.user.signals.wait_until``, so a signal interrupts it (EINTR).  A send to
+a closed peer is EPIPE and sends SIGPIPE unless MSG_NOSIGNAL (the emulator itself ignores SIGPIPE).
 
 sendmsg(2)/recvmsg(2) and their ancillary data are in ``emu.user.sockmsg``, on the helpers here (:func:`call`,
 :func:`read_address`, :func:`write_address`).
@@ -23,8 +24,8 @@ import socket as host_socket
 import struct
 
 from emu.user.kernel import Kernel
-from emu.user.linux import O_CLOEXEC, O_NONBLOCK, Errno, SyscallError, s32
-from emu.user.signals import ready_for, wait_until
+from emu.user.linux import O_CLOEXEC, O_NONBLOCK, Errno, Signal, SyscallError, s32
+from emu.user.signals import SI_USER, ready_for, siginfo, wait_until
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
 
@@ -90,6 +91,16 @@ def call(k: Kernel, fd: int, action, events: int = 0, *, wait: bool = True):  # 
                 raise SyscallError(Errno(err.errno or Errno.EINVAL)) from None
     finally:
         sock.detach()
+
+
+def send(k: Kernel, fd: int, flags: int, action, events: int):  # noqa: ANN001, ANN201
+    """:func:`call` for a send: EPIPE also sends SIGPIPE unless MSG_NOSIGNAL (unix(7), send(2))."""
+    try:
+        return call(k, fd, action, events)
+    except SyscallError as e:
+        if e.errno == Errno.EPIPE and not flags & MSG_NOSIGNAL:
+            k.signals.post(Signal.SIGPIPE, siginfo(Signal.SIGPIPE, SI_USER, k.pid, os.getuid()))
+        raise
 
 
 def read_address(k: Kernel, address: int, length: int) -> str | bytes:
@@ -187,8 +198,8 @@ def sendto(k: Kernel, fd: int, buf: int, length: int, flags: int, addr: int, add
     data = k.mem.read(buf, min(length, 1 << 24))
     host_flags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL)
     name = read_address(k, addr, addrlen) if addr else None
-    send = (lambda s: s.sendto(data, host_flags, name)) if name is not None else (lambda s: s.send(data, host_flags))
-    return call(k, fd, send, 0 if flags & MSG_DONTWAIT else select.POLLOUT)
+    action = (lambda s: s.sendto(data, host_flags, name)) if name is not None else (lambda s: s.send(data, host_flags))
+    return send(k, fd, flags, action, 0 if flags & MSG_DONTWAIT else select.POLLOUT)
 
 
 @syscall("recvfrom")

@@ -7,7 +7,8 @@ UIO_MAXIOV iovecs is EMSGSIZE, a negative ``msg_namelen`` EINVAL (a longer one t
 sockaddr_storage`` is cut to it), a
 ``msg_controllen`` past INT_MAX ENOBUFS, a control message whose ``cmsg_len`` does not fit EINVAL, more
 than SCM_MAX_FD descriptors in one SCM_RIGHTS EINVAL, a descriptor that is not open EBADF, an unknown
-SOL_SOCKET control message EINVAL (other levels are skipped, as on a unix socket).
+SOL_SOCKET control message EINVAL (other levels are skipped, as on a unix socket); a send to a closed peer is
+EPIPE with SIGPIPE unless MSG_NOSIGNAL (``emu.user.sockets.send``).
 
 The socket is the host socket behind the guest descriptor (``emu.user.sockets``), and so is every
 passed descriptor: SCM_RIGHTS sends the host descriptors behind the guest's numbers, and each host
@@ -37,6 +38,7 @@ from emu.user.sockets import (
     SOCK_STREAM,
     call,
     read_address,
+    send,
     write_address,
 )
 from emu.user.sysent import syscall
@@ -144,7 +146,7 @@ def _sendmsg(k: Kernel, fd: int, msg: int, flags: int) -> int:
     address = _destination(k, fd, name, namelen)
     ancillary = _control_out(k, control, controllen)
     host_flags = flags & _SEND_FLAGS
-    return call(k, fd, lambda s: s.sendmsg(parts, ancillary, host_flags, *([address] if address is not None else [])),
+    return send(k, fd, flags, lambda s: s.sendmsg(parts, ancillary, host_flags, *([address] if address else [])),
                 0 if flags & MSG_DONTWAIT else select.POLLOUT)
 
 

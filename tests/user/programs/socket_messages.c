@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -184,6 +185,9 @@ static void datagrams_with_names(const char *dir) {
     unlink(b.sun_path);
 }
 
+static volatile sig_atomic_t pipes;
+static void on_pipe(int sig) { (void)sig; pipes++; }
+
 static void errors(void) {
     int sv[2];
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
@@ -234,8 +238,15 @@ static void errors(void) {
     TRY("sendmsg on a pipe", sendmsg(1, &msg, MSG_DONTWAIT) < 0 && errno == ENOTSOCK ? -1 : 0);
     TRY("recvmsg into a bad buffer", (write(sv[1], "y", 1), recvmsg(sv[0], &msg, 0)));
     TRY("sendmsg on a closed fd", sendmsg(12345, &msg, 0));
-    close(sv[0]);
     close(sv[1]);
+    signal(SIGPIPE, on_pipe);
+    msg.msg_iov = &iov;
+    TRY("sendmsg to a closed peer", sendmsg(sv[0], &msg, 0));
+    TRY("again with MSG_NOSIGNAL", sendmsg(sv[0], &msg, MSG_NOSIGNAL));
+    TRY("sendto to a closed peer", sendto(sv[0], "z", 1, 0, NULL, 0));
+    printf("SIGPIPE handled %d times\n", pipes);
+    signal(SIGPIPE, SIG_DFL);
+    close(sv[0]);
 }
 
 int main(int argc, char **argv) {
