@@ -9,7 +9,7 @@ A call that would block waits in ``emu.user.signals.wait_until``, so a signal in
 a closed peer is EPIPE and sends SIGPIPE unless MSG_NOSIGNAL (the emulator itself ignores SIGPIPE).
 
 sendmsg(2)/recvmsg(2) and their ancillary data are in ``emu.user.sockmsg``, on the helpers here (:func:`call`,
-:func:`read_address`, :func:`write_address`).
+:func:`send`, :func:`read_address`, :func:`write_address`).
 
 Not modelled: other address families (socket(2) says EAFNOSUPPORT: emu gives its guests no network),
 socket options beyond SO_TYPE, SO_ERROR, SO_DOMAIN, SO_ACCEPTCONN, SO_SNDBUF/SO_RCVBUF, SO_PASSCRED and
@@ -22,6 +22,8 @@ import os
 import select
 import socket as host_socket
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from emu.user.kernel import Kernel
 from emu.user.linux import O_CLOEXEC, O_NONBLOCK, Errno, Signal, SyscallError, s32
@@ -37,6 +39,7 @@ SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_ACCEPTCON
     2, 3, 4, 7, 8, 16, 30, 39
 SHUT_RDWR = 2
 MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_WAITALL = 0x40, 0x4000, 0x2, 0x100
+T = TypeVar("T")
 SUN_PATH = 108
 """Bytes of ``sun_path`` in struct sockaddr_un (family: 2 bytes at 0, path at 2)."""
 _HOST_TYPES = {SOCK_STREAM: host_socket.SOCK_STREAM, SOCK_DGRAM: host_socket.SOCK_DGRAM,
@@ -66,7 +69,7 @@ def _socket(k: Kernel, fd: int) -> host_socket.socket:
         raise SyscallError(Errno.ENOTSOCK) from None
 
 
-def call(k: Kernel, fd: int, action, events: int = 0, *, wait: bool = True):  # noqa: ANN001, ANN202
+def call(k: Kernel, fd: int, action: Callable[[host_socket.socket], T], events: int = 0, *, wait: bool = True) -> T:
     """``action(sock)`` on guest ``fd``'s socket, as a blocking call: waiting (interruptibly) while it would
     block, if the socket blocks; host errors become the guest's errno."""
     sock = _socket(k, fd)
@@ -93,7 +96,7 @@ def call(k: Kernel, fd: int, action, events: int = 0, *, wait: bool = True):  # 
         sock.detach()
 
 
-def send(k: Kernel, fd: int, flags: int, action, events: int):  # noqa: ANN001, ANN201
+def send(k: Kernel, fd: int, flags: int, action: Callable[[host_socket.socket], T], events: int) -> T:
     """:func:`call` for a send: EPIPE also sends SIGPIPE unless MSG_NOSIGNAL (unix(7), send(2))."""
     try:
         return call(k, fd, action, events)
