@@ -535,13 +535,10 @@ def rt_sigreturn(k: Kernel) -> int:
 def rt_sigsuspend(k: Kernel, mask: int, sigsetsize: int) -> int:
     """Wait with ``mask`` for a signal; the handler then runs with the mask that was there before."""
     _check_sigset_size(sigsetsize)
-    sigs = k.signals
-    new = _read_sigset(k, mask) & ~NEVER_BLOCKED
-    old, sigs.blocked = sigs.blocked, new
     try:
-        wait_until(k, lambda: None)
+        k.signals.during(_read_sigset(k, mask), lambda: wait_until(k, lambda: None))
     except Interrupted:
-        sigs.saved_mask = old
+        pass
     raise SyscallError(Errno.EINTR)
 
 

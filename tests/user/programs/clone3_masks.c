@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -202,10 +203,33 @@ static void wait_masks(void) {
     printf("the signal raised during the keeping wait was still pending: %d\n", sig == SIGUSR1);
 }
 
+/* sigsuspend in a threaded process: the thread parks, and the mask it had is back after the handler. */
+static void *poker(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        sched_yield();
+    kill(getpid(), SIGUSR1);
+    return NULL;
+}
+
+static void sigsuspend_with_threads(void) {
+    sigset_t block, none;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, poker, NULL);
+    errno = 0;
+    report("sigsuspend while another thread runs", sigsuspend(&none));
+    pthread_join(t, NULL);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     clone3_processes();
     clone3_errors();
     wait_masks();
+    sigsuspend_with_threads();
     return 0;
 }
