@@ -1,7 +1,8 @@
 """clone3 (emu/user/forkexec.py: struct clone_args, CLONE_PIDFD with poll and waitid(P_PIDFD), CLONE_CLEAR_SIGHAND,
 kernel/fork.c's errors) and the signal masks of ppoll, pselect6, epoll_pwait and epoll_pwait2
-(emu/user/signals.py's with_mask); one C program run natively and under emu, static in the Python tier and dynamic
-with the JIT.  glibc's pthread_create goes through clone3 too, so every threaded test exercises its thread path."""
+(emu/user/signals.py's with_mask) and of rt_sigsuspend in a threaded process; one C program run natively and
+under emu, static in the Python tier and dynamic with the JIT.  glibc's pthread_create goes through clone3 too,
+so every threaded test exercises its thread path."""
 
 from __future__ import annotations
 
