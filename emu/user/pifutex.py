@@ -16,10 +16,12 @@ FUTEX_WAKE on a word with a PI waiter is EINVAL (``futex_wake``), as is a requeu
 waiter.  Threads run one at a time (``emu.user.threads``), so each operation is atomic as the kernel's
 hash-bucket lock makes it.
 
+A signal handled while FUTEX_LOCK_PI or LOCK_PI2 waits restarts it, with or without SA_RESTART
+(ERESTARTNOINTR), so glibc, which takes any other return for the lock, never sees EINTR.
+
 Not modelled: priority inheritance itself (one CPU, no priorities: the lock goes to the first waiter, first
 come first served), PI futexes shared with another process (in MAP_SHARED memory they act on this process's
-threads), and the restart after a signal without SA_RESTART that Linux gives FUTEX_LOCK_PI (ERESTARTNOINTR):
-here a signal interrupts it with EINTR like other waits.
+threads).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def _pi_waiters(k: Kernel, uaddr: int) -> bool:
 
 def _park_pi(k: Kernel, uaddr: int, end: int | None) -> int:
     if k.signals.deliverable():
+        k.signals.restart_always = True     # ERESTARTNOINTR: taken up again after the handler, never EINTR
         raise Interrupted
     wait = k.threads.futex_wait(uaddr, BITSET_MATCH_ANY, end)
     wait.pi = True

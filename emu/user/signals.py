@@ -245,6 +245,7 @@ def deliver(k: Kernel) -> None:
     sigs = k.signals
     handled = False
     restart, sigs.restart = sigs.restart, None
+    always, sigs.restart_always = sigs.restart_always, False
     while (taken := sigs.next()) is not None:
         sig, info = taken
         act = sigs.action(sig)
@@ -254,7 +255,7 @@ def deliver(k: Kernel) -> None:
             default_action(k, sig)
             continue
         if restart is not None and not handled:
-            _settle_restart(k, restart, bool(act.sa_flags & SA_RESTART))
+            _settle_restart(k, restart, bool(act.sa_flags & SA_RESTART) or always)
             handled = True
         setup_frame(k, sig, info, act)
     if restart is not None and not handled:

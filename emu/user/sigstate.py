@@ -58,6 +58,9 @@ class SignalState:
         """The mask rt_sigsuspend replaced, restored when the handler returns (or at once without one)."""
         self.call_mask: int | None = None
         """The mask a ppoll, pselect6 or epoll_pwait replaced while it waits (``signals.with_mask``)."""
+        self.restart_always = False
+        """The interrupted call is restarted after a handler even without SA_RESTART (Linux's ERESTARTNOINTR,
+        which FUTEX_LOCK_PI returns)."""
         self.restart: int | None = None
         """The number of the system call a signal just interrupted (to restart or fail with EINTR)."""
         self.upper_halves: dict[int, list[int]] = {}

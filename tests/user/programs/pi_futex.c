@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -160,6 +161,62 @@ static void robust_owner_dies(void) {
     }
 }
 
+/* -- a signal while waiting in pthread_mutex_lock: the wait goes on (ERESTARTNOINTR), no EINTR ------------ */
+static pthread_mutex_t held;
+static volatile int release_it, released, poked, waiter_done;
+
+static void on_poke(int sig) {
+    (void)sig;
+    poked = 1;
+}
+
+static void *holder(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&held);
+    while (!release_it)
+        sched_yield();
+    released = 1;
+    pthread_mutex_unlock(&held);
+    return NULL;
+}
+
+static void *blocked_locker(void *arg) {
+    int *after_release = arg;
+    pthread_mutex_lock(&held);
+    *after_release = released;
+    pthread_mutex_unlock(&held);
+    waiter_done = 1;
+    return NULL;
+}
+
+static void signal_during_lock(void) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
+    pthread_mutex_init(&held, &attr);
+    struct sigaction sa = {.sa_handler = on_poke};       /* no SA_RESTART */
+    sigaction(SIGUSR1, &sa, NULL);
+    uint32_t *word = (uint32_t *)&held.__data.__lock;
+    pthread_t a, b;
+    int after_release = -1;
+    pthread_create(&a, NULL, holder, NULL);
+    while (!(__atomic_load_n(word, __ATOMIC_SEQ_CST) & FUTEX_TID_MASK))
+        sched_yield();
+    pthread_create(&b, NULL, blocked_locker, &after_release);
+    while (!(__atomic_load_n(word, __ATOMIC_SEQ_CST) & FUTEX_WAITERS))
+        sched_yield();
+    pthread_kill(b, SIGUSR1);
+    while (!poked)
+        sched_yield();
+    int early = waiter_done;
+    release_it = 1;
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    printf("signal during a PI lock wait: handled %d, returned early %d, took it after the release %d\n", poked,
+           early, after_release);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 /* -- the futex word protocol ----------------------------------------------------------------------------- */
 static uint32_t pi_word, cond_word, requeued_owned;
 
@@ -263,6 +320,7 @@ int main(void) {
     contended_mutex();
     condition_variable();
     robust_owner_dies();
+    signal_during_lock();
     word_protocol();
     return 0;
 }
