@@ -14,8 +14,9 @@ mapping goes through :meth:`AddressSpace._invalidate`, which removes the range's
 the JIT's native copies, through ``TlbDict``) and drops the code translated from its pages, so code
 that was unmapped, made non-executable or replaced stops running.
 
-Limits, as Linux applies them: RLIMIT_AS caps the total size of the mappings (ENOMEM), RLIMIT_STACK
-how far the stack grows down on a fault below it.  Writable private memory without MAP_NORESERVE is
+Limits, as Linux applies them: RLIMIT_AS caps the total size of the mappings (ENOMEM), RLIMIT_DATA that of
+the private writable ones that are not stacks (ENOMEM, ``may_expand_vm``), RLIMIT_STACK how far the stack
+(or a MAP_GROWSDOWN mapping) grows down on a fault below it.  Writable private memory without MAP_NORESERVE is
 committed when mapped, and the commitment is capped at ``max_memory`` (ENOMEM), as the kernel's
 overcommit accounting does with ``vm.overcommit_memory=2``; the pages the guest actually holds are
 capped at ``max_memory`` too, and going past that ends the process as Linux's OOM killer would
@@ -24,9 +25,16 @@ capped at ``max_memory`` too, and going past that ends the process as Linux's OO
 On x86 every mapped page is readable (PROT_WRITE and PROT_EXEC imply PROT_READ), which is what the
 hardware does; PROT_EXEC is honoured for instruction fetch.
 
+A MAP_SHARED mapping's pages are a host file's (``emu.user.sharedmem``): they are never in ``frames`` and
+never in a TLB dictionary, so every access asks :meth:`AddressSpace.fill`, which hands the slow path the
+:class:`SharedPages` and the file offset.  A page of a file mapping wholly past the end of the file is
+SIGBUS (:class:`BusError`), as Linux's fault handler has it.  A store to shared memory drops the code
+translated from executable shared pages, which it may reach through another mapping of the same file (a JIT
+that writes its code through a writable alias); a store by another process does not.
+
 Not modelled: merging of adjacent mappings (``maps`` prints runs merged instead), vm.max_map_count,
-MAP_SHARED between processes, the stack guard gap below other mappings than the stack, SIGBUS for a
-file page past the end of the file or that cannot be read (it reads as zeros).
+the stack guard gap below other mappings than the stack, SIGBUS for a file page that cannot be read
+(an I/O error: it reads as zeros).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from dataclasses import dataclass, replace
 from cpu.exceptions import GuestFault, PFError, Vector
 from cpu.memory import FETCH, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, READ, WRITE, Memory, TlbEntry
 from emu.user.linux import Errno, SyscallError
+from emu.user.sharedmem import BusError, SharedLock, SharedPages, page_offset
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
@@ -50,7 +59,7 @@ MMAP_BASE = 0x0000_7F00_0000_0000
 MMAP_MIN_ADDR = 0x10000
 """Lowest address mmap hands out (Linux's default vm.mmap_min_addr)."""
 
-RLIMIT_STACK, RLIMIT_AS = 3, 9
+RLIMIT_DATA, RLIMIT_STACK, RLIMIT_AS = 2, 3, 9
 RLIM_INFINITY = (1 << 64) - 1
 DEFAULT_STACK_LIMIT = 8 << 20
 """RLIMIT_STACK's default soft limit: 8 MiB."""
@@ -90,6 +99,8 @@ class FileSource:
         self.name = name
         self.snapshot: bytes | None = None
         self.offset = 0
+        self.snapshot_size = 0
+        """The file's size when the snapshot was taken."""
         try:
             self.fd: int | None = os.dup(host)
         except OSError:
@@ -99,6 +110,11 @@ class FileSource:
         """Without a descriptor of its own: copy the bytes a mapping of ``length`` at ``offset`` shows."""
         self.snapshot = os.pread(host, length, offset)
         self.offset = offset
+        self.snapshot_size = os.fstat(host).st_size
+
+    def size(self) -> int:
+        """The file's size now (at mmap time for a snapshot)."""
+        return os.fstat(self.fd).st_size if self.fd is not None else self.snapshot_size
 
     def page(self, offset: int) -> bytearray:
         """The 4 KiB at file ``offset`` (zeros past the end of the file, or where it cannot be read)."""
@@ -132,15 +148,24 @@ class Vma:
     noreserve: bool = False
     growsdown: bool = False
     name: str = ""
+    shared: SharedPages | None = None
+    """The host file of a MAP_SHARED mapping (``emu.user.sharedmem``); its pages are never in ``frames``."""
 
     @property
     def size(self) -> int:
         return self.end - self.start
 
     @property
+    def data(self) -> bool:
+        """What RLIMIT_DATA counts: writable, private and not a stack (mm/internal.h ``is_data_mapping``)."""
+        return bool(self.prot & PROT_WRITE) and self.shared is None and not self.growsdown
+
+    @property
     def accountable(self) -> bool:
-        """Counted in the commitment: private writable memory without MAP_NORESERVE (mm/mmap.c)."""
-        return bool(self.prot & PROT_WRITE) and not self.noreserve
+        """Counted in the commitment: writable memory without MAP_NORESERVE, private (mm/mmap.c) or shared
+        anonymous memory (shmem's own accounting); a shared file mapping's pages are the file's."""
+        return (bool(self.prot & PROT_WRITE) and not self.noreserve
+                and (self.shared is None or self.shared.anonymous))
 
     def piece(self, start: int, end: int) -> Vma:
         return replace(self, start=start, end=end, offset=self.offset + (start - self.start))
@@ -174,6 +199,16 @@ class AddressSpace(Memory):
         """Bytes mapped (what RLIMIT_AS limits)."""
         self.committed = 0
         """Bytes of accountable mappings (what ``max_memory`` limits at mmap time)."""
+        self.data = 0
+        """Bytes of data mappings (:attr:`Vma.data`: what RLIMIT_DATA limits, Linux's ``data_vm``)."""
+        self.data_size = 0
+        """The program's ``end_data - start_data`` (fs/binfmt_elf.c), which brk's RLIMIT_DATA check adds."""
+        self.shared_lock = SharedLock()
+        """The lock of the shared memory this process is using (``emu.user.sharedmem``)."""
+        self.shares = False
+        """A MAP_SHARED mapping was made (so guest code runs in slices of ``SHARED_SLICE``)."""
+        self.shared_code = False
+        """An executable MAP_SHARED mapping was made (so stores to shared memory drop code translated from it)."""
 
     def limit(self, resource: int, default: int = RLIM_INFINITY) -> int:
         return self.rlimits.get(resource, (default, RLIM_INFINITY))[0]
@@ -189,10 +224,18 @@ class AddressSpace(Memory):
             code |= PFError.W if access == WRITE else PFError.I if access == FETCH else 0
             raise GuestFault(Vector.PF, code, vpn << PAGE_SHIFT)
         assert vma is not None
+        if vma.shared is not None:
+            offset = page_offset(vpn, vma.start, vma.offset)
+            vma.shared.check(offset, vpn << PAGE_SHIFT, self.pf_error(access, present=True))
+            if access == WRITE and self.shared_code:
+                self._drop_shared_code()
+            return (vma.shared, offset)     # type: ignore[return-value]  # a slow-path entry (cpu.memory.TlbEntry)
         frame = self.frames.get(vpn)
         if frame is None:
             if access != WRITE and vma.source is None:
                 return (ZERO_PAGE, 0)
+            if vma.source is not None and page_offset(vpn, vma.start, vma.offset) >= vma.source.size():
+                raise BusError(vpn << PAGE_SHIFT, self.pf_error(access, present=True))
             frame = self._allocate(vma, vpn)
         return (frame, 0)
 
@@ -209,6 +252,13 @@ class AddressSpace(Memory):
         for t in (self.tlb[READ], self.tlb[FETCH]):     # they may hold the zero page
             t.pop(vpn, None)
         return frame
+
+    def _drop_shared_code(self) -> None:
+        """A store to shared memory: the code translated from executable shared pages goes, since the store
+        may reach them through another mapping of the same file (a JIT's writable alias of its code)."""
+        for vpn in [v for v in self.code_pages if (vma := self.vma_at(v << PAGE_SHIFT)) and vma.shared]:
+            self.code_pages.discard(vpn)
+            self.on_code_write(vpn)
 
     def _grow_stack(self, address: int) -> Vma | None:
         """A fault just below a grows-down mapping extends it, within RLIMIT_STACK and RLIMIT_AS and not
@@ -272,20 +322,23 @@ class AddressSpace(Memory):
     # -- changes -----------------------------------------------------------------
     def map(self, start: int, length: int, prot: int, data: bytes | bytearray = b"", *,
             source: FileSource | None = None, offset: int = 0, noreserve: bool = False, growsdown: bool = False,
-            name: str = "") -> None:
+            name: str = "", shared: SharedPages | None = None) -> None:
         """Map fresh pages at ``start`` (page aligned), replacing what was there: zeros (anonymous memory)
         or ``source`` from ``offset``; ``data`` is written over the start (the loader's segments).
 
         Raises ``SyscallError(ENOMEM)`` past RLIMIT_AS or the commitment limit, changing nothing.
         """
         length = page_round_up(length)
-        vma = Vma(start, start + length, prot, source, offset, noreserve, growsdown, name)
+        vma = Vma(start, start + length, prot, source, offset, noreserve, growsdown, name, shared)
         old = self._overlap(start, start + length)
         if not self._fits(length - sum(v.size for v in old),
-                          (length if vma.accountable else 0) - sum(v.size for v in old if v.accountable)):
+                          (length if vma.accountable else 0) - sum(v.size for v in old if v.accountable),
+                          (length if vma.data else 0) - sum(v.size for v in old if v.data)):
             raise SyscallError(Errno.ENOMEM)
         self.unmap(start, length)
         self._insert(vma)
+        self.shares = self.shares or shared is not None
+        self.shared_code = self.shared_code or (shared is not None and bool(prot & PROT_EXEC))
         for at in range(0, len(data), PAGE_SIZE):
             chunk = data[at: at + PAGE_SIZE]
             if chunk.count(0) != len(chunk):
@@ -309,14 +362,21 @@ class AddressSpace(Memory):
         old = self._overlap(start, end)
         newly = sum(v.size for v in old if not v.accountable and replace(v, prot=prot).accountable)
         freed = sum(v.size for v in old if v.accountable and not replace(v, prot=prot).accountable)
-        if not self._fits(0, newly - freed):
+        data = sum(v.size for v in old if not v.data and replace(v, prot=prot).data)
+        if not self._fits(0, newly - freed, data):
             raise SyscallError(Errno.ENOMEM)
+        self.shared_code = self.shared_code or bool(prot & PROT_EXEC and any(v.shared for v in old))
         changed = [v for v in self._carve(start, end) if v.prot != prot]
         for vma in changed:
             self.committed += (replace(vma, prot=prot).accountable - vma.accountable) * vma.size
+            self.data += (replace(vma, prot=prot).data - vma.data) * vma.size
             vma.prot = prot
             self._invalidate(vma.start, vma.end)
         return True
+
+    def shared_without_write(self, start: int, length: int) -> bool:
+        """Whether part of the range is a shared mapping of a file not open for writing (mprotect: EACCES)."""
+        return any(v.shared is not None and not v.shared.writable for v in self._overlap(start, start + length))
 
     def discard(self, start: int, length: int) -> bool:
         """MADV_DONTNEED: drop the pages' contents, so they read as zeros (anonymous memory) or as the
@@ -349,15 +409,22 @@ class AddressSpace(Memory):
         extra = new_end - vma.end
         self.total += extra
         self.committed += extra if vma.accountable else 0
+        self.data += extra if vma.data else 0
         vma.end = new_end
 
     def fits(self, vma: Vma, extra: int) -> bool:
-        """Whether ``vma`` may get ``extra`` more bytes within RLIMIT_AS and the commitment limit."""
-        return self._fits(extra, extra if vma.accountable else 0)
+        """Whether ``vma`` may get ``extra`` more bytes within RLIMIT_AS, RLIMIT_DATA and the commitment limit."""
+        return self._fits(extra, extra if vma.accountable else 0, extra if vma.data else 0)
 
     # -- the list of mappings --------------------------------------------------
-    def _fits(self, more: int, commit: int) -> bool:
-        return self.total + more <= self.limit(RLIMIT_AS) and self.committed + commit <= self.max_memory
+    def _fits(self, more: int, commit: int, data: int = 0) -> bool:
+        return (self.total + more <= self.limit(RLIMIT_AS) and self.committed + commit <= self.max_memory
+                and (data <= 0 or self._data_fits(data)))
+
+    def _data_fits(self, data: int) -> bool:
+        """RLIMIT_DATA as ``may_expand_vm`` applies it: a soft limit of 0 lets the hard limit hold instead."""
+        soft, hard = self.rlimits.get(RLIMIT_DATA, (RLIM_INFINITY, RLIM_INFINITY))
+        return self.data + data <= soft or (soft == 0 and self.data + data <= hard)
 
     def _overlap(self, start: int, end: int) -> list[Vma]:
         """The parts of mappings inside [start, end) (copies: nothing changes)."""
@@ -393,6 +460,7 @@ class AddressSpace(Memory):
         self.starts.insert(i, vma.start)
         self.total += vma.size
         self.committed += vma.size if vma.accountable else 0
+        self.data += vma.size if vma.data else 0
 
     def _remove(self, vma: Vma) -> None:
         i = bisect_left(self.starts, vma.start)
@@ -400,6 +468,7 @@ class AddressSpace(Memory):
         del self.starts[i]
         self.total -= vma.size
         self.committed -= vma.size if vma.accountable else 0
+        self.data -= vma.size if vma.data else 0
 
     def _invalidate(self, start: int, end: int) -> None:
         """The one place a change of mappings reaches the CPU: the TLB entries of [start, end) go (the JIT's

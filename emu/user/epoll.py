@@ -8,8 +8,8 @@ Waiting sleeps in ``emu.user.signals.wait_until`` (on the epoll descriptor itsel
 ready), so a signal interrupts it with EINTR as on Linux (epoll_wait is never restarted).
 
 ``struct epoll_event`` is packed on x86-64 (12 bytes: events, then data at offset 4), in the guest always;
-the host's layout is its own architecture's.  Not modelled: the signal mask of epoll_pwait/epoll_pwait2
-(the mask is not changed while waiting).
+the host's layout is its own architecture's.  epoll_pwait and epoll_pwait2 wait with their signal mask
+(``emu.user.signals.with_mask``, as ppoll and pselect6 do).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import struct
 from emu.user.fdtable import OpenFile
 from emu.user.kernel import Kernel
 from emu.user.linux import LIBC, O_CLOEXEC, Errno, SyscallError, Timespec, host_call, s32
-from emu.user.signals import wait_until
+from emu.user.signals import wait_until, with_mask
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
 
@@ -110,15 +110,19 @@ def epoll_wait(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int) 
 
 
 @syscall("epoll_pwait")
-def epoll_pwait(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int, sigmask: int) -> int:
-    return _wait(k, epfd, events, maxevents, None if s32(timeout) < 0 else s32(timeout))
+def epoll_pwait(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int, sigmask: int,
+                sigsetsize: int) -> int:
+    timeout_ms = None if s32(timeout) < 0 else s32(timeout)
+    return with_mask(k, sigmask, sigsetsize, lambda: _wait(k, epfd, events, maxevents, timeout_ms))
 
 
 @syscall("epoll_pwait2")
-def epoll_pwait2(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int, sigmask: int) -> int:
-    if timeout == 0:
-        return _wait(k, epfd, events, maxevents, None)
-    t = k.read_struct(timeout, Timespec)
-    if t.tv_sec < 0 or not 0 <= t.tv_nsec < 1_000_000_000:
-        raise SyscallError(Errno.EINVAL)
-    return _wait(k, epfd, events, maxevents, t.tv_sec * 1000 + (t.tv_nsec + 999_999) // 1_000_000)
+def epoll_pwait2(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int, sigmask: int,
+                 sigsetsize: int) -> int:
+    timeout_ms = None
+    if timeout:
+        t = k.read_struct(timeout, Timespec)
+        if t.tv_sec < 0 or not 0 <= t.tv_nsec < 1_000_000_000:
+            raise SyscallError(Errno.EINVAL)
+        timeout_ms = t.tv_sec * 1000 + (t.tv_nsec + 999_999) // 1_000_000
+    return with_mask(k, sigmask, sigsetsize, lambda: _wait(k, epfd, events, maxevents, timeout_ms))

@@ -38,7 +38,7 @@ from emu.user.linux import (
     s32,
     s64,
 )
-from emu.user.signals import SI_USER, ready_for, siginfo, wait_until
+from emu.user.signals import SI_USER, ready_for, siginfo, wait_until, with_mask
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
 
@@ -408,8 +408,9 @@ def poll(k: Kernel, fds: int, nfds: int, timeout: int) -> int:
 
 
 @syscall("ppoll")
-def ppoll(k: Kernel, fds: int, nfds: int, tsp: int) -> int:
-    return _poll(k, fds, nfds, _timeout_ms(k, tsp, Timespec))
+def ppoll(k: Kernel, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int) -> int:
+    timeout_ms = _timeout_ms(k, tsp, Timespec)
+    return with_mask(k, sigmask, sigsetsize, lambda: _poll(k, fds, nfds, timeout_ms))
 
 
 def _select(k: Kernel, nfds: int, sets: tuple[int, int, int], timeout_ms: int | None) -> int:
@@ -447,5 +448,8 @@ def select_(k: Kernel, nfds: int, readfds: int, writefds: int, exceptfds: int, t
 
 
 @syscall("pselect6")
-def pselect6(k: Kernel, nfds: int, readfds: int, writefds: int, exceptfds: int, timeout: int) -> int:
-    return _select(k, nfds, (readfds, writefds, exceptfds), _timeout_ms(k, timeout, Timespec))
+def pselect6(k: Kernel, nfds: int, readfds: int, writefds: int, exceptfds: int, timeout: int, sig: int) -> int:
+    """select with a timespec and, in the sixth argument, a pointer to {const sigset_t *ss; size_t ss_len}."""
+    timeout_ms = _timeout_ms(k, timeout, Timespec)
+    mask, size = struct.unpack("<QQ", k.mem.read(sig, 16)) if sig else (0, 0)
+    return with_mask(k, mask, size, lambda: _select(k, nfds, (readfds, writefds, exceptfds), timeout_ms))

@@ -16,10 +16,17 @@ fails with ECHILD when none is left, as if the kernel had never kept them.
 clone with CLONE_THREAD makes a thread (``emu.user.threads``: CLONE_SETTLS, CLONE_PARENT_SETTID,
 CLONE_CHILD_SETTID, CLONE_CHILD_CLEARTID); a fork of a threaded process keeps only the calling thread.
 
+clone3 reads struct clone_args and checks it as ``kernel/fork.c`` does (E2BIG for a size past a page or
+unknown fields that are not zero, EINVAL for the combinations ``clone3_args_valid`` refuses), then makes the
+thread or process clone does, on the stack ``stack + stack_size``; CLONE_PIDFD gives the parent a pidfd (the
+host's, so poll and waitid(P_PIDFD) work), CLONE_CLEAR_SIGHAND resets the child's handlers.
+
 Not modelled: CLONE_VM without CLONE_THREAD or CLONE_VFORK (a process sharing memory: ENOSYS);
-clone3 (ENOSYS, so the C library falls back to clone); vfork and clone(CLONE_VM | CLONE_VFORK), as
-posix_spawn uses it, are a fork: the parent does not wait for the child's execve, and what the child
-writes to memory stays in the child; CLONE_PARENT, CLONE_NEWNS and the other namespaces.
+clone3's set_tid (EPERM: the pid is the host's to give), CLONE_INTO_CGROUP and CLONE_PIDFD with CLONE_THREAD
+(EINVAL), its exit_signal (a child always sends SIGCHLD, as the host's fork does); vfork and
+clone(CLONE_VM | CLONE_VFORK), as posix_spawn uses it, are a fork: the parent does not wait for the child's
+execve, and what the child writes to memory stays in the child; CLONE_PARENT, CLONE_NEWNS and the other
+namespaces.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from emu.user.elf import ElfError, parse_elf
 from emu.user.fs import PROC_SELF_EXE
-from emu.user.linux import SIG_IGN, Errno, Rusage, Signal, SyscallError, Timeval, s32
+from emu.user.linux import SIG_DFL, SIG_IGN, Errno, Rusage, Signal, SyscallError, Timeval, s32
 from emu.user.signals import wait_until
 from emu.user.sysent import syscall
 
@@ -44,6 +51,15 @@ CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
 CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x4000, 0x8000, 0x1_0000
 CLONE_SETTLS, CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID = 0x8_0000, 0x10_0000, 0x20_0000
 CLONE_CHILD_SETTID = 0x100_0000
+CLONE_PIDFD, CLONE_DETACHED, CLONE_NEWTIME = 0x1000, 0x40_0000, 0x80
+CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP = 1 << 32, 1 << 33
+_CLONE_ARGS = struct.Struct("<11Q")
+"""struct clone_args (CLONE_ARGS_SIZE_VER2): flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
+tls, set_tid, set_tid_size, cgroup."""
+CLONE_ARGS_SIZE_VER0 = 64
+MAX_PID_NS_LEVEL = 32
+PAGE_SIZE = 4096
+P_PIDFD = 3
 _SHARED = CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_PARENT
 """Sharing between parent and child that a fork of the emulator cannot give."""
 WNOHANG = 1
@@ -128,9 +144,42 @@ def _thread(k: Kernel, flags: int, newsp: int, parent_tid: int, child_tid: int, 
 
 
 @syscall("clone3")
-def clone3(k: Kernel) -> int:
-    """The C library falls back to clone(2)."""
-    raise SyscallError(Errno.ENOSYS)
+def clone3(k: Kernel, uargs: int, size: int) -> int:
+    """clone(2)'s struct clone_args version: checked as ``copy_clone_args_from_user`` and ``clone3_args_valid``
+    (kernel/fork.c) do, then the same thread or fork as clone, on the stack [stack, stack + stack_size)."""
+    if size > PAGE_SIZE:
+        raise SyscallError(Errno.E2BIG)
+    if size < CLONE_ARGS_SIZE_VER0:
+        raise SyscallError(Errno.EINVAL)
+    raw = k.mem.read(uargs, size)
+    if any(raw[_CLONE_ARGS.size:]):
+        raise SyscallError(Errno.E2BIG)             # a newer struct's fields this kernel does not know
+    (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size,
+     cgroup) = _CLONE_ARGS.unpack(raw[:_CLONE_ARGS.size].ljust(_CLONE_ARGS.size, b"\0"))
+    if (set_tid_size > MAX_PID_NS_LEVEL or bool(set_tid) != bool(set_tid_size) or exit_signal & ~CSIGNAL
+            or (flags & CLONE_INTO_CGROUP and (cgroup > 0x7FFF_FFFF or size < _CLONE_ARGS.size))):
+        raise SyscallError(Errno.EINVAL)
+    if (flags & ~(0xFFFF_FFFF | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP)
+            or flags & (CLONE_DETACHED | (CSIGNAL & ~CLONE_NEWTIME))
+            or flags & (CLONE_SIGHAND | CLONE_CLEAR_SIGHAND) == CLONE_SIGHAND | CLONE_CLEAR_SIGHAND
+            or (flags & (CLONE_THREAD | CLONE_PARENT) and exit_signal)
+            or bool(stack) != bool(stack_size)):
+        raise SyscallError(Errno.EINVAL)
+    if set_tid:
+        raise SyscallError(Errno.EPERM)          # a chosen pid: the host's to give, not emu's
+    if flags & CLONE_INTO_CGROUP or flags & CLONE_PIDFD and flags & CLONE_THREAD:
+        raise SyscallError(Errno.EINVAL)         # cgroups are not modelled; a thread's pidfd is Linux 6.9's
+    if flags & CLONE_PIDFD:
+        k.mem.write(pidfd, bytes(4))              # EFAULT before the child exists
+    sp = (stack + stack_size) & ((1 << 64) - 1) if stack else 0
+    pid = clone(k, flags & 0xFFFF_FFFF & ~CLONE_PIDFD, sp, parent_tid, child_tid, tls)
+    if pid == 0:
+        if flags & CLONE_CLEAR_SIGHAND:            # handlers go back to the default; ignored signals stay so
+            for sig in [s for s, act in k.signals.actions.items() if act.sa_handler not in (SIG_DFL, SIG_IGN)]:
+                del k.signals.actions[sig]
+    elif flags & CLONE_PIDFD:
+        k.mem.write(pidfd, struct.pack("<i", k.fds.add(os.pidfd_open(pid), cloexec=True)))
+    return pid
 
 
 # -- execve ---------------------------------------------------------------------------------
@@ -242,6 +291,9 @@ def wait4(k: Kernel, pid: int, wstatus: int, options: int, rusage: int) -> int:
 def waitid(k: Kernel, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
     if options & ~_WAIT_OPTIONS or not options & (0x2 | 0x4 | 0x8):
         raise SyscallError(Errno.EINVAL)
+
+    if idtype == P_PIDFD:
+        ident = k.fds.host(ident)        # a pidfd (clone3's CLONE_PIDFD) is a host descriptor too
 
     def attempt() -> os.waitid_result | bool | None:
         found = os.waitid(idtype, s32(ident), options | WNOHANG)

@@ -1,29 +1,35 @@
 """futex(2): the waits and wake-ups that guest threads build their locks on.
 
 Follows futex(2) and the kernel's ``kernel/futex/`` (``futex_wait``, ``futex_wake``, ``futex_requeue``,
-``futex_wake_op``, ``futex_lock_pi``, ``futex_unlock_pi``): FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE,
-FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET, FUTEX_LOCK_PI,
-FUTEX_TRYLOCK_PI and FUTEX_UNLOCK_PI, with FUTEX_PRIVATE_FLAG (every futex here is the process's own)
-and FUTEX_CLOCK_REALTIME.  Threads run one at a time on one host thread (``emu.user.threads``), so
-comparing the futex word and parking the thread is atomic as the kernel's hash-bucket lock makes it.
-A waiting thread parks; a wake-up sets its result (0), its timeout ETIMEDOUT, a signal EINTR.
-FUTEX_WAIT's timeout is relative; FUTEX_WAIT_BITSET's and FUTEX_LOCK_PI's absolute, on
-CLOCK_MONOTONIC or, with FUTEX_CLOCK_REALTIME (always for LOCK_PI), CLOCK_REALTIME.
+``futex_wake_op``): FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP,
+FUTEX_WAIT_BITSET and FUTEX_WAKE_BITSET, with FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME; the
+priority-inheritance commands are ``emu.user.pifutex``'s (registered in :data:`PI_COMMANDS`).  Threads run
+one at a time on one host thread (``emu.user.threads``), so comparing the futex word and parking the thread
+is atomic as the kernel's hash-bucket lock makes it.  A waiting thread parks; a wake-up sets its result (0),
+its timeout ETIMEDOUT, a signal EINTR.  FUTEX_WAIT's timeout is relative; FUTEX_WAIT_BITSET's absolute, on
+CLOCK_MONOTONIC or, with FUTEX_CLOCK_REALTIME, CLOCK_REALTIME.  FUTEX_WAKE or FUTEX_REQUEUE finding a PI
+waiter is EINVAL, as in ``futex_wake``.
 
-Not modelled: futexes shared with another process (MAP_SHARED memory across fork), priority
-inheritance itself (one CPU, no priorities: a PI futex is a lock handed to the first waiter),
-FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI, futex_waitv and FUTEX_LOCK_PI2.
+A futex in MAP_SHARED memory used without FUTEX_PRIVATE_FLAG (FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE,
+FUTEX_WAKE_BITSET) is the host's futex on the same file page (``emu.user.sharedmem``), so another process
+wakes it; with several threads the waiter polls every :data:`SHARED_POLL_NS` and parks in between.
+
+Not modelled: the other operations across processes (on shared memory they act on this process's threads),
+futex_waitv.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from emu.user.linux import Errno, Parked, SyscallError, Timespec, s32
+from emu.user.sharedmem import SharedPages
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
-from emu.user.threads import FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS
+from emu.user.threads import HostWait
 
 if TYPE_CHECKING:
     from emu.user.kernel import Kernel
@@ -42,9 +48,19 @@ class FutexOp(IntEnum):
     FUTEX_TRYLOCK_PI = 8
     FUTEX_WAIT_BITSET = 9
     FUTEX_WAKE_BITSET = 10
+    FUTEX_WAIT_REQUEUE_PI = 11
+    FUTEX_CMP_REQUEUE_PI = 12
+    FUTEX_LOCK_PI2 = 13
 
 
 FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+_SHARED_COMMANDS = (FutexOp.FUTEX_WAIT, FutexOp.FUTEX_WAIT_BITSET, FutexOp.FUTEX_WAKE, FutexOp.FUTEX_WAKE_BITSET)
+"""What a futex in MAP_SHARED memory does across processes (``emu.user.sharedmem``)."""
+SHARED_POLL_NS = 2_000_000
+"""How long a thread of a process with several waits on a shared futex at a time before the others run."""
+SHARED_SLICE_NS = 50_000_000
+"""How long a single thread waits on a shared futex at a time: a host signal that came just before the host
+wait began (after the check for a deliverable signal) is seen within this."""
 FUTEX_CMD_MASK = ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
 BITSET_MATCH_ANY = 0xFFFF_FFFF
 NSEC = 1_000_000_000
@@ -56,17 +72,25 @@ _WAKE_CMPS = {0: lambda a, b: a == b, 1: lambda a, b: a != b, 2: lambda a, b: a 
 """FUTEX_OP_CMP_EQ, NE, LT, LE, GT, GE on the old value (signed 32-bit)."""
 
 
-def _word(k: Kernel, address: int) -> int:
+PiHandler = Callable[["Kernel", int, int, int, int, int, int, bool], int]
+PI_COMMANDS: dict[int, PiHandler] = {}
+"""The priority-inheritance commands, registered by ``emu.user.pifutex``: (kernel, cmd, uaddr, val, timeout,
+uaddr2, val3, FUTEX_CLOCK_REALTIME) -> result."""
+
+
+def word(k: Kernel, address: int) -> int:
+    """The 32-bit futex word at ``address`` (EINVAL when not aligned, EFAULT when not mapped)."""
     if address & 3:
         raise SyscallError(Errno.EINVAL)
     return int.from_bytes(k.mem.read(address, 4), "little")
 
 
-def _store(k: Kernel, address: int, value: int) -> None:
+def store(k: Kernel, address: int, value: int) -> None:
+    """Write the futex word at ``address``."""
     k.mem.write(address, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
 
 
-def _deadline(k: Kernel, timeout: int, absolute: bool, realtime: bool) -> int | None:
+def deadline(k: Kernel, timeout: int, absolute: bool, realtime: bool) -> int | None:
     """The end of a wait on the process's monotonic clock (``Kernel.monotonic_ns``), or None for none."""
     if not timeout:
         return None
@@ -82,7 +106,7 @@ def _deadline(k: Kernel, timeout: int, absolute: bool, realtime: bool) -> int | 
 def _wait(k: Kernel, address: int, val: int, deadline: int | None, bitset: int) -> int:
     if bitset == 0:
         raise SyscallError(Errno.EINVAL)
-    if _word(k, address) != val & 0xFFFF_FFFF:
+    if word(k, address) != val & 0xFFFF_FFFF:
         raise SyscallError(Errno.EAGAIN)
     if k.signals.deliverable():
         raise Interrupted
@@ -91,28 +115,81 @@ def _wait(k: Kernel, address: int, val: int, deadline: int | None, bitset: int) 
     raise Parked(k.threads.futex_wait(address, bitset, deadline))
 
 
+def _shared(k: Kernel, op: int, address: int) -> tuple[SharedPages, int] | None:
+    """The host file and offset of a futex in MAP_SHARED memory, used without FUTEX_PRIVATE_FLAG."""
+    if op & FUTEX_PRIVATE_FLAG:
+        return None
+    vma = k.mem.vma_at(address)
+    if vma is None or vma.shared is None:
+        return None
+    return vma.shared, vma.offset + address - vma.start
+
+
+def _shared_wait(k: Kernel, where: tuple[SharedPages, int], val: int, deadline: int | None) -> int:
+    """FUTEX_WAIT on shared memory: the host's futex, so that another process's FUTEX_WAKE ends it.  With one
+    thread the host call blocks :data:`SHARED_SLICE_NS` at a time (a host signal ends it sooner); with others,
+    it waits :data:`SHARED_POLL_NS` at a time and the thread parks in between, so they run (it then sees a
+    changed word as a wake-up)."""
+    pages, offset = where
+    while True:
+        if k.signals.deliverable():
+            raise Interrupted
+        now = k.monotonic_ns()
+        if deadline is not None and deadline <= now:
+            raise SyscallError(Errno.ETIMEDOUT)
+        left = None if deadline is None else deadline - now
+        step = SHARED_POLL_NS if k.threads.many else SHARED_SLICE_NS
+        polling = left is None or left > step
+        result = pages.futex_wait(offset, val, step if polling else left)
+        if result == 0:
+            return 0
+        if result in (Errno.EAGAIN, Errno.EFAULT):
+            raise SyscallError(Errno(result))
+        if result == Errno.ETIMEDOUT and not polling:
+            assert deadline is not None
+            k.slept_ns += max(0, deadline - k.monotonic_ns())     # the guest's clock reaches the end of the wait
+            raise SyscallError(Errno.ETIMEDOUT)
+        if result == Errno.ETIMEDOUT and k.threads.many:
+            k.threads.current.deadline = time.monotonic() + SHARED_POLL_NS / NSEC
+            raise Parked(HostWait([]))
+
+
 @syscall("futex")
 def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int) -> int:
     """The futex operations glibc, Go and Rust's standard library use; see the module's docstring."""
     cmd, realtime = op & FUTEX_CMD_MASK, bool(op & FUTEX_CLOCK_REALTIME)
     threads = k.threads
+    shared = _shared(k, op, uaddr) if cmd in _SHARED_COMMANDS else None
+    if shared is not None:
+        word(k, uaddr)
+        match cmd:
+            case FutexOp.FUTEX_WAIT | FutexOp.FUTEX_WAIT_BITSET:
+                if cmd == FutexOp.FUTEX_WAIT_BITSET and val3 & 0xFFFF_FFFF == 0:
+                    raise SyscallError(Errno.EINVAL)
+                return _shared_wait(k, shared, val, deadline(k, timeout, cmd == FutexOp.FUTEX_WAIT_BITSET, realtime))
+            case _:
+                if cmd == FutexOp.FUTEX_WAKE_BITSET and val3 & 0xFFFF_FFFF == 0:
+                    raise SyscallError(Errno.EINVAL)
+                woken = threads.wake(uaddr, s32(val))
+                return woken + shared[0].futex_wake(shared[1], s32(val) - woken)
     match cmd:
         case FutexOp.FUTEX_WAIT:
-            return _wait(k, uaddr, val, _deadline(k, timeout, False, realtime), BITSET_MATCH_ANY)
+            return _wait(k, uaddr, val, deadline(k, timeout, False, realtime), BITSET_MATCH_ANY)
         case FutexOp.FUTEX_WAIT_BITSET:
-            return _wait(k, uaddr, val, _deadline(k, timeout, True, realtime), val3 & 0xFFFF_FFFF)
+            return _wait(k, uaddr, val, deadline(k, timeout, True, realtime), val3 & 0xFFFF_FFFF)
         case FutexOp.FUTEX_WAKE:
-            _word(k, uaddr)
+            _plain_only(k, uaddr)
             return threads.wake(uaddr, s32(val))
         case FutexOp.FUTEX_WAKE_BITSET:
-            _word(k, uaddr)
+            _plain_only(k, uaddr)
             if val3 & 0xFFFF_FFFF == 0:
                 raise SyscallError(Errno.EINVAL)
             return threads.wake(uaddr, s32(val), val3 & 0xFFFF_FFFF)
         case FutexOp.FUTEX_REQUEUE | FutexOp.FUTEX_CMP_REQUEUE:
-            if cmd == FutexOp.FUTEX_CMP_REQUEUE and _word(k, uaddr) != val3 & 0xFFFF_FFFF:
+            if cmd == FutexOp.FUTEX_CMP_REQUEUE and word(k, uaddr) != val3 & 0xFFFF_FFFF:
                 raise SyscallError(Errno.EAGAIN)
-            _word(k, uaddr2)
+            _plain_only(k, uaddr)
+            word(k, uaddr2)
             if s32(val) < 0 or s32(timeout) < 0:
                 raise SyscallError(Errno.EINVAL)
             woken = threads.wake(uaddr, s32(val))
@@ -122,11 +199,16 @@ def futex(k: Kernel, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, v
             return woken + len(moved)
         case FutexOp.FUTEX_WAKE_OP:
             return _wake_op(k, uaddr, s32(val), s32(timeout), uaddr2, val3)
-        case FutexOp.FUTEX_LOCK_PI | FutexOp.FUTEX_TRYLOCK_PI:
-            return _lock_pi(k, uaddr, timeout, cmd == FutexOp.FUTEX_TRYLOCK_PI)
-        case FutexOp.FUTEX_UNLOCK_PI:
-            return _unlock_pi(k, uaddr)
+    if cmd in PI_COMMANDS:
+        return PI_COMMANDS[cmd](k, cmd, uaddr, val, timeout, uaddr2, val3, realtime)
     raise SyscallError(Errno.ENOSYS)
+
+
+def _plain_only(k: Kernel, uaddr: int) -> None:
+    """FUTEX_WAKE and FUTEX_REQUEUE act on plain waiters; finding a PI or requeue-PI waiter is EINVAL."""
+    word(k, uaddr)
+    if any(not t.wait.plain for t in k.threads.waiters(uaddr)):  # type: ignore[union-attr]
+        raise SyscallError(Errno.EINVAL)
 
 
 def _wake_op(k: Kernel, uaddr: int, count: int, count2: int, uaddr2: int, encoded: int) -> int:
@@ -138,46 +220,11 @@ def _wake_op(k: Kernel, uaddr: int, count: int, count2: int, uaddr2: int, encode
         oparg = 1 << (oparg & 31)
     if op not in _WAKE_OPS or cmp not in _WAKE_CMPS:
         raise SyscallError(Errno.ENOSYS)
-    _word(k, uaddr)
-    old = _word(k, uaddr2)
-    _store(k, uaddr2, _WAKE_OPS[op](old, oparg))
+    word(k, uaddr)
+    old = word(k, uaddr2)
+    store(k, uaddr2, _WAKE_OPS[op](old, oparg))
     woken = k.threads.wake(uaddr, count)
     signed_arg = cmparg - 0x1000 if cmparg & 0x800 else cmparg
     if _WAKE_CMPS[cmp](s32(old), signed_arg):
         woken += k.threads.wake(uaddr2, count2)
     return woken
-
-
-def _lock_pi(k: Kernel, uaddr: int, timeout: int, try_only: bool) -> int:
-    """Take the lock word for this thread: free (0, or only OWNER_DIED left by a dead owner) it becomes
-    the tid; held, the waiters bit is set and the thread waits for FUTEX_UNLOCK_PI to hand it over."""
-    word = _word(k, uaddr)
-    owner = word & FUTEX_TID_MASK
-    if owner == k.tid:
-        raise SyscallError(Errno.EDEADLK)
-    if owner == 0 or k.threads.find(owner) is None and owner != k.pid:
-        _store(k, uaddr, k.tid | (word & FUTEX_WAITERS) | (FUTEX_OWNER_DIED if owner else word & FUTEX_OWNER_DIED))
-        return 0
-    if try_only:
-        raise SyscallError(Errno.EAGAIN)
-    _store(k, uaddr, word | FUTEX_WAITERS)
-    if k.signals.deliverable():
-        raise Interrupted
-    deadline = _deadline(k, timeout, True, True)
-    raise Parked(k.threads.futex_wait(uaddr, BITSET_MATCH_ANY, deadline))
-
-
-def _unlock_pi(k: Kernel, uaddr: int) -> int:
-    """Hand the lock to the first waiter (its FUTEX_LOCK_PI returns 0 owning it), or free it."""
-    word = _word(k, uaddr)
-    if word & FUTEX_TID_MASK != k.tid:
-        raise SyscallError(Errno.EPERM)
-    waiters = k.threads.waiters(uaddr)
-    if not waiters:
-        _store(k, uaddr, 0)
-        return 0
-    heir = waiters[0]
-    _store(k, uaddr, heir.tid | (FUTEX_WAITERS if len(waiters) > 1 else 0))
-    heir.wait = None
-    heir.regs.rax = 0
-    return 0

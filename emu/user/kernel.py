@@ -22,7 +22,8 @@ error becomes the Linux errno of the same name; a call without a handler
 returns ENOSYS and is reported once.  A blocking call that a signal interrupts
 (``emu.user.signals``) returns EINTR, or is restarted after the handler when
 it allows that.  A call that would block while other threads can run parks the thread instead
-(:class:`Parked`, ``emu.user.threads``).  Not modelled: sockets.
+(:class:`Parked`, ``emu.user.threads``).  A call first lets go of the lock of shared memory the guest's
+instructions held (``emu.user.sharedmem``), and its own accesses to shared memory take it one at a time.
 """
 
 from __future__ import annotations
@@ -123,6 +124,15 @@ class Kernel:
 
         Raises :class:`ProcessExit` when the call ends the process.
         """
+        lock = self.mem.shared_lock
+        lock.release()              # between instructions: other processes may use shared memory now
+        lock.keep = False           # and the call's own accesses to it take the lock one at a time
+        try:
+            self._handle()
+        finally:
+            lock.keep = True
+
+    def _handle(self) -> None:
         st = self.state
         nr = st.rax
         entry = HANDLERS.get(nr)

@@ -85,10 +85,13 @@ class Errno(IntEnum):
     EOVERFLOW = 75
     EILSEQ = 84
     ENOTSOCK = 88
+    EMSGSIZE = 90
     EOPNOTSUPP = 95
     EAFNOSUPPORT = 97
     EADDRINUSE = 98
     ECONNRESET = 104
+    ENOBUFS = 105
+    EISCONN = 106
     ENOTCONN = 107
     ETIMEDOUT = 110
     ECONNREFUSED = 111
@@ -199,6 +202,7 @@ DEFAULT_IGNORED = frozenset({Signal.SIGCHLD, Signal.SIGCONT, Signal.SIGURG, Sign
 # guest descriptor instead (emu never execs), and O_LARGEFILE is implied on 64-bit.
 O_ACCMODE = 0o3
 O_WRONLY = 0o1
+O_RDWR = 0o2
 O_CREAT = 0o100
 O_TRUNC = 0o1000
 O_NONBLOCK = 0o4000

@@ -132,6 +132,8 @@ def load_program(space: AddressSpace, state: CpuState, image: ElfImage, argv: Se
     top = _map_segments(space, image)
     brk_offset = aslr.randrange(BRK_RANDOM >> PAGE_SHIFT) << PAGE_SHIFT if aslr is not None else 0
     space.brk_start = space.brk = top + brk_offset
+    space.data_size = (max(p.p_vaddr + p.p_filesz for p in image.loads)       # end_data - start_data
+                       - max(p.p_vaddr for p in image.loads)) if image.loads else 0
     space.map(STACK_TOP - STACK_INITIAL, STACK_INITIAL, PROT_READ | PROT_WRITE, growsdown=True, name="[stack]")
     base, entry = 0, image.entry
     if interpreter is not None:

@@ -3,17 +3,19 @@
 Follows mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2) and brk(2) over
 ``emu.user.address_space``, where a mapping is a reservation and pages get host memory when first
 touched.  A private file mapping reads the file's bytes when a page is first touched (bytes past the
-end of the file are zero) and again after MADV_DONTNEED; that is exact for MAP_PRIVATE and for
-read-only MAP_SHARED, and a writable MAP_SHARED file mapping is refused with ENODEV rather than
-silently losing writes.  /dev/zero maps as anonymous memory; what is neither a regular file nor a
-block device (pipes, sockets, other character devices) is ENODEV.  Anonymous MAP_SHARED memory is
-private too, which no one can tell without fork.  RLIMIT_AS and the commitment limit
-(``emu run --max-memory``) give ENOMEM as Linux's do.
+end of the file in its last page are zero, a page wholly past it SIGBUS) and again after MADV_DONTNEED.
+A MAP_SHARED mapping, anonymous or of a file, is the host's shared memory (``emu.user.sharedmem``), so
+a forked child and the parent see each other's stores; writable, it needs a descriptor open for writing
+(EACCES from mmap and mprotect).  /dev/zero maps as anonymous memory; what is neither a regular file nor
+a block device (pipes, sockets, other character devices) is ENODEV.  RLIMIT_AS, RLIMIT_DATA and the commitment
+limit (``emu run --max-memory``) give ENOMEM as Linux's do; brk past RLIMIT_DATA (the break plus the program's
+data segment, ``check_data_rlimit``) leaves the break where it was.  A MAP_GROWSDOWN mapping grows down on a
+fault below it as the stack does (within RLIMIT_STACK and the guard gap).
 
 mremap of a range that is not inside one mapping is EFAULT, as Linux's ``vma_to_resize`` has it.
 
-Not modelled: MAP_GROWSDOWN, MAP_HUGETLB page sizes, RLIMIT_DATA, mlock and MADV_* advice other than
-MADV_DONTNEED (accepted, without effect).
+Not modelled: MAP_HUGETLB page sizes, mlock and MADV_* advice other than MADV_DONTNEED (accepted, without
+effect), the guard gap's exception for an inaccessible (PROT_NONE) mapping below a grows-down one.
 """
 
 from __future__ import annotations
@@ -23,15 +25,25 @@ import os
 import stat
 
 from cpu.memory import PAGE_MASK
-from emu.user.address_space import MMAP_MIN_ADDR, PROT_READ, PROT_WRITE, USER_TOP, FileSource, page_round_up
+from emu.user.address_space import (
+    MMAP_MIN_ADDR,
+    PROT_READ,
+    PROT_WRITE,
+    RLIMIT_DATA,
+    USER_TOP,
+    FileSource,
+    page_round_up,
+)
 from emu.user.kernel import Kernel
-from emu.user.linux import O_ACCMODE, O_WRONLY, Errno, SyscallError, linux_open_flags
+from emu.user.linux import O_ACCMODE, O_RDWR, O_WRONLY, Errno, SyscallError, linux_open_flags
+from emu.user.sharedmem import SharedPages
 from emu.user.sysent import syscall
 
 MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x1, 0x2, 0x3
 MAP_TYPE = 0xF
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x100
 MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000
 PROT_GROWSDOWN, PROT_GROWSUP = 0x0100_0000, 0x0200_0000
@@ -46,23 +58,27 @@ def _check_range(start: int, length: int) -> None:
         raise SyscallError(Errno.EINVAL)
 
 
-def _file_source(k: Kernel, fd: int, flags: int, prot: int, size: int, offset: int) -> FileSource | None:
-    """What a file mapping reads its pages from; None for /dev/zero (anonymous memory, as Linux maps it)."""
+def _file_source(k: Kernel, fd: int, flags: int, prot: int, size: int,
+                 offset: int) -> FileSource | SharedPages | None:
+    """What a file mapping reads its pages from: the file's bytes (private), the file itself (shared), or None
+    for /dev/zero (anonymous memory, as Linux maps it)."""
     host = k.fds.host(fd)
-    if linux_open_flags(fcntl.fcntl(host, fcntl.F_GETFL)) & O_ACCMODE == O_WRONLY:
+    access = linux_open_flags(fcntl.fcntl(host, fcntl.F_GETFL)) & O_ACCMODE
+    if access == O_WRONLY:
         raise SyscallError(Errno.EACCES)
     mode = os.fstat(host)
     if stat.S_ISCHR(mode.st_mode) and (os.major(mode.st_rdev), os.minor(mode.st_rdev)) == DEV_ZERO:
         return None
     if not (stat.S_ISREG(mode.st_mode) or stat.S_ISBLK(mode.st_mode)):
         raise SyscallError(Errno.ENODEV)           # pipes, sockets, directories, character devices
-    if flags & MAP_TYPE != MAP_PRIVATE and prot & PROT_WRITE:
-        k.say_once("writable MAP_SHARED file mappings are not modelled; mmap returns ENODEV")
-        raise SyscallError(Errno.ENODEV)
     try:
         name = os.readlink(f"/proc/self/fd/{host}")
     except OSError:
         name = ""
+    if flags & MAP_TYPE != MAP_PRIVATE:
+        if prot & PROT_WRITE and access != O_RDWR:
+            raise SyscallError(Errno.EACCES)
+        return SharedPages.of_file(host, k.mem.shared_lock, name, writable=access == O_RDWR)
     source = FileSource(host, name)
     if source.fd is None:
         source.take_snapshot(host, offset, size)
@@ -78,6 +94,13 @@ def mmap(k: Kernel, addr: int, length: int, prot: int, flags: int, fd: int, offs
     if size > USER_TOP:
         raise SyscallError(Errno.ENOMEM)
     source = None if flags & MAP_ANONYMOUS else _file_source(k, fd, flags, prot, size, offset)
+    shared = source if isinstance(source, SharedPages) else None
+    if source is None and flags & MAP_TYPE != MAP_PRIVATE:
+        shared = SharedPages.anonymous(size, k.mem.shared_lock)
+        shared.name = "/dev/zero (deleted)"      # what Linux's maps shows for shared anonymous memory
+        offset = 0
+    if shared is not None:
+        source = None
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         _check_range(addr, size)
         if flags & MAP_FIXED_NOREPLACE and not k.mem.is_free(addr, size):
@@ -85,9 +108,9 @@ def mmap(k: Kernel, addr: int, length: int, prot: int, flags: int, fd: int, offs
         start = addr
     else:
         start = _place(k, addr, size)
-    k.mem.map(start, size, prot, source=source, offset=offset if source is not None else 0,
-              noreserve=bool(flags & MAP_NORESERVE),
-              name=source.name if source is not None else "")
+    k.mem.map(start, size, prot, source=source, offset=offset if source is not None or shared is not None else 0,
+              noreserve=bool(flags & MAP_NORESERVE), shared=shared, growsdown=bool(flags & MAP_GROWSDOWN),
+              name=(source or shared).name if (source or shared) is not None else "")
     return start
 
 
@@ -115,6 +138,8 @@ def munmap(k: Kernel, addr: int, length: int) -> int:
 def mprotect(k: Kernel, addr: int, length: int, prot: int) -> int:
     if addr & PAGE_MASK or prot & ~(7 | PROT_GROWSDOWN | PROT_GROWSUP):
         raise SyscallError(Errno.EINVAL)
+    if prot & PROT_WRITE and length and k.mem.shared_without_write(addr, page_round_up(length)):
+        raise SyscallError(Errno.EACCES)          # a shared file mapping of a descriptor not open for writing
     if length and not k.mem.protect(addr, length, prot & 7):
         raise SyscallError(Errno.ENOMEM)
     return 0
@@ -177,6 +202,8 @@ def brk(k: Kernel, addr: int) -> int:
     if addr < mem.brk_start:
         return mem.brk
     old_end, new_end = page_round_up(mem.brk), page_round_up(addr)
+    if addr - mem.brk_start + mem.data_size > mem.limit(RLIMIT_DATA):
+        return mem.brk                     # check_data_rlimit: the break and the data segment past RLIMIT_DATA
     if new_end > old_end:
         if new_end > USER_TOP or not mem.is_free(old_end, new_end - old_end):
             return mem.brk

@@ -45,6 +45,7 @@ from emu.user.fdtable import FdTable
 from emu.user.linux import SIG_IGN, Errno, ProcessExit, Signal, SyscallError, signal_name
 from emu.user.loader import load_program
 from emu.user.proclimit import ProcessLimit
+from emu.user.sharedmem import SHARED_SLICE
 from emu.user.signals import FAULT_SIGNALS, HostSignals, deliver, inherited, synchronous
 from emu.user.sigstate import SignalState
 from emu.user.syscalls import Kernel
@@ -164,7 +165,9 @@ class Process:
                 budget = None if max_instructions is None else max_instructions - interp.icount
                 if budget is not None and budget <= 0:
                     return self._killed(Signal.SIGXCPU, f"after {max_instructions} instructions (the limit)")
-                limit = min(x for x in (SLICE, budget, threads.limit()) if x is not None)
+                self.memory.shared_lock.release()     # between instructions (emu.user.sharedmem)
+                limit = min(x for x in (SLICE, budget, threads.limit(),
+                                        SHARED_SLICE if self.memory.shares else None) if x is not None)
                 before = interp.icount
                 try:
                     stop = interp.run(limit)

@@ -1,8 +1,8 @@
 """The files of ``/proc/self`` that must show the guest, not the emulator: ``maps`` and ``auxv``.
 
 Follows proc(5): ``/proc/self/maps`` has one line per mapping,
-``start-end perms offset dev inode pathname`` in hex, with ``p`` (private) for
-every mapping; ``[heap]`` and ``[stack]`` name the program break's pages and
+``start-end perms offset dev inode pathname`` in hex, with ``p`` (private) or
+``s`` (MAP_SHARED, ``emu.user.sharedmem``); ``[heap]`` and ``[stack]`` name the program break's pages and
 the stack, a file mapping its host path and file offset; the last line is the
 execute-only ``[vsyscall]`` page (``emu.user.vsyscall``).  ``/proc/self/auxv`` is the auxiliary
 vector as the process received it: (key, value) pairs of 64-bit words ending
@@ -32,20 +32,21 @@ MAPS, AUXV = b"/proc/self/maps", b"/proc/self/auxv"
 def maps(k: Kernel) -> bytes:
     """The text of /proc/self/maps for the guest's address space: one line per mapping, adjacent
     anonymous mappings with the same protection and name printed as one (as Linux merges them)."""
-    runs: list[list] = []          # [start, end, prot, offset, name, file?]
+    runs: list[list] = []          # [start, end, prot, offset, name, file or shared?, shared?]
     for vma in k.mem.vmas:
         last = runs[-1] if runs else None
+        backed = vma.source is not None or vma.shared is not None
         if (last is not None and last[1] == vma.start and last[2] == vma.prot and last[4] == vma.name
-                and not last[5] and vma.source is None):
+                and not last[5] and not backed):
             last[1] = vma.end
         else:
-            runs.append([vma.start, vma.end, vma.prot, vma.offset if vma.source else 0, vma.name,
-                         vma.source is not None])
-    runs.append([VSYSCALL_PAGE, VSYSCALL_PAGE + PAGE_SIZE, PROT_EXEC, 0, "[vsyscall]", False])
+            runs.append([vma.start, vma.end, vma.prot, vma.offset if backed else 0, vma.name, backed,
+                         vma.shared is not None])
+    runs.append([VSYSCALL_PAGE, VSYSCALL_PAGE + PAGE_SIZE, PROT_EXEC, 0, "[vsyscall]", False, False])
     lines = []
-    for start, end, prot, offset, name, _ in runs:
+    for start, end, prot, offset, name, _, shared in runs:
         perms = "".join(c if prot & bit else "-" for c, bit in (("r", PROT_READ), ("w", PROT_WRITE),
-                                                                  ("x", PROT_EXEC))) + "p"
+                                                                  ("x", PROT_EXEC))) + ("s" if shared else "p")
         head = f"{start:08x}-{end:08x} {perms} {offset:08x} 00:00 0"
         lines.append(f"{head:<73}{name}".rstrip() + "\n")
     return "".join(lines).encode()

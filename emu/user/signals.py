@@ -72,6 +72,7 @@ from emu.user.linux import (
     s32,
 )
 from emu.user.loader import MINSIGSTKSZ
+from emu.user.sharedmem import BusError
 from emu.user.sigstate import (
     KEPT_FRAMES,
     NEVER_BLOCKED,
@@ -254,6 +255,7 @@ def deliver(k: Kernel) -> None:
     sigs = k.signals
     handled = False
     restart, sigs.restart = sigs.restart, None
+    always, sigs.restart_always = sigs.restart_always, False
     while (taken := sigs.next()) is not None:
         sig, info = taken
         act = sigs.action(sig)
@@ -263,7 +265,7 @@ def deliver(k: Kernel) -> None:
             default_action(k, sig)
             continue
         if restart is not None and not handled:
-            _settle_restart(k, restart, bool(act.sa_flags & SA_RESTART))
+            _settle_restart(k, restart, bool(act.sa_flags & SA_RESTART) or always)
             handled = True
         setup_frame(k, sig, info, act)
     if restart is not None and not handled:
@@ -342,7 +344,9 @@ def synchronous(k: Kernel, fault: GuestFault) -> tuple[int, str] | None:
 
     Like Linux's ``force_sig_fault``: a blocked or ignored synchronous signal kills the process."""
     st = k.state
-    if fault.vector == Vector.PF:
+    if isinstance(fault, BusError):
+        sig, code, address = Signal.SIGBUS, BUS_ADRERR, fault.address or 0
+    elif fault.vector == Vector.PF:
         sig, code = Signal.SIGSEGV, SEGV_ACCERR if (fault.error_code or 0) & PFError.P else SEGV_MAPERR
         address = fault.address or 0
     elif fault.vector in FAULT_SIGNALS:
@@ -497,6 +501,15 @@ def _read_sigset(k: Kernel, address: int) -> int:
     return int.from_bytes(k.mem.read(address, SIGSET_SIZE), "little")
 
 
+def with_mask(k: Kernel, mask: int, size: int, call: Callable[[], T]) -> T:
+    """Run the waiting ``call`` of ppoll(2), pselect6 or epoll_pwait(2) with the signal mask at ``mask`` (none
+    when 0): the sigset is checked and read as ``set_user_sigmask`` does, then :meth:`SignalState.during`."""
+    if not mask:
+        return call()
+    _check_sigset_size(size)
+    return k.signals.during(_read_sigset(k, mask), call)
+
+
 @syscall("rt_sigprocmask")
 def rt_sigprocmask(k: Kernel, how: int, nset: int, oset: int, sigsetsize: int) -> int:
     _check_sigset_size(sigsetsize)
@@ -535,13 +548,10 @@ def rt_sigreturn(k: Kernel) -> int:
 def rt_sigsuspend(k: Kernel, mask: int, sigsetsize: int) -> int:
     """Wait with ``mask`` for a signal; the handler then runs with the mask that was there before."""
     _check_sigset_size(sigsetsize)
-    sigs = k.signals
-    new = _read_sigset(k, mask) & ~NEVER_BLOCKED
-    old, sigs.blocked = sigs.blocked, new
     try:
-        wait_until(k, lambda: None)
+        k.signals.during(_read_sigset(k, mask), lambda: wait_until(k, lambda: None))
     except Interrupted:
-        sigs.saved_mask = old
+        pass
     raise SyscallError(Errno.EINTR)
 
 

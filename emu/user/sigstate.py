@@ -9,8 +9,22 @@ signals are not queued).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
-from emu.user.linux import DEFAULT_IGNORED, SIG_DFL, SIG_IGN, KernelSigaction, Signal, StackT
+from emu.user.linux import (
+    DEFAULT_IGNORED,
+    SIG_DFL,
+    SIG_IGN,
+    Errno,
+    KernelSigaction,
+    Parked,
+    Signal,
+    StackT,
+    SyscallError,
+)
+
+T = TypeVar("T")
 
 NSIG = 64
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
@@ -42,6 +56,11 @@ class SignalState:
         self.altstack: StackT | None = None
         self.saved_mask: int | None = None
         """The mask rt_sigsuspend replaced, restored when the handler returns (or at once without one)."""
+        self.call_mask: int | None = None
+        """The mask a ppoll, pselect6 or epoll_pwait replaced while it waits (``signals.with_mask``)."""
+        self.restart_always = False
+        """The interrupted call is restarted after a handler even without SA_RESTART (Linux's ERESTARTNOINTR,
+        which FUTEX_LOCK_PI returns)."""
         self.restart: int | None = None
         """The number of the system call a signal just interrupted (to restart or fail with EINTR)."""
         self.upper_halves: dict[int, list[int]] = {}
@@ -59,6 +78,35 @@ class SignalState:
                 pass
         except BlockingIOError:
             pass
+
+    def during(self, mask: int, call: Callable[[], T]) -> T:
+        """Run ``call`` with ``mask`` blocked, as the kernel's ``set_user_sigmask`` and
+        ``restore_saved_sigmask_unless`` do: the old mask is back when the call returns, except after EINTR, when
+        the handler runs under ``mask`` and its frame holds the old one (:attr:`saved_mask`, as after
+        rt_sigsuspend).  A thread that parks keeps ``mask`` while it waits, and the old one stays in
+        :attr:`call_mask` for when the call runs again."""
+        if self.call_mask is None:                  # not a parked call run again
+            self.call_mask = self.blocked
+        old, self.blocked = self.call_mask, mask & ~NEVER_BLOCKED
+        try:
+            result = call()
+        except Parked:
+            raise
+        except Interrupted:
+            self.call_mask, self.saved_mask = None, old
+            raise
+        except SyscallError as e:
+            self.call_mask = None
+            if e.errno == Errno.EINTR:
+                self.saved_mask = old
+            else:
+                self.blocked = old
+            raise
+        except BaseException:
+            self.call_mask, self.blocked = None, old
+            raise
+        self.call_mask, self.blocked = None, old
+        return result
 
     def for_thread(self) -> SignalState:
         """A new thread's state (clone(2)): the process's dispositions, the creator's mask, nothing pending,

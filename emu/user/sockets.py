@@ -5,11 +5,15 @@ getsockopt(2)/setsockopt(2) (see unix(7)).
 A guest socket is a host socket behind the guest descriptor (``emu.user.fdtable``): reads and writes go
 through read(2)/write(2) as for any descriptor, and a path in a ``sockaddr_un`` is a host path (the sysroot of
 ``-L`` maps programs and libraries, not sockets); abstract addresses (a leading NUL) are the host's.
-A call that would block waits in ``emu.user.signals.wait_until``, so a signal interrupts it (EINTR).
+A call that would block waits in ``emu.user.signals.wait_until``, so a signal interrupts it (EINTR).  A send to
+a closed peer is EPIPE and sends SIGPIPE unless MSG_NOSIGNAL (the emulator itself ignores SIGPIPE).
+
+sendmsg(2)/recvmsg(2) and their ancillary data are in ``emu.user.sockmsg``, on the helpers here (:func:`call`,
+:func:`send`, :func:`read_address`, :func:`write_address`).
 
 Not modelled: other address families (socket(2) says EAFNOSUPPORT: emu gives its guests no network),
-sendmsg(2)/recvmsg(2) (so no SCM_RIGHTS or SCM_CREDENTIALS), socket options beyond SO_TYPE, SO_ERROR,
-SO_DOMAIN, SO_ACCEPTCONN, SO_SNDBUF/SO_RCVBUF, SO_PASSCRED and SO_REUSEADDR.
+socket options beyond SO_TYPE, SO_ERROR, SO_DOMAIN, SO_ACCEPTCONN, SO_SNDBUF/SO_RCVBUF, SO_PASSCRED and
+SO_REUSEADDR.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import os
 import select
 import socket as host_socket
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from emu.user.kernel import Kernel
-from emu.user.linux import O_CLOEXEC, O_NONBLOCK, Errno, SyscallError, s32
-from emu.user.signals import ready_for, wait_until
+from emu.user.linux import O_CLOEXEC, O_NONBLOCK, Errno, Signal, SyscallError, s32
+from emu.user.signals import SI_USER, ready_for, siginfo, wait_until
 from emu.user.sigstate import Interrupted
 from emu.user.sysent import syscall
 
@@ -33,6 +39,7 @@ SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_ACCEPTCON
     2, 3, 4, 7, 8, 16, 30, 39
 SHUT_RDWR = 2
 MSG_DONTWAIT, MSG_NOSIGNAL, MSG_PEEK, MSG_WAITALL = 0x40, 0x4000, 0x2, 0x100
+T = TypeVar("T")
 SUN_PATH = 108
 """Bytes of ``sun_path`` in struct sockaddr_un (family: 2 bytes at 0, path at 2)."""
 _HOST_TYPES = {SOCK_STREAM: host_socket.SOCK_STREAM, SOCK_DGRAM: host_socket.SOCK_DGRAM,
@@ -62,7 +69,7 @@ def _socket(k: Kernel, fd: int) -> host_socket.socket:
         raise SyscallError(Errno.ENOTSOCK) from None
 
 
-def _call(k: Kernel, fd: int, action, events: int = 0, *, wait: bool = True):  # noqa: ANN001, ANN202
+def call(k: Kernel, fd: int, action: Callable[[host_socket.socket], T], events: int = 0, *, wait: bool = True) -> T:
     """``action(sock)`` on guest ``fd``'s socket, as a blocking call: waiting (interruptibly) while it would
     block, if the socket blocks; host errors become the guest's errno."""
     sock = _socket(k, fd)
@@ -89,7 +96,17 @@ def _call(k: Kernel, fd: int, action, events: int = 0, *, wait: bool = True):  #
         sock.detach()
 
 
-def _read_address(k: Kernel, address: int, length: int) -> str | bytes:
+def send(k: Kernel, fd: int, flags: int, action: Callable[[host_socket.socket], T], events: int) -> T:
+    """:func:`call` for a send: EPIPE also sends SIGPIPE unless MSG_NOSIGNAL (unix(7), send(2))."""
+    try:
+        return call(k, fd, action, events)
+    except SyscallError as e:
+        if e.errno == Errno.EPIPE and not flags & MSG_NOSIGNAL:
+            k.signals.post(Signal.SIGPIPE, siginfo(Signal.SIGPIPE, SI_USER, k.pid, os.getuid()))
+        raise
+
+
+def read_address(k: Kernel, address: int, length: int) -> str | bytes:
     """A sockaddr_un from the guest, as Python's socket module takes it."""
     if not 2 < length <= 2 + SUN_PATH:
         raise SyscallError(Errno.EINVAL)
@@ -102,7 +119,7 @@ def _read_address(k: Kernel, address: int, length: int) -> str | bytes:
     return os.fsdecode(path.split(b"\0", 1)[0])
 
 
-def _write_address(k: Kernel, address: int, length_address: int, name: str | bytes) -> None:
+def write_address(k: Kernel, address: int, length_address: int, name: str | bytes) -> None:
     """Store a sockaddr_un (truncated to the guest's buffer) and its full length, as the kernel does."""
     if not address:
         return
@@ -146,21 +163,21 @@ def socketpair(k: Kernel, domain: int, kind: int, protocol: int, sv: int) -> int
 
 @syscall("bind")
 def bind(k: Kernel, fd: int, addr: int, addrlen: int) -> int:
-    name = _read_address(k, addr, addrlen)
-    _call(k, fd, lambda s: s.bind(name), wait=False)
+    name = read_address(k, addr, addrlen)
+    call(k, fd, lambda s: s.bind(name), wait=False)
     return 0
 
 
 @syscall("listen")
 def listen(k: Kernel, fd: int, backlog: int) -> int:
-    _call(k, fd, lambda s: s.listen(max(0, s32(backlog))), wait=False)
+    call(k, fd, lambda s: s.listen(max(0, s32(backlog))), wait=False)
     return 0
 
 
 @syscall("connect")
 def connect(k: Kernel, fd: int, addr: int, addrlen: int) -> int:
-    name = _read_address(k, addr, addrlen)
-    _call(k, fd, lambda s: s.connect(name), wait=False)
+    name = read_address(k, addr, addrlen)
+    call(k, fd, lambda s: s.connect(name), wait=False)
     return 0
 
 
@@ -173,9 +190,9 @@ def accept(k: Kernel, fd: int, addr: int, addrlen: int) -> int:
 def accept4(k: Kernel, fd: int, addr: int, addrlen: int, flags: int) -> int:
     if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
         raise SyscallError(Errno.EINVAL)
-    conn, peer = _call(k, fd, lambda s: s.accept(), select.POLLIN)
+    conn, peer = call(k, fd, lambda s: s.accept(), select.POLLIN)
     guest = _adopt(k, conn, bool(flags & SOCK_NONBLOCK), bool(flags & SOCK_CLOEXEC))
-    _write_address(k, addr, addrlen, peer)
+    write_address(k, addr, addrlen, peer)
     return guest
 
 
@@ -183,18 +200,18 @@ def accept4(k: Kernel, fd: int, addr: int, addrlen: int, flags: int) -> int:
 def sendto(k: Kernel, fd: int, buf: int, length: int, flags: int, addr: int, addrlen: int) -> int:
     data = k.mem.read(buf, min(length, 1 << 24))
     host_flags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL)
-    name = _read_address(k, addr, addrlen) if addr else None
-    send = (lambda s: s.sendto(data, host_flags, name)) if name is not None else (lambda s: s.send(data, host_flags))
-    return _call(k, fd, send, 0 if flags & MSG_DONTWAIT else select.POLLOUT)
+    name = read_address(k, addr, addrlen) if addr else None
+    action = (lambda s: s.sendto(data, host_flags, name)) if name is not None else (lambda s: s.send(data, host_flags))
+    return send(k, fd, flags, action, 0 if flags & MSG_DONTWAIT else select.POLLOUT)
 
 
 @syscall("recvfrom")
 def recvfrom(k: Kernel, fd: int, buf: int, length: int, flags: int, addr: int, addrlen: int) -> int:
     host_flags = flags & (MSG_DONTWAIT | MSG_PEEK | MSG_WAITALL)
-    data, peer = _call(k, fd, lambda s: s.recvfrom(min(length, 1 << 24), host_flags),
+    data, peer = call(k, fd, lambda s: s.recvfrom(min(length, 1 << 24), host_flags),
                        0 if flags & MSG_DONTWAIT else select.POLLIN)
     k.mem.write(buf, data)
-    _write_address(k, addr, addrlen, peer or "")
+    write_address(k, addr, addrlen, peer or "")
     return len(data)
 
 
@@ -202,19 +219,19 @@ def recvfrom(k: Kernel, fd: int, buf: int, length: int, flags: int, addr: int, a
 def shutdown(k: Kernel, fd: int, how: int) -> int:
     if how > SHUT_RDWR:
         raise SyscallError(Errno.EINVAL)
-    _call(k, fd, lambda s: s.shutdown(how), wait=False)
+    call(k, fd, lambda s: s.shutdown(how), wait=False)
     return 0
 
 
 @syscall("getsockname")
 def getsockname(k: Kernel, fd: int, addr: int, addrlen: int) -> int:
-    _write_address(k, addr, addrlen, _call(k, fd, lambda s: s.getsockname(), wait=False))
+    write_address(k, addr, addrlen, call(k, fd, lambda s: s.getsockname(), wait=False))
     return 0
 
 
 @syscall("getpeername")
 def getpeername(k: Kernel, fd: int, addr: int, addrlen: int) -> int:
-    _write_address(k, addr, addrlen, _call(k, fd, lambda s: s.getpeername(), wait=False))
+    write_address(k, addr, addrlen, call(k, fd, lambda s: s.getpeername(), wait=False))
     return 0
 
 
@@ -230,7 +247,7 @@ def getsockopt(k: Kernel, fd: int, level: int, name: int, value: int, length: in
         options[option] = lambda s, o=option: s.getsockopt(host_socket.SOL_SOCKET, o)
     if name not in options:
         raise SyscallError(Errno.ENOPROTOOPT)
-    result = _call(k, fd, options[name], wait=False)
+    result = call(k, fd, options[name], wait=False)
     room = s32(int.from_bytes(k.mem.read(length, 4), "little"))
     if room < 0:
         raise SyscallError(Errno.EINVAL)
@@ -246,5 +263,5 @@ def setsockopt(k: Kernel, fd: int, level: int, name: int, value: int, length: in
     if length < 4:
         raise SyscallError(Errno.EINVAL)
     option = int.from_bytes(k.mem.read(value, 4), "little", signed=True)
-    _call(k, fd, lambda s: s.setsockopt(host_socket.SOL_SOCKET, name, option), wait=False)
+    call(k, fd, lambda s: s.setsockopt(host_socket.SOL_SOCKET, name, option), wait=False)
     return 0

@@ -18,7 +18,7 @@ thread nothing here changes how the process runs.
 
 Not modelled: more than one CPU (threads never run at the same time), scheduling priorities and
 affinity, a process-wide pending set (a signal sent to the process is made pending on one thread
-that does not block it), and futexes shared with other processes.
+that does not block it); futexes shared with other processes are ``emu.user.futex``'s (the host's own futex).
 """
 
 from __future__ import annotations
@@ -84,6 +84,16 @@ class FutexWait:
     deadline: int | None
     ticket: int
     """When the wait began, for first-in first-out wake-ups."""
+    pi: bool = False
+    """FUTEX_LOCK_PI: waiting to own the lock word at ``address`` (only FUTEX_UNLOCK_PI or its owner's exit
+    hand it over; FUTEX_WAKE finding it is EINVAL)."""
+    requeue_to: int | None = None
+    """FUTEX_WAIT_REQUEUE_PI: the PI lock word FUTEX_CMP_REQUEUE_PI moves the wait to."""
+
+    @property
+    def plain(self) -> bool:
+        """A FUTEX_WAIT(_BITSET), which FUTEX_WAKE and FUTEX_REQUEUE act on."""
+        return not self.pi and self.requeue_to is None
 
 
 @dataclass(eq=False)
@@ -145,10 +155,15 @@ class Threads:
                 return tid
 
     def exit_current(self) -> None:
-        """exit(2) of the running thread: its robust futexes are marked OWNER_DIED, its clear_child_tid
-        word is zeroed and woken; then it is gone and another thread runs."""
+        """exit(2) of the running thread: its robust futexes are marked OWNER_DIED, the PI locks it holds go to
+        their first waiters (``exit_pi_state_list``), its clear_child_tid word is zeroed and woken; then it is
+        gone and another thread runs."""
         k, thread = self.k, self.current
+        held = [address for address in {t.wait.address for t in self.all if isinstance(t.wait, FutexWait) and t.wait.pi}
+                if self._word(address) & FUTEX_TID_MASK == k.tid]
         self.exit_robust_list()
+        for address in held:
+            self.hand_over(address, self._word(address) & FUTEX_OWNER_DIED)
         if k.clear_child_tid:
             try:
                 k.mem.write(k.clear_child_tid, bytes(4))
@@ -179,6 +194,25 @@ class Threads:
                 self._futex_death((pending & ~1) + offset)
         except GuestFault:     # a list in unmapped memory ends the walk, as in Linux
             return
+
+    def hand_over(self, address: int, flags: int = 0) -> bool:
+        """Give the PI lock word at ``address`` to its first waiter, whose FUTEX_LOCK_PI returns 0 owning it: the
+        word becomes its tid with FUTEX_WAITERS (and ``flags``), as ``wake_futex_pi`` and
+        ``fixup_pi_state_owner`` write it.  False when no thread waits for it."""
+        heirs = [t for t in self.waiters(address) if t.wait.pi]  # type: ignore[union-attr]
+        if not heirs:
+            return False
+        heir = heirs[0]
+        self.k.mem.write(address, (heir.tid | FUTEX_WAITERS | flags).to_bytes(4, "little"))
+        heir.wait = None
+        heir.regs.rax = 0
+        return True
+
+    def _word(self, address: int) -> int:
+        try:
+            return int.from_bytes(self.k.mem.read(address, 4), "little")
+        except GuestFault:
+            return 0
 
     def _u64(self, address: int) -> int:
         return int.from_bytes(self.k.mem.read(address, 8), "little")
@@ -212,8 +246,8 @@ class Threads:
         return FutexWait(address, bitset, deadline, self.tickets)
 
     def wake(self, address: int, count: int, bitset: int = 0xFFFF_FFFF) -> int:
-        """Wake up to ``count`` waiters of ``address`` (their futex call returns 0); how many woke."""
-        woken = self.waiters(address, bitset)[:max(count, 0)]
+        """Wake up to ``count`` plain waiters of ``address`` (their futex call returns 0); how many woke."""
+        woken = [t for t in self.waiters(address, bitset) if t.wait.plain][:max(count, 0)]  # type: ignore[union-attr]
         for thread in woken:
             thread.wait = None
             thread.regs.rax = 0

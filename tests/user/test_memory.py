@@ -8,8 +8,9 @@ removes PROT_EXEC or it is unmapped or replaced by MAP_FIXED (SIGSEGV with SEGV_
 si_addr, with the JIT off, on and eager); data made read-only, PROT_NONE or unmapped under a hot loop
 (the JIT's inline TLB); MADV_DONTNEED on anonymous memory and on a private file mapping; mremap (in
 place, moving, shrinking, MREMAP_FIXED); MAP_FIXED_NOREPLACE; stack growth within RLIMIT_STACK;
-RLIMIT_AS; /proc/self/maps; the vsyscall page; ENOMEM at the commitment limit, SIGKILL past the memory
-cap, and a fork bomb that ends in EAGAIN.
+RLIMIT_AS; RLIMIT_DATA on mmap, mprotect and brk; a MAP_GROWSDOWN mapping growing; /proc/self/maps; the
+vsyscall page; ENOMEM at the commitment limit, SIGKILL past the memory cap, and a fork bomb that ends in
+EAGAIN.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def forkbomb(build_static) -> Path:
 
 
 @pytest.mark.parametrize("subtest", ["reserve", "code", "data", "dontneed", "remap", "stack", "rlimit_as",
-                                     "maps"])
+                                     "rlimit_data", "growsdown", "maps"])
 def test_memory_behaves_as_natively(subtest: str, memory: Path, tmp_path: Path, same_as_native) -> None:
     same_as_native([str(memory), subtest, str(tmp_path / "mapped.tmp")], env=ENV)
 

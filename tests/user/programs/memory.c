@@ -267,6 +267,56 @@ static int rlimit_as(void) {
     return 0;
 }
 
+/* "rlimit_data": RLIMIT_DATA limits private writable mappings and the break, not read-only or shared ones. */
+static int rlimit_data(void) {
+    struct rlimit rl = {64 << 20, RLIM_INFINITY};
+    setrlimit(RLIMIT_DATA, &rl);
+    void *big = mmap(0, 128 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("128 MiB writable private: %s\n", big == MAP_FAILED ? strerror(errno) : "mapped");
+    void *ro = mmap(0, 128 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("128 MiB read-only: %s\n", ro == MAP_FAILED ? strerror(errno) : "mapped");
+    errno = 0;
+    int r = mprotect(ro, 128 << 20, PROT_READ | PROT_WRITE);
+    printf("made writable: %d %s\n", r, strerror(errno));
+    void *shared = mmap(0, 128 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    printf("128 MiB writable shared: %s\n", shared == MAP_FAILED ? strerror(errno) : "mapped");
+    void *small = mmap(0, 8 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("8 MiB writable private: %s\n", small == MAP_FAILED ? strerror(errno) : "mapped");
+    errno = 0;
+    void *grown = sbrk(100 << 20);
+    printf("sbrk 100 MiB: %s\n", grown == (void *)-1 ? strerror(errno) : "grown");
+    grown = sbrk(1 << 20);
+    printf("sbrk 1 MiB: %s\n", grown == (void *)-1 ? strerror(errno) : "grown");
+    void *p = malloc(200 << 20);
+    printf("malloc 200 MiB: %s\n", p ? "got memory" : "NULL");
+    rl.rlim_cur = 0;
+    setrlimit(RLIMIT_DATA, &rl);
+    void *tiny = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("soft limit 0, hard unlimited: %s\n", tiny == MAP_FAILED ? strerror(errno) : "mapped");
+    return 0;
+}
+
+/* "growsdown": a MAP_GROWSDOWN mapping grows down on a fault below it, as the stack does. */
+static int growsdown(void) {
+    char *hole = mmap(0, 16 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    munmap(hole, 16 << 20);
+    char *top = hole + (16 << 20) - 4096;
+    char *g = mmap(top, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN,
+                   -1, 0);
+    printf("mapped at the top of the hole: %d\n", g == top);
+    volatile char *below = g - 5 * 4096;
+    *below = 42;
+    printf("five pages below: %d\n", *below);
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    unsigned long lo, hi;
+    while (fgets(line, sizeof line, maps))
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi == (unsigned long)(g + 4096))
+            printf("the mapping now starts %lu pages lower\n", ((unsigned long)g - lo) / 4096);
+    fclose(maps);
+    return 0;
+}
+
 /* "vsyscall": call the legacy vsyscall page's entry points; reading it is SIGSEGV. */
 static int vsyscall(void) {
     time_t (*vtime)(time_t *) = (time_t (*)(time_t *))0xffffffffff600400;
@@ -318,6 +368,8 @@ int main(int argc, char **argv) {
     if (!strcmp(t, "remap")) return remap();
     if (!strcmp(t, "stack")) return stack();
     if (!strcmp(t, "rlimit_as")) return rlimit_as();
+    if (!strcmp(t, "rlimit_data")) return rlimit_data();
+    if (!strcmp(t, "growsdown")) return growsdown();
     if (!strcmp(t, "vsyscall")) return vsyscall();
     if (!strcmp(t, "commit")) return commit();
     if (!strcmp(t, "touch")) return touch();

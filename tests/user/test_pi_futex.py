@@ -1,0 +1,35 @@
+"""Priority-inheritance futexes (emu/user/pifutex.py): PTHREAD_PRIO_INHERIT mutexes contended by six threads, a
+condition variable with a PI mutex, robust PI mutexes whose owner dies, and the futex word protocol through raw
+futex(2) calls (LOCK_PI, LOCK_PI2, TRYLOCK_PI, UNLOCK_PI, WAIT_REQUEUE_PI, CMP_REQUEUE_PI and their errors); one
+C program run natively and under emu, static in the Python tier and dynamic with the JIT."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_emu, run_native
+
+PROGRAM = Path(__file__).parent / "programs" / "pi_futex.c"
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("pi_futex")
+    built = {}
+    for link in ("static", "dynamic"):
+        binary = out / link
+        subprocess.run(["gcc", "-O1", *(["-static"] if link == "static" else []), "-o", str(binary), str(PROGRAM),
+                        "-lpthread"], check=True)
+        built[link] = binary
+    return built
+
+
+@pytest.mark.parametrize(("link", "jit"), [("static", "off"), ("dynamic", "on")])
+def test_pi_mutexes_condition_variable_robust_owner_death_and_word_protocol_as_natively(builds, link: str, jit: str):
+    native = run_native([str(builds[link])])
+    assert native.returncode == 0 and b"counter 2400 of 2400, overlaps 0" in native.stdout, native.stdout
+    emulated = run_emu([f"--jit={jit}", str(builds[link])])
+    assert (emulated.returncode, emulated.stdout.decode()) == (0, native.stdout.decode()), emulated.stderr[-2000:]

@@ -1,0 +1,36 @@
+"""MAP_SHARED memory across fork (emu/user/sharedmem.py): process-shared semaphores and mutexes handing a counter
+back and forth, atomic increments from two processes, a thread waiting for another process's post, a shared file
+mapping, a private one that stays private, and SIGBUS past the end of a mapped file; one C program run natively
+and under emu, static in the Python tier and dynamic with the JIT."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_emu, run_native
+
+PROGRAM = Path(__file__).parent / "programs" / "shared_memory.c"
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("shared_memory")
+    built = {}
+    for link in ("static", "dynamic"):
+        binary = out / link
+        subprocess.run(["gcc", "-O1", *(["-static"] if link == "static" else []), "-o", str(binary), str(PROGRAM),
+                        "-lpthread"], check=True)
+        built[link] = binary
+    return built
+
+
+@pytest.mark.parametrize(("link", "jit"), [("static", "off"), ("dynamic", "on")])
+def test_shared_mappings_semaphores_mutexes_and_sigbus_as_natively(builds, tmp_path: Path, link: str, jit: str):
+    native = run_native([str(builds[link]), str(tmp_path)])
+    assert native.returncode == 0 and b"total under the shared mutex: 600, atomic: 2000" in native.stdout, \
+        native.stdout
+    emulated = run_emu([f"--jit={jit}", str(builds[link]), str(tmp_path)])
+    assert (emulated.returncode, emulated.stdout.decode()) == (0, native.stdout.decode()), emulated.stderr[-2000:]
