@@ -96,7 +96,10 @@ FEATURE_BITS: dict[str, Bit] = {
     **_bits(1, 0, Reg.ECX, sse3=0, pclmulqdq=1, ssse3=9, fma=12, cx16=13, sse4_1=19, sse4_2=20, movbe=22,
             popcnt=23, aes=25, xsave=26, osxsave=27, avx=28, f16c=29, rdrand=30),
     # Leaf 7 subleaf 0 EBX and ECX (table 3-8, "Structured Extended Feature Flags"); nothing of EDX is modelled.
-    **_bits(7, 0, Reg.EBX, fsgsbase=0, bmi1=3, avx2=5, bmi2=8, rdseed=18, adx=19, sha=29),
+    # fdp_excptn_only (6) and fpcsds (13): the x87 updates FDP only on an unmasked exception and stores FCS/FDS as
+    # zero (cpu/semantics/fpu.py), as this machine's processor does.
+    **_bits(7, 0, Reg.EBX, fsgsbase=0, bmi1=3, avx2=5, fdp_excptn_only=6, bmi2=8, fpcsds=13, rdseed=18, adx=19,
+            sha=29),
     **_bits(7, 0, Reg.ECX, rdpid=22),
     # Leaf 0xD subleaf 1 EAX (table 3-8, "Processor Extended State Enumeration", sub-leaf 1).
     **_bits(0xD, 1, Reg.EAX, xsaveopt=0, xsavec=1),
@@ -106,7 +109,7 @@ FEATURE_BITS: dict[str, Bit] = {
 }
 
 SYSTEM = frozenset({"fpu", "pse", "tsc", "msr", "pae", "cx8", "pge", "cmov", "pat", "clflush", "fxsr", "sse",
-                    "sse2", "syscall", "nx", "pdpe1gb", "rdtscp", "lm"})
+                    "sse2", "syscall", "nx", "pdpe1gb", "rdtscp", "lm", "fdp_excptn_only", "fpcsds"})
 """Features implemented by the MMU, ``cpu.msr`` and the baseline semantics (registered without a feature),
 so always implemented.  OSXSAVE is not a feature of its own: it mirrors CR4.OSXSAVE while XSAVE is advertised."""
 
