@@ -119,10 +119,5 @@ def epoll_pwait(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int,
 @syscall("epoll_pwait2")
 def epoll_pwait2(k: Kernel, epfd: int, events: int, maxevents: int, timeout: int, sigmask: int,
                  sigsetsize: int) -> int:
-    timeout_ms = None
-    if timeout:
-        t = k.read_struct(timeout, Timespec)
-        if t.tv_sec < 0 or not 0 <= t.tv_nsec < 1_000_000_000:
-            raise SyscallError(Errno.EINVAL)
-        timeout_ms = t.tv_sec * 1000 + (t.tv_nsec + 999_999) // 1_000_000
+    timeout_ms = k.read_timeout_ms(timeout, Timespec)
     return with_mask(k, sigmask, sigsetsize, lambda: _wait(k, epfd, events, maxevents, timeout_ms))

@@ -381,16 +381,6 @@ def _poll_hosts(k: Kernel, wanted: list[tuple[OpenFile | None, int]], timeout_ms
     return [POLLNVAL if file is None else ready.get(file.host, 0) & (events | always) for file, events in wanted]
 
 
-def _timeout_ms(k: Kernel, address: int, layout: type[Timespec] | type[Timeval]) -> int | None:
-    if address == 0:
-        return None
-    t = k.read_struct(address, layout)
-    fraction = t.tv_nsec if isinstance(t, Timespec) else t.tv_usec * 1000
-    if t.tv_sec < 0 or not 0 <= fraction < 1_000_000_000:
-        raise SyscallError(Errno.EINVAL)
-    return t.tv_sec * 1000 + (fraction + 999_999) // 1_000_000
-
-
 def _poll(k: Kernel, fds: int, nfds: int, timeout_ms: int | None) -> int:
     if nfds > k.fds.limit:
         raise SyscallError(Errno.EINVAL)
@@ -409,7 +399,7 @@ def poll(k: Kernel, fds: int, nfds: int, timeout: int) -> int:
 
 @syscall("ppoll")
 def ppoll(k: Kernel, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int) -> int:
-    timeout_ms = _timeout_ms(k, tsp, Timespec)
+    timeout_ms = k.read_timeout_ms(tsp, Timespec)
     return with_mask(k, sigmask, sigsetsize, lambda: _poll(k, fds, nfds, timeout_ms))
 
 
@@ -444,12 +434,12 @@ def _select(k: Kernel, nfds: int, sets: tuple[int, int, int], timeout_ms: int | 
 
 @syscall("select")
 def select_(k: Kernel, nfds: int, readfds: int, writefds: int, exceptfds: int, timeout: int) -> int:
-    return _select(k, nfds, (readfds, writefds, exceptfds), _timeout_ms(k, timeout, Timeval))
+    return _select(k, nfds, (readfds, writefds, exceptfds), k.read_timeout_ms(timeout, Timeval))
 
 
 @syscall("pselect6")
 def pselect6(k: Kernel, nfds: int, readfds: int, writefds: int, exceptfds: int, timeout: int, sig: int) -> int:
     """select with a timespec and, in the sixth argument, a pointer to {const sigset_t *ss; size_t ss_len}."""
-    timeout_ms = _timeout_ms(k, timeout, Timespec)
+    timeout_ms = k.read_timeout_ms(timeout, Timespec)
     mask, size = struct.unpack("<QQ", k.mem.read(sig, 16)) if sig else (0, 0)
     return with_mask(k, mask, size, lambda: _select(k, nfds, (readfds, writefds, exceptfds), timeout_ms))

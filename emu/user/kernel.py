@@ -47,6 +47,8 @@ from emu.user.linux import (
     Parked,
     ProcessExit,
     SyscallError,
+    Timespec,
+    Timeval,
     errno_name,
     linux_errno,
     s32,
@@ -197,6 +199,17 @@ class Kernel:
     # -- guest memory -------------------------------------------------------
     def read_struct(self, address: int, layout: type[Layout]) -> Layout:
         return layout.from_buffer_copy(self.mem.read(address, ctypes.sizeof(layout)))
+
+    def read_timeout_ms(self, address: int, layout: type[Timespec] | type[Timeval]) -> int | None:
+        """A relative timeout (a ``timespec`` or ``timeval`` at ``address``, none when 0) in whole milliseconds,
+        rounded up; EINVAL for a negative one or a fraction out of range, as the kernel's checks give."""
+        if address == 0:
+            return None
+        t = self.read_struct(address, layout)
+        fraction = t.tv_nsec if isinstance(t, Timespec) else t.tv_usec * 1000
+        if t.tv_sec < 0 or not 0 <= fraction < 1_000_000_000:
+            raise SyscallError(Errno.EINVAL)
+        return t.tv_sec * 1000 + (fraction + 999_999) // 1_000_000
 
     def write_struct(self, address: int, value: ctypes.Structure) -> None:
         self.mem.write(address, bytes(value))

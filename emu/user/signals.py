@@ -571,12 +571,7 @@ def rt_sigtimedwait(k: Kernel, uthese: int, uinfo: int, uts: int, sigsetsize: in
     _check_sigset_size(sigsetsize)
     sigs = k.signals
     these = _read_sigset(k, uthese) & ~NEVER_BLOCKED
-    timeout = None
-    if uts:
-        t = k.read_struct(uts, Timespec)
-        if t.tv_sec < 0 or not 0 <= t.tv_nsec < 1_000_000_000:
-            raise SyscallError(Errno.EINVAL)
-        timeout = t.tv_sec * 1000 + (t.tv_nsec + 999_999) // 1_000_000
+    timeout = k.read_timeout_ms(uts, Timespec)
 
     def take() -> int | None:
         return next((sig for sig in sorted(sigs.pending) if these & bit(sig)), None)

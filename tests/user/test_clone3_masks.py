@@ -6,7 +6,6 @@ so every threaded test exercises its thread path."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,8 @@ PROGRAM = Path(__file__).parent / "programs" / "clone3_masks.c"
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("clone3_masks")
-    built = {}
-    for link in ("static", "dynamic"):
-        binary = out / link
-        subprocess.run(["gcc", "-O1", *(["-static"] if link == "static" else []), "-o", str(binary), str(PROGRAM)],
-                       check=True)
-        built[link] = binary
-    return built
+def builds(build_static, build_dynamic) -> dict[str, Path]:
+    return {"static": build_static(PROGRAM, "O1"), "dynamic": build_dynamic(PROGRAM, "O1")}
 
 
 @pytest.mark.parametrize(("link", "jit"), [("static", "off"), ("dynamic", "on")])

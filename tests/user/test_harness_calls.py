@@ -3,7 +3,6 @@ close_range): one C program run natively and under emu, static and dynamic, in t
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,8 @@ PROGRAM = Path(__file__).parent / "programs" / "harness_calls.c"
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("harness_calls")
-    built = {}
-    for link in ("static", "dynamic"):
-        binary = out / link
-        subprocess.run(["gcc", "-O1", *(["-static"] if link == "static" else []), "-o", str(binary), str(PROGRAM)],
-                       check=True)
-        built[link] = binary
-    return built
+def builds(build_static, build_dynamic) -> dict[str, Path]:
+    return {"static": build_static(PROGRAM, "O1"), "dynamic": build_dynamic(PROGRAM, "O1")}
 
 
 @pytest.mark.parametrize(("link", "jit"), [("static", "off"), ("dynamic", "on")])

@@ -5,7 +5,6 @@ C program run natively and under emu, static in the Python tier and dynamic with
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,8 @@ PROGRAM = Path(__file__).parent / "programs" / "pi_futex.c"
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("pi_futex")
-    built = {}
-    for link in ("static", "dynamic"):
-        binary = out / link
-        subprocess.run(["gcc", "-O1", *(["-static"] if link == "static" else []), "-o", str(binary), str(PROGRAM),
-                        "-lpthread"], check=True)
-        built[link] = binary
-    return built
+def builds(build_static, build_dynamic) -> dict[str, Path]:
+    return {"static": build_static(PROGRAM, "O1"), "dynamic": build_dynamic(PROGRAM, "O1")}
 
 
 @pytest.mark.parametrize(("link", "jit"), [("static", "off"), ("dynamic", "on")])

@@ -4,7 +4,6 @@ natively and under emu, static in the Python tier and dynamic with the JIT."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,8 @@ PROGRAM = Path(__file__).parent / "programs" / "socket_messages.c"
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("socket_messages")
-    built = {}
-    for link in ("static", "dynamic"):
-        binary = out / link
-        subprocess.run(["gcc", "-O1", *(["-static"] if link == "static" else []), "-o", str(binary), str(PROGRAM)],
-                       check=True)
-        built[link] = binary
-    return built
+def builds(build_static, build_dynamic) -> dict[str, Path]:
+    return {"static": build_static(PROGRAM, "O1"), "dynamic": build_dynamic(PROGRAM, "O1")}
 
 
 @pytest.mark.parametrize(("link", "jit"), [("static", "off"), ("dynamic", "on")])
