@@ -121,15 +121,17 @@ FAULT_SIGNALS = {
 }
 """The signal and si_code Linux's trap handlers send for each exception that is not SIGSEGV."""
 
-_SIMD_CODES = ((0x01, FPE_FLTINV), (0x04, FPE_FLTDIV), (0x08, FPE_FLTOVF), (0x12, FPE_FLTUND), (0x20, FPE_FLTRES))
-"""Linux's fpu__exception_code (arch/x86/kernel/fpu/core.c): the first unmasked MXCSR flag in this order names
-the si_code of #XM's SIGFPE (denormal counts as underflow)."""
+_FLOAT_CODES = ((0x01, FPE_FLTINV), (0x04, FPE_FLTDIV), (0x08, FPE_FLTOVF), (0x12, FPE_FLTUND), (0x20, FPE_FLTRES))
+"""Linux's fpu__exception_code (arch/x86/kernel/fpu/core.c): the first unmasked exception flag in this order
+names the si_code of SIGFPE for #XM (MXCSR) and #MF (the x87 status word); denormal counts as underflow."""
 
 
-def simd_fault_code(mxcsr: int) -> int:
-    """The si_code of SIGFPE for #XM: from MXCSR's flags whose masks are clear (FPE_FLTINV if none is)."""
-    unmasked = mxcsr & ~(mxcsr >> 7) & 0x3F
-    return next((code for bits, code in _SIMD_CODES if unmasked & bits), FPE_FLTINV)
+def float_fault_code(flags: int, masks: int) -> int:
+    """The si_code of SIGFPE for #XM or #MF: from the exception ``flags`` (MXCSR's or the x87 status word's low
+    six bits) whose ``masks`` (MXCSR's bits 12:7, the x87 control word's low six) are clear; FPE_FLTINV if
+    none is."""
+    unmasked = flags & ~masks & 0x3F
+    return next((code for bits, code in _FLOAT_CODES if unmasked & bits), FPE_FLTINV)
 
 
 T = TypeVar("T")
@@ -352,7 +354,9 @@ def synchronous(k: Kernel, fault: GuestFault) -> tuple[int, str] | None:
     elif fault.vector in FAULT_SIGNALS:
         (sig, code), address = FAULT_SIGNALS[fault.vector], st.rip
         if fault.vector == Vector.XM:
-            code = simd_fault_code(st.mxcsr)
+            code = float_fault_code(st.mxcsr, st.mxcsr >> 7)
+        elif fault.vector == Vector.MF:
+            code = float_fault_code(st.fsw, st.fcw)
     else:
         sig, code, address = Signal.SIGSEGV, SI_KERNEL, 0
     act = k.signals.action(sig)

@@ -1,5 +1,7 @@
 """Host-differential tests of float state a handler or an image sees.
 
+Unmasked x87 exceptions: #MF becomes SIGFPE whose si_code follows the unmasked status-word flags, as for #XM.
+
 Unmasked SIMD floating-point exceptions: #XM becomes SIGFPE
 whose si_code follows the unmasked MXCSR flags (Linux's fpu__exception_code), si_addr is the faulting
 instruction, the signal frame's MXCSR holds the flags the SDM says are set (Vol. 1, 11.5.1: only the
@@ -39,4 +41,11 @@ def test_x87_last_instruction_pointers_are_stored_as_natively(tier: str, build_s
     if "xsave" not in host_cpu_flags():
         pytest.skip("the host CPU lacks XSAVE, so the program cannot run natively")
     program = build_static(PROGRAMS / "x87_pointers.c", "O1")
+    same_as_native([str(program)], env={**ENV, "EMU_JIT": tier})
+
+
+@pytest.mark.parametrize("tier", ["off", "eager"])
+def test_unmasked_x87_exceptions_raise_sigfpe_with_the_si_code_of_the_flag(tier: str, build_static,
+                                                                            same_as_native) -> None:
+    program = build_static(PROGRAMS / "x87_exceptions.c", "O1")
     same_as_native([str(program)], env={**ENV, "EMU_JIT": tier})
