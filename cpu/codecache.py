@@ -17,10 +17,11 @@ What a translation depends on, and so what the key covers:
   in the generated code;
 * the CPU level (``cpu.cpuid``): an instruction whose feature the level lacks
   translates to #UD (or TZCNT to BSF), so a block is kept per level;
-* the block-size limit (``Interpreter.max_block``).  One-instruction blocks
-  (stepping, the end of an instruction budget) and blocks cut at a breakpoint
-  are never stored, and a stored block is not used when a breakpoint falls
-  inside it.  Neither is a block stored that ended because its next
+* the block-size limit (``Interpreter.max_block``, or 1 for the
+  one-instruction blocks of stepping and of the end of an instruction budget:
+  a warm boot translated 498 of those, 0.12 s, before they were kept too).
+  Blocks cut at a breakpoint are never stored, and a stored block is not used
+  when a breakpoint falls inside it.  Neither is a block stored that ended because its next
   instruction could not be fetched or decoded: its length depends on bytes
   past its end;
 * the translator: :data:`VERSION` hashes the source of every module under
@@ -37,7 +38,17 @@ rare occasions they are read (a fault's rollback).
 The database is ``$EMU_CACHE_DIR/code/<version>.sqlite`` (else under
 ``$XDG_CACHE_HOME/emu`` or ``~/.cache/emu``), in WAL mode so that concurrent
 runs read while one writes; new blocks are written in batches (every
-:data:`FLUSH_EVERY` blocks and at exit).  The cache is only an optimisation:
+:data:`FLUSH_EVERY` blocks and at exit).  Its size is capped, like ccache's:
+``EMU_CODE_CACHE_SIZE`` (default :data:`MAX_BYTES`, 1 GiB).  Every block and
+native module carries a stamp of when a run last used it: the hour, or one
+more than the stamp of the last eviction if that is later (so rows used
+since an eviction rank above those that were not).  A stamp is written at
+most once per row and stamp, in a small table of its own so that a big row is
+never rewritten (noting every row a warm boot uses on every run was measured
+at 40-90 ms).  A run that opens a database over the cap first deletes its
+least recently used rows (oldest stamp, then oldest row) down to
+:data:`EVICT_TO` of the cap, so a test runner's cache keeps taking the code it
+runs now instead of filling up with what it ran last month.  The cache is only an optimisation:
 any error (a directory that cannot be created, a corrupt file, a lock held
 too long) switches it off for the rest of the run, logged once at INFO level
 on the ``emu.codecache`` logger, so a program's own stderr stays its own;
@@ -52,9 +63,11 @@ import atexit
 import hashlib
 import importlib.util
 import marshal
+import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import CodeType
@@ -78,7 +91,10 @@ KEEP_OTHER_VERSIONS = 3
 LOCK_TIMEOUT = 5.0
 """Seconds to wait for another run's write lock before giving up on the cache."""
 MAX_BYTES = 1 << 30
-"""A database this large takes no more blocks (it is still read): a boot stores about 40 MB."""
+"""The default cap on a database's live bytes (``EMU_CODE_CACHE_SIZE`` sets another): a boot stores about
+40 MB, a test runner's day of static programs more."""
+EVICT_TO = 0.75
+"""A database found over its cap is brought down to this share of it, its least recently used rows first."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -101,7 +117,20 @@ CREATE TABLE IF NOT EXISTS placements (
     block BLOB NOT NULL,    -- cpu.jit's hash of that one block (address, instruction count, bytes, target)
     module BLOB NOT NULL,   -- the key of a module in natives that holds its native code
     PRIMARY KEY (page, block)
+);
+CREATE TABLE IF NOT EXISTS block_uses (
+    id INTEGER PRIMARY KEY, -- a row of blocks (its rowid)
+    stamp INTEGER NOT NULL  -- when a run last used it (CodeCache.stamp)
+);
+CREATE TABLE IF NOT EXISTS native_uses (
+    id INTEGER PRIMARY KEY, -- a row of natives (its rowid)
+    stamp INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evictions (
+    stamp INTEGER NOT NULL  -- the stamp the last eviction gave the runs after it
 )"""
+_USES = (("blocks", "block_uses"), ("natives", "native_uses"))
+"""Each table whose rows are evicted, and the table of when each row was last used."""
 
 
 def translator_sources() -> list[Path]:
@@ -141,6 +170,20 @@ def cache_dir() -> Path:
 def enabled_by_environment() -> bool:
     """False when ``EMU_CODE_CACHE`` says off (``0``, ``no``, ``off``, ``false``)."""
     return os.environ.get("EMU_CODE_CACHE", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+def size_cap() -> int:
+    """``EMU_CODE_CACHE_SIZE`` in bytes (``500M``, ``2G``, ``64K`` or a number of bytes), else :data:`MAX_BYTES`;
+    ValueError saying what is wrong for anything else."""
+    text = os.environ.get("EMU_CODE_CACHE_SIZE", "").strip()
+    if not text:
+        return MAX_BYTES
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise ValueError(f"EMU_CODE_CACHE_SIZE={text!r} is not a size: give bytes, or a number with K, M or G "
+                         "(e.g. 512M)")
+    return int(digits) * scale
 
 
 class StoredInsns(Sequence[Insn]):
@@ -218,15 +261,25 @@ class CodeCache:
         """The stored blocks of each page looked at so far, by address (None: too many, read one by one)."""
         self.placements: dict[int, dict[bytes, bytes]] = {}
         """Each page's placements read so far (one query a page), with this run's own added."""
+        self.cap = MAX_BYTES
+        self.stamp = int(time.time()) // 3600
+        """This run's mark on the rows it uses: the hour since the epoch, or the last eviction's if later."""
+        self.used: dict[str, set[int]] = {table: set() for table, _ in _USES}
+        """Rows of each table this run used whose stamp is older than this run's (written at flush)."""
         self._lock = threading.Lock()
         self.db: sqlite3.Connection | None = None
         self.reader: sqlite3.Connection | None = None
         try:
+            self.cap = size_cap()
             self.db = self._connect()
             self.reader = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT, isolation_level=None,
                                           check_same_thread=False)
-            self.full = path.stat().st_size > MAX_BYTES
-        except (OSError, sqlite3.Error) as err:
+            (last,), = self.db.execute("SELECT coalesce(max(stamp), 0) FROM evictions").fetchall()
+            self.stamp = max(self.stamp, last)
+            if self._live_bytes() > self.cap:
+                self._evict()
+            self.full = self._live_bytes() > self.cap
+        except (OSError, sqlite3.Error, ValueError) as err:
             self._fail(err)
             return
         atexit.register(self.close)
@@ -270,6 +323,43 @@ class CodeCache:
                     Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         raise AssertionError("unreachable")
 
+    def _live_bytes(self) -> int:
+        """The bytes the database's pages hold now (its file keeps the freed ones, which new rows reuse)."""
+        assert self.db is not None
+        (pages,), = self.db.execute("PRAGMA page_count").fetchall()
+        (free,), = self.db.execute("PRAGMA freelist_count").fetchall()
+        (size,), = self.db.execute("PRAGMA page_size").fetchall()
+        return (pages - free) * size
+
+    def _evict(self) -> None:
+        """Delete the least recently used rows of blocks and natives (the same share of each, oldest stamp first,
+        then oldest row) until about :data:`EVICT_TO` of the cap is left, and the placements of the modules
+        deleted; the runs from now on use a newer stamp.  One write transaction: a run reading meanwhile keeps
+        its snapshot."""
+        assert self.db is not None
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                live = self._live_bytes()
+                share = 1 - EVICT_TO * self.cap / live if live > self.cap else 0.0
+                for table, uses in _USES if share > 0 else ():
+                    (rows,), = self.db.execute(f"SELECT count(*) FROM {table}").fetchall()
+                    self.db.execute("DROP TABLE IF EXISTS temp.gone")
+                    self.db.execute(f"CREATE TEMP TABLE gone AS SELECT id FROM {uses} ORDER BY stamp, id LIMIT ?",
+                                    (math.ceil(rows * share),))
+                    self.db.execute(f"DELETE FROM {table} WHERE rowid IN temp.gone")
+                    self.db.execute(f"DELETE FROM {uses} WHERE id IN temp.gone")
+                self.db.execute("DELETE FROM placements WHERE module NOT IN (SELECT key FROM natives)")
+                (last,), = self.db.execute("SELECT coalesce(max(stamp), 0) FROM evictions").fetchall()
+                self.stamp = max(self.stamp, last) + 1
+                self.db.execute("DELETE FROM evictions")
+                self.db.execute("INSERT INTO evictions VALUES (?)", (self.stamp,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("DROP TABLE IF EXISTS temp.gone")
+
     def _fail(self, err: object) -> None:
         """Switch the cache off for the rest of the run (the one log line it ever writes)."""
         if self.error is None:
@@ -280,6 +370,8 @@ class CodeCache:
         self.pending.clear()
         self.pending_natives.clear()
         self.pending_placements.clear()
+        for rows in self.used.values():
+            rows.clear()
         self._disconnect()
 
     def _disconnect(self) -> None:
@@ -321,7 +413,7 @@ class CodeCache:
             self._fail(err)
             return None
         room = PAGE_SIZE - (rip & PAGE_MASK)
-        for code, span, data in rows:
+        for code, span, data, row, stamp in rows:
             if breakpoints and any(rip < b < rip + len(code) for b in breakpoints):
                 continue                    # translation would cut it (and read no further than the cut)
             try:
@@ -336,27 +428,32 @@ class CodeCache:
                 continue
             translation = Translation("", StoredInsns(code, rip, offsets, decoder), event, lines,
                                       StoredSnapshots(snapshots))
+            if row is not None and stamp != self.stamp:
+                self.used["blocks"].add(row)
             return Hit(fn_code, translation, rip + len(code))
         return None
 
-    def _rows(self, rip: int, limit: int, cpu: str) -> Sequence[tuple[bytes, int, bytes]]:
-        """The stored blocks at ``rip``: read a page at a time (one query instead of one a block: measured,
-        a warm boot's 28 k lookups cost 4.5 us each in SQLite alone, its 458 pages 38 ms in all), unless the
-        page holds more than :data:`PAGE_ROWS` (counted first, from the index)."""
+    def _rows(self, rip: int, limit: int, cpu: str) -> Sequence[tuple[bytes, int, bytes, int | None, int | None]]:
+        """The stored blocks at ``rip`` (code, span, data, row id, stamp): read a page at a time
+        (one query instead of one a block: measured, a warm boot's 28 k lookups cost 4.5 us each in SQLite
+        alone, its 458 pages 38 ms in all), unless the page holds more than :data:`PAGE_ROWS` (counted
+        first, from the index)."""
         first = _signed(rip & ~PAGE_MASK)
         key = (first, limit, cpu)
+        read = ("SELECT b.addr, b.code, b.span, b.data, b.rowid, u.stamp FROM blocks b "
+                "LEFT JOIN block_uses u ON u.id = b.rowid")
         if key not in self.pages:
-            where = "FROM blocks WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ?"
+            where = "WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ?"
             span = (first, first + PAGE_MASK, limit, cpu)
-            (count,), = self._read(f"SELECT count(*) {where}", span)       # from the index: no block is read
+            (count,), = self._read(f"SELECT count(*) FROM blocks {where}", span)    # from the index: no block is read
             page = self.pages[key] = {} if count <= PAGE_ROWS else None
             if page is not None:
-                for addr, code, size, data in self._read(f"SELECT addr, code, span, data {where}", span):
-                    page.setdefault(addr, []).append((code, size, data))
+                for addr, *row in self._read(f"{read} {where}", span):
+                    page.setdefault(addr, []).append(row)
         page = self.pages[key]
         if page is None:
-            return self._read("SELECT code, span, data FROM blocks WHERE addr = ? AND lim = ? AND cpu = ?",
-                              (_signed(rip), limit, cpu))
+            return [row[1:] for row in self._read(f"{read} WHERE addr = ? AND lim = ? AND cpu = ?",
+                                                  (_signed(rip), limit, cpu))]
         return page.get(_signed(rip), ())
 
     # -- writing ------------------------------------------------------------------------------
@@ -378,7 +475,7 @@ class CodeCache:
         self.pending.append(row)
         page = self.pages.get((_signed(rip & ~PAGE_MASK), limit, cpu))
         if page is not None:
-            page.setdefault(row[0], []).append(row[3:])
+            page.setdefault(row[0], []).append([*row[3:], None, self.stamp])
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
@@ -391,12 +488,18 @@ class CodeCache:
             if pending[0] == key:
                 return pending[1], pending[2]
         try:
-            columns = "obj, meta" if obj else "x'', meta"
-            rows = self._read(f"SELECT {columns} FROM natives WHERE key = ?", (key,))
+            columns = "n.obj, n.meta" if obj else "x'', n.meta"
+            rows = self._read(f"SELECT {columns}, n.rowid, u.stamp FROM natives n LEFT JOIN native_uses u "
+                              "ON u.id = n.rowid WHERE key = ?", (key,))
         except sqlite3.Error as err:
             self._fail(err)
             return None
-        return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
+        if not rows:
+            return None
+        code, meta, row, stamp = rows[0]
+        if stamp != self.stamp:
+            self.used["natives"].add(row)
+        return bytes(code), bytes(meta)
 
     def store_native(self, key: bytes, obj: bytes, meta: bytes) -> None:
         """Keep the object code of a native module just compiled, and what the JIT needs to use it."""
@@ -432,11 +535,13 @@ class CodeCache:
 
     def flush(self) -> None:
         """Write the new blocks out (other runs may have written some of them too: those are kept once)."""
-        if self.db is None or not (self.pending or self.pending_natives or self.pending_placements):
+        used = {table: rows for table, rows in self.used.items() if rows}
+        if self.db is None or not (self.pending or self.pending_natives or self.pending_placements or used):
             return
         rows, self.pending = self.pending, []
         natives, self.pending_natives = self.pending_natives, []
         placements, self.pending_placements = self.pending_placements, []
+        self.used = {table: set() for table, _ in _USES}
         try:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -444,12 +549,21 @@ class CodeCache:
                     self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rows)
                     self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?, ?)", natives)
                     self.db.executemany("INSERT OR IGNORE INTO placements VALUES (?, ?, ?)", placements)
+                    self.db.executemany("INSERT OR REPLACE INTO block_uses SELECT rowid, ? FROM blocks "
+                                        "WHERE addr = ? AND lim = ? AND cpu = ? AND code = ?",
+                                        [(self.stamp, *row[:4]) for row in rows])
+                    self.db.executemany("INSERT OR REPLACE INTO native_uses SELECT rowid, ? FROM natives "
+                                        "WHERE key = ?", [(self.stamp, native[0]) for native in natives])
+                    for table, uses in _USES:
+                        self.db.executemany(f"INSERT OR REPLACE INTO {uses} VALUES (?, ?)",
+                                            [(row, self.stamp) for row in used.get(table, ())])
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")
                     raise
                 if self.reader is not None and self.reader.in_transaction:
                     self.reader.execute("COMMIT")     # let the WAL be checkpointed past the old snapshot
+            self.full = self._live_bytes() > self.cap
         except sqlite3.Error as err:
             self._fail(err)
 

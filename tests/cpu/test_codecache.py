@@ -238,6 +238,62 @@ def test_the_version_key_changes_when_a_semantics_source_changes(tmp_path: Path)
     assert version_key(copies) != VERSION
 
 
+# -- a capped cache keeps taking new code -----------------------------------------------------------------------
+def _busybox_run(tmp_path: Path, *argv: str, cap: int | None = None) -> tuple[str, str]:
+    """``emu run --stats busybox ARGV`` with the cache in ``tmp_path`` (capped at ``cap`` bytes): stdout and the
+    ``--stats`` line on blocks."""
+    env = {**os.environ, "EMU_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("EMU_CODE_CACHE", None)
+    if cap is not None:
+        env["EMU_CODE_CACHE_SIZE"] = str(cap)
+    result = subprocess.run([sys.executable, "-m", "emu", "run", "--stats", "--jit=off", BUSYBOX, *argv],
+                            capture_output=True, text=True, env=env, timeout=120, check=True)
+    return result.stdout, next(line for line in result.stderr.splitlines() if "blocks translated" in line)
+
+
+def _translated(blocks: str) -> int:
+    return int(re.match(r"emu: (\d+) blocks translated", blocks)[1])
+
+
+def _live_bytes(database: Path) -> int:
+    with sqlite3.connect(database) as db:
+        (pages,), = db.execute("PRAGMA page_count").fetchall()
+        (free,), = db.execute("PRAGMA freelist_count").fetchall()
+        (size,), = db.execute("PRAGMA page_size").fetchall()
+    return (pages - free) * size
+
+
+def test_a_full_cache_drops_what_was_used_longest_ago_and_keeps_taking_new_code(tmp_path: Path) -> None:
+    database = tmp_path / "code" / f"{VERSION}.sqlite"
+    applets = {("echo", "one"): "one\n", ("printf", "%x\\n", "255"): "ff\n", ("expr", "6", "*", "7"): "42\n",
+               ("wc", "-c", "/dev/null"): "0 /dev/null\n", ("seq", "3"): "1\n2\n3\n"}
+    for argv, out in applets.items():
+        assert _busybox_run(tmp_path, *argv)[0] == out
+    with sqlite3.connect(database) as db:        # as if they had all last run a thousand hours ago
+        db.execute("UPDATE block_uses SET stamp = stamp - 1000")
+    assert _translated(_busybox_run(tmp_path, "seq", "3")[1]) == 0          # seq is used now: noted as such
+    full = _live_bytes(database)
+    cap = full * 9 // 10
+    out, blocks = _busybox_run(tmp_path, "basename", "/four", cap=cap)    # opens an over-full cache: evicts
+    assert out == "four\n" and _translated(blocks) > 0
+    assert _live_bytes(database) <= cap
+    assert _translated(_busybox_run(tmp_path, "basename", "/four", cap=cap)[1]) == 0   # new code was kept,
+    assert _translated(_busybox_run(tmp_path, "seq", "3", cap=cap)[1]) == 0           # and what was used lately,
+    assert _translated(_busybox_run(tmp_path, "echo", "one", cap=cap)[1]) > 0         # not what was used long ago
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM blocks").fetchone() == db.execute(
+            "SELECT count(*) FROM block_uses").fetchone()
+
+
+def test_a_cache_size_that_is_not_a_size_is_reported_and_the_run_stays_correct(tmp_path: Path) -> None:
+    env = {**os.environ, "EMU_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), "EMU_CODE_CACHE_SIZE": "lots"}
+    result = subprocess.run([sys.executable, "-m", "emu", "run", "--stats", BUSYBOX, "echo", "hi"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert (result.returncode, result.stdout) == (0, "hi\n")
+    assert "code cache off: EMU_CODE_CACHE_SIZE='lots' is not a size" in result.stderr
+
+
 # -- a cache that cannot work costs only speed ----------------------------------------------------------------
 def test_a_cache_directory_that_is_a_file_leaves_the_run_correct(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
