@@ -523,7 +523,7 @@ class Jit:
                     if state.icount - start >= limit:
                         state.rip = rip
                         return Exit(ExitKind.LIMIT)
-                    block = interp._block_at(rip, single=True)
+                    block = interp._block_within(rip, limit - (state.icount - start))
                 else:
                     block = blocks.get(rip)
                     if block is None or (system and block.entry is not mem.tlb[FETCH].get(rip >> PAGE_SHIFT)):
