@@ -80,10 +80,8 @@ from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 
-PAGE_ROWS = 64
-"""The most stored blocks of one page read at once (see ``CodeCache._rows``): a page with more holds many
-programs' code at the same addresses (user mode's 0x401000), and reading them all cost a test runner's cache
-16 ms a page (sha256, warm: 0.79 s instead of 0.32 s); such pages are read a block at a time."""
+READ_AT_ONCE = 500
+"""The most blocks' data one query reads (SQLite's limit on a statement's parameters is 32766)."""
 FLUSH_EVERY = 512
 """New blocks kept in memory before they are written out."""
 KEEP_OTHER_VERSIONS = 3
@@ -257,8 +255,8 @@ class CodeCache:
         self.pending: list[tuple[int, int, str, bytes, int, bytes]] = []
         self.pending_natives: list[tuple[bytes, bytes, bytes]] = []
         self.pending_placements: list[tuple[int, bytes, bytes]] = []
-        self.pages: dict[tuple[int, int, str], dict[int, list[tuple[bytes, int, bytes]]] | None] = {}
-        """The stored blocks of each page looked at so far, by address (None: too many, read one by one)."""
+        self.pages: dict[tuple[int, int, str], dict[int, list[list]]] = {}
+        """The stored blocks of each page looked at so far, by address (see :meth:`_rows`)."""
         self.placements: dict[int, dict[bytes, bytes]] = {}
         """Each page's placements read so far (one query a page), with this run's own added."""
         self.cap = MAX_BYTES
@@ -395,7 +393,8 @@ class CodeCache:
 
     # -- reading ------------------------------------------------------------------------------
     def lookup(self, rip: int, limit: int, fetch: Callable[[int, int], bytes], decoder: Decoder, cpu: str,
-               breakpoints: frozenset[int] = frozenset()) -> Hit | None:
+               breakpoints: frozenset[int] = frozenset(),
+               code_page: Callable[[int], bytes | None] = lambda _: None) -> Hit | None:
         """The stored block translation would produce at ``rip`` now for the CPU level ``cpu``, or None.
 
         ``fetch`` is the interpreter's instruction fetch.  It is called so
@@ -404,23 +403,38 @@ class CodeCache:
         the page of ``rip``, which translation always reads; then, only when
         those match, up to ``span`` when the last instruction's 15-byte fetch
         window reaches into the next page, as translation's fetch of it would.
+        ``code_page(address)`` gives the bytes of the page holding ``address``
+        as fetch reads them now when that is RAM (None for a device's page), so
+        that a page's stored blocks are read whole only where they match
+        (:meth:`_page`); it is called only when the page holds stored blocks.
         """
         if self.db is None:
             return None
         try:
-            rows = self._rows(rip, limit, cpu)
+            rows = self._rows(rip, limit, cpu, code_page)
         except sqlite3.Error as err:
             self._fail(err)
             return None
+        except GuestFault:
+            return None
         room = PAGE_SIZE - (rip & PAGE_MASK)
-        for code, span, data, row, stamp in rows:
+        for stored in rows:
+            code, span, data, row, stamp = stored
             if breakpoints and any(rip < b < rip + len(code) for b in breakpoints):
                 continue                    # translation would cut it (and read no further than the cut)
             try:
                 if not _same_bytes(code, span, rip, room, fetch):
                     continue
+                if data is None:
+                    found = self._read("SELECT data FROM blocks WHERE rowid = ?", (row,))
+                    if not found:
+                        continue            # deleted by another run's eviction
+                    data = stored[2] = found[0][0]
                 fn_code, offsets, event, lines, snapshots = marshal.loads(data)
             except GuestFault:
+                return None
+            except sqlite3.Error as err:
+                self._fail(err)
                 return None
             except (ValueError, EOFError, TypeError):        # a damaged row: translate instead
                 continue
@@ -433,28 +447,46 @@ class CodeCache:
             return Hit(fn_code, translation, rip + len(code))
         return None
 
-    def _rows(self, rip: int, limit: int, cpu: str) -> Sequence[tuple[bytes, int, bytes, int | None, int | None]]:
-        """The stored blocks at ``rip`` (code, span, data, row id, stamp): read a page at a time
-        (one query instead of one a block: measured, a warm boot's 28 k lookups cost 4.5 us each in SQLite
-        alone, its 458 pages 38 ms in all), unless the page holds more than :data:`PAGE_ROWS` (counted
-        first, from the index)."""
+    def _rows(self, rip: int, limit: int, cpu: str, code_page: Callable[[int], bytes | None]) -> list[list]:
+        """The stored blocks at ``rip``: [code, span, data or None until read, row id, stamp] each."""
         first = _signed(rip & ~PAGE_MASK)
         key = (first, limit, cpu)
-        read = ("SELECT b.addr, b.code, b.span, b.data, b.rowid, u.stamp FROM blocks b "
-                "LEFT JOIN block_uses u ON u.id = b.rowid")
-        if key not in self.pages:
-            where = "WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ?"
-            span = (first, first + PAGE_MASK, limit, cpu)
-            (count,), = self._read(f"SELECT count(*) FROM blocks {where}", span)    # from the index: no block is read
-            page = self.pages[key] = {} if count <= PAGE_ROWS else None
-            if page is not None:
-                for addr, *row in self._read(f"{read} {where}", span):
-                    page.setdefault(addr, []).append(row)
-        page = self.pages[key]
+        page = self.pages.get(key)
         if page is None:
-            return [row[1:] for row in self._read(f"{read} WHERE addr = ? AND lim = ? AND cpu = ?",
-                                                  (_signed(rip), limit, cpu))]
-        return page.get(_signed(rip), ())
+            page = self.pages[key] = self._page(first, limit, cpu, rip & ~PAGE_MASK, code_page)
+        return page.get(_signed(rip), [])
+
+    def _page(self, first: int, limit: int, cpu: str, base: int,
+              code_page: Callable[[int], bytes | None]) -> dict[int, list[list]]:
+        """Every stored block of the page at ``base`` (signed: ``first``) by address, without its data; then, in
+        one query, the data of those whose bytes within the page are the page's bytes now.
+
+        A page is read once, not a block at a time (a query cost 4.5 us in SQLite alone, and a warm boot looks up
+        28 k blocks on 458 pages), and only its matching blocks' data is read: a page can hold the code of many
+        programs or kernels at the same addresses (a test runner's 0x401000 held 667 blocks; the default guest's
+        and Debian's kernels share their addresses).  The rest is read a block at a time if its bytes come back
+        (code patched later)."""
+        page: dict[int, list[list]] = {}
+        keys = self._read("SELECT b.addr, b.code, b.span, b.rowid, u.stamp FROM blocks b LEFT JOIN block_uses u "
+                          "ON u.id = b.rowid WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ?",
+                          (first, first + PAGE_MASK, limit, cpu))
+        if not keys:
+            return page
+        now = code_page(base)
+        wanted: dict[int, list] = {}
+        for addr, code, span, row, stamp in keys:
+            stored = [code, span, None, row, stamp]
+            page.setdefault(addr, []).append(stored)
+            offset = addr - first
+            if now is not None and now[offset:offset + len(code)] == code[:PAGE_SIZE - offset]:
+                wanted[row] = stored
+        rows = list(wanted)
+        for at in range(0, len(rows), READ_AT_ONCE):
+            chunk = rows[at:at + READ_AT_ONCE]
+            for row, data in self._read(f"SELECT rowid, data FROM blocks WHERE rowid IN ({','.join('?' * len(chunk))})",
+                                        tuple(chunk)):
+                wanted[row][2] = data
+        return page
 
     # -- writing ------------------------------------------------------------------------------
     def store(self, rip: int, limit: int, cpu: str, insns: Sequence[Insn], translation: Translation,

@@ -52,7 +52,7 @@ from cpu.backends.python import PyOps, Translation, field_store
 from cpu.cpuid import CpuLevel, level
 from cpu.decoder import Decoder, Insn, safe_fetch
 from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector, accepts_interrupt
-from cpu.memory import FETCH, PAGE_SHIFT, Memory, TlbEntry
+from cpu.memory import FETCH, PAGE_SHIFT, PAGE_SIZE, RAM_BUFFERS, Memory, TlbEntry
 from cpu.ops import Ops
 from cpu.physical import Bus
 from cpu.semantics import CALLS, HELPERS, load_all
@@ -233,7 +233,7 @@ class Interpreter:
         """The block at ``rip``, from the code cache or translated; a fault here means its first instruction faulted."""
         cache = self.code_cache
         hit = None if cache is None else cache.lookup(rip, max_insns, self.fetch, self.decoder, self.level.name,
-                                                      self.breakpoints)
+                                                      self.breakpoints, self._code_page)
         if hit is not None:
             self.blocks_cached += 1
             code, translation, end = hit
@@ -258,6 +258,12 @@ class Interpreter:
             self.page_blocks.setdefault(page, set()).add(block)
             self.mem.mark_code(page)
         return block
+
+    def _code_page(self, address: int) -> bytes | None:
+        """The bytes of the page at ``address`` as instruction fetch reads them now, if that page is RAM (the
+        code cache's filter: a device's page is read no further than translation reads it)."""
+        buf, base = self.mem.entry(address, FETCH)
+        return bytes(buf[base:base + PAGE_SIZE]) if type(buf) in RAM_BUFFERS else None
 
     def _translate(self, rip: int, max_insns: int) -> tuple[list[Insn], Translation, bool]:
         """Decode and lower the block at ``rip``; also say whether it is complete, i.e. a function of its own
