@@ -102,7 +102,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     code BLOB NOT NULL,     -- the guest bytes of its instructions
     span INTEGER NOT NULL,  -- bytes translation fetched from addr: offset of the last instruction + 15
     data BLOB NOT NULL,     -- marshal: (code object, instruction offsets, event, lines, snapshots)
-    PRIMARY KEY (addr, lim, cpu, code)
+    PRIMARY KEY (addr, lim, cpu, code, span)    -- span follows from code: in the key so that a page's
+                                                -- keys are read from the index alone (CodeCache._page)
 );
 CREATE TABLE IF NOT EXISTS natives (
     key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's blocks (addresses, bytes), the translator, the
@@ -426,10 +427,11 @@ class CodeCache:
                 if not _same_bytes(code, span, rip, room, fetch):
                     continue
                 if data is None:
-                    found = self._read("SELECT data FROM blocks WHERE rowid = ?", (row,))
+                    found = self._read("SELECT b.data, u.stamp FROM blocks b LEFT JOIN block_uses u "
+                                       "ON u.id = b.rowid WHERE b.rowid = ?", (row,))
                     if not found:
                         continue            # deleted by another run's eviction
-                    data = stored[2] = found[0][0]
+                    data, stamp = stored[2], stored[4] = found[0]
                 fn_code, offsets, event, lines, snapshots = marshal.loads(data)
             except GuestFault:
                 return None
@@ -467,15 +469,14 @@ class CodeCache:
         and Debian's kernels share their addresses).  The rest is read a block at a time if its bytes come back
         (code patched later)."""
         page: dict[int, list[list]] = {}
-        keys = self._read("SELECT b.addr, b.code, b.span, b.rowid, u.stamp FROM blocks b LEFT JOIN block_uses u "
-                          "ON u.id = b.rowid WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ?",
-                          (first, first + PAGE_MASK, limit, cpu))
+        keys = self._read("SELECT addr, code, span, rowid FROM blocks WHERE addr BETWEEN ? AND ? AND lim = ? "
+                          "AND cpu = ?", (first, first + PAGE_MASK, limit, cpu))
         if not keys:
             return page
         now = code_page(base)
         wanted: dict[int, list] = {}
-        for addr, code, span, row, stamp in keys:
-            stored = [code, span, None, row, stamp]
+        for addr, code, span, row in keys:
+            stored = [code, span, None, row, None]
             page.setdefault(addr, []).append(stored)
             offset = addr - first
             if now is not None and now[offset:offset + len(code)] == code[:PAGE_SIZE - offset]:
@@ -483,9 +484,10 @@ class CodeCache:
         rows = list(wanted)
         for at in range(0, len(rows), READ_AT_ONCE):
             chunk = rows[at:at + READ_AT_ONCE]
-            for row, data in self._read(f"SELECT rowid, data FROM blocks WHERE rowid IN ({','.join('?' * len(chunk))})",
-                                        tuple(chunk)):
-                wanted[row][2] = data
+            for row, data, stamp in self._read("SELECT b.rowid, b.data, u.stamp FROM blocks b LEFT JOIN block_uses u "
+                                               f"ON u.id = b.rowid WHERE b.rowid IN ({','.join('?' * len(chunk))})",
+                                               tuple(chunk)):
+                wanted[row][2:] = data, row, stamp
         return page
 
     # -- writing ------------------------------------------------------------------------------
