@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS natives (
 );
 CREATE TABLE IF NOT EXISTS placements (
     page INTEGER NOT NULL,  -- the guest page of a block's first byte (its address >> 12, signed)
+    addr INTEGER NOT NULL,  -- the block's address (signed): a block elsewhere is not hashed to be looked up
     block BLOB NOT NULL,    -- cpu.jit's hash of that one block (address, instruction count, bytes, target)
     module BLOB NOT NULL,   -- the key of a module in natives that holds its native code
     PRIMARY KEY (page, block)
@@ -255,10 +256,10 @@ class CodeCache:
         self.full = False
         self.pending: list[tuple[int, int, str, bytes, int, bytes]] = []
         self.pending_natives: list[tuple[bytes, bytes, bytes]] = []
-        self.pending_placements: list[tuple[int, bytes, bytes]] = []
+        self.pending_placements: list[tuple[int, int, bytes, bytes]] = []
         self.pages: dict[tuple[int, int, str], dict[int, list[list]]] = {}
         """The stored blocks of each page looked at so far, by address (see :meth:`_rows`)."""
-        self.placements: dict[int, dict[bytes, bytes]] = {}
+        self.placements: dict[int, dict[int, dict[bytes, bytes]]] = {}
         """Each page's placements read so far (one query a page), with this run's own added."""
         self.cap = MAX_BYTES
         self.stamp = int(time.time()) // 3600
@@ -543,29 +544,33 @@ class CodeCache:
         if len(self.pending_natives) >= FLUSH_EVERY // 8:
             self.flush()
 
-    def placement(self, rip: int, block: bytes) -> bytes | None:
-        """The key of a native module that holds the code of the block whose hash is ``block`` (at ``rip``),
-        if an earlier run compiled one: the JIT can run the block natively from its first execution."""
+    def placement(self, rip: int, block: Callable[[], bytes]) -> bytes | None:
+        """The key of a native module that holds the code of the block at ``rip`` whose hash ``block()`` gives
+        (called only when some block at ``rip`` was placed), if an earlier run compiled one: the JIT can run the
+        block natively from its first execution."""
         page = _signed(rip) >> PAGE_SHIFT
         known = self.placements.get(page)
         if known is None:
             if self.db is None:
                 return None
             try:
-                rows = self._read("SELECT block, module FROM placements WHERE page = ?", (page,))
+                rows = self._read("SELECT addr, block, module FROM placements WHERE page = ?", (page,))
             except sqlite3.Error as err:
                 self._fail(err)
                 return None
-            known = self.placements[page] = {bytes(b): bytes(m) for b, m in rows}
-        return known.get(block)
+            known = self.placements[page] = {}
+            for addr, hashed, module in rows:
+                known.setdefault(addr, {})[bytes(hashed)] = bytes(module)
+        here = known.get(_signed(rip))
+        return None if here is None else here.get(block())
 
     def place(self, rip: int, block: bytes, module: bytes) -> None:
         """Note that the native module ``module`` holds the code of the block hashed ``block`` at ``rip``."""
         if self.db is None or self.full:
             return
         page = _signed(rip) >> PAGE_SHIFT
-        self.placements.setdefault(page, {}).setdefault(block, module)
-        self.pending_placements.append((page, block, module))
+        self.placements.setdefault(page, {}).setdefault(_signed(rip), {}).setdefault(block, module)
+        self.pending_placements.append((page, _signed(rip), block, module))
 
     def flush(self) -> None:
         """Write the new blocks out (other runs may have written some of them too: those are kept once)."""
@@ -582,7 +587,7 @@ class CodeCache:
                 try:
                     self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rows)
                     self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?, ?)", natives)
-                    self.db.executemany("INSERT OR IGNORE INTO placements VALUES (?, ?, ?)", placements)
+                    self.db.executemany("INSERT OR IGNORE INTO placements VALUES (?, ?, ?, ?)", placements)
                     self.db.executemany("INSERT OR REPLACE INTO block_uses SELECT rowid, ? FROM blocks "
                                         "WHERE addr = ? AND lim = ? AND cpu = ? AND code = ?",
                                         [(self.stamp, *row[:4]) for row in rows])

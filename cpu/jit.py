@@ -208,7 +208,8 @@ class Jit:
         ctx = self.ctx
         ctx.rtag, ctx.radd = ctypes.addressof(reads.tag), ctypes.addressof(reads.add)
         ctx.wtag, ctx.wadd = ctypes.addressof(writes.tag), ctypes.addressof(writes.add)
-        ctx.table_rip, ctx.table_fn = ctypes.addressof(table.rip), ctypes.addressof(table.fn)
+        ctx.table_rip = ctypes.addressof(table.slots)
+        ctx.table_fn = ctx.table_rip + 8       # each function follows its RIP
 
     # -- compiling -------------------------------------------------------------------------------
     def translated(self, block: Block) -> None:
@@ -220,7 +221,7 @@ class Jit:
             self.compile([block])
             return
         cache = self.interp.code_cache
-        module = None if cache is None else cache.placement(block.rip, self._key([block]))
+        module = None if cache is None else cache.placement(block.rip, lambda: self._key([block]))
         if module is None:
             return
         loaded = self.engine.loaded.get(module)
@@ -256,6 +257,17 @@ class Jit:
         block.native, block.native_block = address, native
         self.compiled.append(block)
         self.stats.placed += 1
+        self._publish(block)
+
+    def _publish(self, block: Block) -> None:
+        """Put a block that just went native into the dispatch table of each privilege whose fetch TLB maps its
+        page as the block was checked under (else the run loop puts it in when it first enters it)."""
+        if block.phys2 is not None or block.entry is None:
+            return
+        vpn = block.rip >> PAGE_SHIFT
+        for tlb, (_, _, table) in zip(self.interp.mem.tlb_sets, self.mirrors, strict=True):
+            if tlb[FETCH].get(vpn) is block.entry:
+                table.insert(block.rip, block.native, block.entry)
 
     def ran(self, block: Block) -> None:
         """``block`` just reached the hot threshold in the Python tier."""
@@ -424,6 +436,7 @@ class Jit:
                 block.native_block = native
                 self.compiled.append(block)
                 stats.compiled += 1
+                self._publish(block)
         for block in job.waiting:
             self._attach(block, loaded)
 
@@ -484,8 +497,9 @@ class Jit:
     def enter(self, block: Block, limit: int) -> int:
         """Run natively from ``block`` (at ``state.rip``) until something needs Python; the exit code."""
         ctx = self.ctx
-        if block.entry is not None and block.phys2 is None and not self.table.holds(block.rip, block.native):
-            self.table.insert(block.rip, block.native)
+        if block.entry is not None and not self.table.holds(block.rip, block.native):
+            spills = block.phys2 is not None        # checked on both pages just now (Interpreter._still_maps)
+            self.table.insert(block.rip, block.native, None if spills else block.entry, spills)
         ctx.exit = EXIT_NEXT
         ctx.limit = limit
         ctx.request = 1 if self.interp._stops else 0
@@ -607,7 +621,7 @@ class Jit:
 
     def forget_all(self) -> None:
         for _, _, table in self.mirrors:
-            table.clear()
+            table.forget()
 
     # -- callbacks from native code (no exception crosses them) ---------------------------------
     def _failed(self, err: BaseException) -> int:

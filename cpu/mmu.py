@@ -178,6 +178,10 @@ class Mmu(Memory):
         """First virtual page of each large page a fill used -> its size in pages (for INVLPG)."""
         self.writers: dict[int, set[int]] = {}
         """Physical page -> virtual pages that were filled for writing to it (to keep code pages read-only)."""
+        self.entries: dict[int, TlbEntry] = {}
+        """One entry per RAM page, whatever fill makes it: a block whose page was flushed from the TLB and
+        filled again with the same physical page is still the block there (``Block.entry`` is compared by
+        identity), so it is not checked again (32 k checks in a boot, most after CR3 writes)."""
         phys.on_write = self._physical_write
 
     # -- privilege ------------------------------------------------------------
@@ -275,7 +279,10 @@ class Mmu(Memory):
         if access == WRITE:
             self.writers.setdefault(page >> PAGE_SHIFT, set()).add(vpn)
         if self.phys.is_ram(page, PAGE_SIZE):
-            return self.ram, page
+            entry = self.entries.get(page)
+            if entry is None:
+                entry = self.entries[page] = (self.ram, page)
+            return entry
         return self.phys, page  # type: ignore[return-value]  # MMIO: a slow-path-only entry (see TlbEntry)
 
     def page_id(self, vpn: int, entry: TlbEntry) -> int:

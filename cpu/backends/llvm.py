@@ -86,7 +86,7 @@ def _ctx_offset(name: str) -> int:
 
 TLB_BITS = 12
 TLB_SIZE = 1 << TLB_BITS
-TABLE_BITS = 14
+TABLE_BITS = 16
 TABLE_SIZE = 1 << TABLE_BITS
 
 
