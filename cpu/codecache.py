@@ -73,8 +73,6 @@ from pathlib import Path
 from types import CodeType
 from typing import NamedTuple
 
-import capstone
-
 from cpu.backends.python import Snapshot, Translation
 from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
 from cpu.exceptions import GuestFault
@@ -140,11 +138,27 @@ def translator_sources() -> list[Path]:
     return sorted(root.rglob("*.py"))
 
 
+def capstone_files() -> list[Path]:
+    """The capstone that decodes, as files: its binding's ``__init__.py`` (which holds its version) and the
+    libraries it ships.  Read without importing it: a run whose blocks all come from the cache never decodes,
+    and importing capstone (every architecture's module) costs ~45 ms."""
+    spec = importlib.util.find_spec("capstone")
+    if spec is None or spec.origin is None:
+        raise OSError("capstone is not installed: run ./scripts/setup")
+    package = Path(spec.origin).parent
+    return [package / "__init__.py", *sorted((package / "lib").glob("*"))]
+
+
 def version_key(paths: Iterable[Path] | None = None) -> str:
     """A short hash of the translator: the given sources (default :func:`translator_sources`), the
-    capstone that decodes and the bytecode format the code objects are in."""
+    capstone that decodes (:func:`capstone_files`: the binding's source, its libraries' names and sizes) and
+    the bytecode format the code objects are in."""
     digest = hashlib.sha256(f"emu code cache 1; python {importlib.util.MAGIC_NUMBER.hex()}; marshal "
-                            f"{marshal.version}; capstone {capstone.__version__} {capstone.cs_version()}\n".encode())
+                            f"{marshal.version}\n".encode())
+    for path in capstone_files():
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        if path.suffix == ".py":
+            digest.update(path.read_bytes())
     files = [Path(p) for p in (translator_sources() if paths is None else paths)]
     named = {f"{path.parent.name}/{path.name}": path for path in files}    # the same wherever the tree is
     for name in sorted(named):

@@ -21,9 +21,16 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from cpu.disassembly import OPERAND_IMM, OPERAND_REG, Disassembler, RawInsn
 from cpu.exceptions import GuestFault, UndefinedOpcode
+
+if TYPE_CHECKING:
+    from cpu.disassembly import Disassembler, RawInsn
+
+OPERAND_REG, OPERAND_IMM = 1, 2
+"""Capstone's ``X86_OP_REG`` and ``X86_OP_IMM``, checked against the binding when the first instruction is decoded
+(``Decoder._dis``): capstone is imported only then, as importing it costs ~45 ms."""
 
 MAX_INSN_LEN = 15
 PAGE_SIZE = 4096
@@ -163,13 +170,25 @@ class Decoder:
     """Records kept by their bytes; the memo starts afresh when it is full."""
 
     def __init__(self) -> None:
-        self._dis = Disassembler()
+        self._disassembler: Disassembler | None = None
         self.decoded = 0
         self._memo: dict[bytes, Insn] = {}
         self._names: dict[int, str] = {}
         """capstone instruction id -> its base name (``insn_name()`` is slow)."""
         self._regs: dict[int, str] = {0: ""}
         """capstone register id -> its name."""
+
+    @property
+    def _dis(self) -> Disassembler:
+        """Capstone's handle, opened when the first instruction is decoded (a run whose blocks all come from
+        the code cache needs none)."""
+        if self._disassembler is None:
+            from cpu import disassembly
+
+            if (disassembly.OPERAND_REG, disassembly.OPERAND_IMM) != (OPERAND_REG, OPERAND_IMM):
+                raise ImportError("this capstone numbers its operand types otherwise than cpu.decoder says")
+            self._disassembler = disassembly.Disassembler()
+        return self._disassembler
 
     def decode(self, fetch: Callable[[int, int], bytes], address: int) -> Insn:
         """Decode the instruction at ``address``; ``fetch(addr, n)`` returns up to ``n`` bytes.  An instruction
