@@ -99,7 +99,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     cpu TEXT NOT NULL,      -- the CPU level it was translated for (cpu.cpuid)
     code BLOB NOT NULL,     -- the guest bytes of its instructions
     span INTEGER NOT NULL,  -- bytes translation fetched from addr: offset of the last instruction + 15
-    data BLOB NOT NULL,     -- marshal: (code object, instruction offsets, event, lines, snapshots)
+    data BLOB NOT NULL,     -- marshal: (code object, event, marshal of (instruction offsets, lines, snapshots))
     PRIMARY KEY (addr, lim, cpu, code, span)    -- span follows from code: in the key so that a page's
                                                 -- keys are read from the index alone (CodeCache._page)
 );
@@ -200,20 +200,38 @@ def size_cap() -> int:
     return int(digits) * scale
 
 
+class StoredDetail:
+    """What a cached block's run needs only when it faults, is lowered or explained: its instruction offsets,
+    its snapshots and their line numbers, kept marshalled until first read."""
+
+    __slots__ = ("data", "_unpacked")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._unpacked: tuple[tuple[int, ...], tuple[int, ...], tuple[tuple, ...]] | None = None
+
+    @property
+    def unpacked(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple, ...]]:
+        """(instruction offsets, each snapshot's first line, snapshots)."""
+        if self._unpacked is None:
+            self._unpacked = marshal.loads(self.data)
+        return self._unpacked
+
+
 class StoredInsns(Sequence[Insn]):
     """The instruction records of a cached block, decoded again from its verified bytes when first read."""
 
-    __slots__ = ("code", "rip", "offsets", "decoder", "_decoded")
+    __slots__ = ("code", "rip", "detail", "decoder", "_decoded")
 
-    def __init__(self, code: bytes, rip: int, offsets: tuple[int, ...], decoder: Decoder) -> None:
+    def __init__(self, code: bytes, rip: int, detail: StoredDetail, decoder: Decoder) -> None:
         self.code = code
         self.rip = rip
-        self.offsets = offsets
+        self.detail = detail
         self.decoder = decoder
         self._decoded: dict[int, Insn] = {}
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.detail.unpacked[0])
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
         if isinstance(index, slice):
@@ -221,26 +239,42 @@ class StoredInsns(Sequence[Insn]):
         index = range(len(self))[index]
         insn = self._decoded.get(index)
         if insn is None:
-            offset = self.offsets[index]
+            offset = self.detail.unpacked[0][index]
             insn = self._decoded[index] = self.decoder.decode_bytes(self.code[offset:], self.rip + offset)
         return insn
+
+
+class StoredLines(Sequence[int]):
+    """The first line of each snapshot of a cached block (``Translation.lines``), read when first used."""
+
+    __slots__ = ("detail",)
+
+    def __init__(self, detail: StoredDetail) -> None:
+        self.detail = detail
+
+    def __len__(self) -> int:
+        return len(self.detail.unpacked[1])
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
+        return self.detail.unpacked[1][index]
 
 
 class StoredSnapshots(Sequence[Snapshot]):
     """The snapshots of a cached block, made into :class:`Snapshot` records when a rollback reads one."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("detail",)
 
-    def __init__(self, rows: tuple[tuple, ...]) -> None:
-        self.rows = rows
+    def __init__(self, detail: StoredDetail) -> None:
+        self.detail = detail
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.detail.unpacked[2])
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
+        rows = self.detail.unpacked[2]
         if isinstance(index, slice):
-            return [Snapshot(*row) for row in self.rows[index]]
-        return Snapshot(*self.rows[index])
+            return [Snapshot(*row) for row in rows[index]]
+        return Snapshot(*rows[index])
 
 
 class Hit(NamedTuple):
@@ -447,7 +481,7 @@ class CodeCache:
                     if not found:
                         continue            # deleted by another run's eviction
                     data, stamp = stored[2], stored[4] = found[0]
-                fn_code, offsets, event, lines, snapshots = marshal.loads(data)
+                fn_code, event, detail = marshal.loads(data)
             except GuestFault:
                 return None
             except sqlite3.Error as err:
@@ -455,10 +489,11 @@ class CodeCache:
                 return None
             except (ValueError, EOFError, TypeError):        # a damaged row: translate instead
                 continue
-            if not isinstance(fn_code, CodeType):
+            if not isinstance(fn_code, CodeType) or not isinstance(detail, bytes):
                 continue
-            translation = Translation("", StoredInsns(code, rip, offsets, decoder), event, lines,
-                                      StoredSnapshots(snapshots))
+            stored_detail = StoredDetail(detail)
+            translation = Translation("", StoredInsns(code, rip, stored_detail, decoder), event,
+                                      StoredLines(stored_detail), StoredSnapshots(stored_detail))
             if row is not None and stamp != self.stamp:
                 self.used["blocks"].add(row)
             return Hit(fn_code, translation, rip + len(code))
@@ -516,7 +551,8 @@ class CodeCache:
         offsets = tuple(insn.address - rip for insn in insns)
         snapshots = tuple((s.index, s.dirty, s.cc) for s in translation.snapshots)
         try:
-            data = marshal.dumps((code, offsets, translation.event, tuple(translation.lines), snapshots))
+            detail = marshal.dumps((offsets, tuple(translation.lines), snapshots))
+            data = marshal.dumps((code, translation.event, detail))
         except ValueError as err:
             self._fail(err)
             return
