@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     cpu TEXT NOT NULL,      -- the CPU level it was translated for (cpu.cpuid)
     code BLOB NOT NULL,     -- the guest bytes of its instructions
     span INTEGER NOT NULL,  -- bytes translation fetched from addr: offset of the last instruction + 15
-    data BLOB NOT NULL,     -- marshal: (code object, event, marshal of (instruction offsets, lines, snapshots))
+    data BLOB NOT NULL,     -- marshal: (code object, event, instruction count,
+                            --           marshal of (instruction offsets, lines, snapshots))
     PRIMARY KEY (addr, lim, cpu, code, span)    -- span follows from code: in the key so that a page's
                                                 -- keys are read from the index alone (CodeCache._page)
 );
@@ -221,17 +222,18 @@ class StoredDetail:
 class StoredInsns(Sequence[Insn]):
     """The instruction records of a cached block, decoded again from its verified bytes when first read."""
 
-    __slots__ = ("code", "rip", "detail", "decoder", "_decoded")
+    __slots__ = ("code", "rip", "count", "detail", "decoder", "_decoded")
 
-    def __init__(self, code: bytes, rip: int, detail: StoredDetail, decoder: Decoder) -> None:
+    def __init__(self, code: bytes, rip: int, count: int, detail: StoredDetail, decoder: Decoder) -> None:
         self.code = code
         self.rip = rip
+        self.count = count
         self.detail = detail
         self.decoder = decoder
         self._decoded: dict[int, Insn] = {}
 
     def __len__(self) -> int:
-        return len(self.detail.unpacked[0])
+        return self.count
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
         if isinstance(index, slice):
@@ -481,7 +483,7 @@ class CodeCache:
                     if not found:
                         continue            # deleted by another run's eviction
                     data, stamp = stored[2], stored[4] = found[0]
-                fn_code, event, detail = marshal.loads(data)
+                fn_code, event, count, detail = marshal.loads(data)
             except GuestFault:
                 return None
             except sqlite3.Error as err:
@@ -489,10 +491,10 @@ class CodeCache:
                 return None
             except (ValueError, EOFError, TypeError):        # a damaged row: translate instead
                 continue
-            if not isinstance(fn_code, CodeType) or not isinstance(detail, bytes):
+            if not (isinstance(fn_code, CodeType) and isinstance(count, int) and isinstance(detail, bytes)):
                 continue
             stored_detail = StoredDetail(detail)
-            translation = Translation("", StoredInsns(code, rip, stored_detail, decoder), event,
+            translation = Translation("", StoredInsns(code, rip, count, stored_detail, decoder), event,
                                       StoredLines(stored_detail), StoredSnapshots(stored_detail))
             if row is not None and stamp != self.stamp:
                 self.used["blocks"].add(row)
@@ -552,7 +554,7 @@ class CodeCache:
         snapshots = tuple((s.index, s.dirty, s.cc) for s in translation.snapshots)
         try:
             detail = marshal.dumps((offsets, tuple(translation.lines), snapshots))
-            data = marshal.dumps((code, translation.event, detail))
+            data = marshal.dumps((code, translation.event, len(offsets), detail))
         except ValueError as err:
             self._fail(err)
             return
