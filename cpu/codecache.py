@@ -77,6 +77,7 @@ from cpu.backends.python import Snapshot, Translation
 from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+from cpu.sizes import parse_size
 
 READ_AT_ONCE = 500
 """The most blocks' data one query reads (SQLite's limit on a statement's parameters is 32766)."""
@@ -188,17 +189,10 @@ def enabled_by_environment() -> bool:
 
 
 def size_cap() -> int:
-    """``EMU_CODE_CACHE_SIZE`` in bytes (``500M``, ``2G``, ``64K`` or a number of bytes), else :data:`MAX_BYTES`;
-    ValueError saying what is wrong for anything else."""
+    """``EMU_CODE_CACHE_SIZE`` in bytes (``cpu.sizes``: ``500M``, ``2G``, ``64K`` or a number of bytes), else
+    :data:`MAX_BYTES`; ValueError saying what is wrong for anything else."""
     text = os.environ.get("EMU_CODE_CACHE_SIZE", "").strip()
-    if not text:
-        return MAX_BYTES
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
-    digits = text[:-1] if scale > 1 else text
-    if not digits.isdigit() or int(digits) == 0:
-        raise ValueError(f"EMU_CODE_CACHE_SIZE={text!r} is not a size: give bytes, or a number with K, M or G "
-                         "(e.g. 512M)")
-    return int(digits) * scale
+    return parse_size(text, "size for EMU_CODE_CACHE_SIZE") if text else MAX_BYTES
 
 
 class StoredDetail:
@@ -222,18 +216,18 @@ class StoredDetail:
 class StoredInsns(Sequence[Insn]):
     """The instruction records of a cached block, decoded again from its verified bytes when first read."""
 
-    __slots__ = ("code", "rip", "count", "detail", "decoder", "_decoded")
+    __slots__ = ("code", "rip", "length", "detail", "decoder", "_decoded")
 
-    def __init__(self, code: bytes, rip: int, count: int, detail: StoredDetail, decoder: Decoder) -> None:
+    def __init__(self, code: bytes, rip: int, length: int, detail: StoredDetail, decoder: Decoder) -> None:
         self.code = code
         self.rip = rip
-        self.count = count
+        self.length = length
         self.detail = detail
         self.decoder = decoder
         self._decoded: dict[int, Insn] = {}
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
         if isinstance(index, slice):

@@ -376,15 +376,13 @@ def _flushing(idle: Callable[[int], None]) -> Callable[[int], None]:
 
 
 def _size(text: str) -> int:
-    """A memory size: bytes, or with a K, M or G suffix (``128M``)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("B")
+    """A memory size (``cpu.sizes``: bytes, or with a K, M or G suffix: ``128M``)."""
+    from cpu.sizes import parse_size
+
     try:
-        if text and text[-1] in units:
-            return int(text[:-1]) * units[text[-1]]
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (examples: 128M, 1G)") from None
+        return parse_size(text, "memory size")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _cmd_boot(args: argparse.Namespace) -> int:

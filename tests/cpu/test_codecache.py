@@ -291,7 +291,7 @@ def test_a_cache_size_that_is_not_a_size_is_reported_and_the_run_stays_correct(t
     result = subprocess.run([sys.executable, "-m", "emu", "run", "--stats", BUSYBOX, "echo", "hi"],
                             capture_output=True, text=True, env=env, timeout=120, check=False)
     assert (result.returncode, result.stdout) == (0, "hi\n")
-    assert "code cache off: EMU_CODE_CACHE_SIZE='lots' is not a size" in result.stderr
+    assert "code cache off: not a size for EMU_CODE_CACHE_SIZE: 'lots'" in result.stderr
 
 
 # -- a cache that cannot work costs only speed ----------------------------------------------------------------
