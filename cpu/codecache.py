@@ -21,9 +21,9 @@ What a translation depends on, and so what the key covers:
   one-instruction blocks of stepping and of the end of an instruction budget:
   a warm boot translated 498 of those, 0.12 s, before they were kept too).
   Blocks cut at a breakpoint are never stored, and a stored block is not used
-  when a breakpoint falls inside it.  Neither is a block stored that ended because its next
-  instruction could not be fetched or decoded: its length depends on bytes
-  past its end;
+  when a breakpoint falls inside it.  Neither is a block stored that ended
+  because its next instruction could not be fetched or decoded: its length
+  depends on bytes past its end;
 * the translator: :data:`VERSION` hashes the source of every module under
   ``cpu/`` (``cpu/semantics/`` and ``cpu/backends/`` included), capstone's
   version and Python's bytecode format.  Each version has its own database file.
@@ -48,10 +48,12 @@ never rewritten (noting every row a warm boot uses on every run was measured
 at 40-90 ms).  A run that opens a database over the cap first deletes its
 least recently used rows (oldest stamp, then oldest row) down to
 :data:`EVICT_TO` of the cap, so a test runner's cache keeps taking the code it
-runs now instead of filling up with what it ran last month.  The cache is only an optimisation:
-any error (a directory that cannot be created, a corrupt file, a lock held
-too long) switches it off for the rest of the run, logged once at INFO level
-on the ``emu.codecache`` logger, so a program's own stderr stays its own;
+runs now instead of filling up with what it ran last month.
+
+The cache is only an optimisation: any error (a directory that cannot be
+created, a corrupt file, a lock held too long) switches it off for the rest of
+the run, logged once at INFO level on the ``emu.codecache`` logger, so a
+program's own stderr stays its own;
 ``--stats`` shows the reason.  ``EMU_CODE_CACHE=0`` (or ``--no-code-cache``)
 turns it off.  The files are trusted like ``__pycache__``: code is loaded
 from them.
@@ -620,13 +622,14 @@ class CodeCache:
 
     def flush(self) -> None:
         """Write the new blocks out (other runs may have written some of them too: those are kept once)."""
-        used = {table: rows for table, rows in self.used.items() if rows}
-        if self.db is None or not (self.pending or self.pending_natives or self.pending_placements or used):
+        if self.db is None or not (self.pending or self.pending_natives or self.pending_placements
+                                   or any(self.used.values())):
             return
         rows, self.pending = self.pending, []
         natives, self.pending_natives = self.pending_natives, []
         placements, self.pending_placements = self.pending_placements, []
-        self.used = {table: set() for table, _ in _USES}
+        noted, self.used = self.used, {table: set() for table, _ in _USES}
+        used = {table: list(rows) for table, rows in noted.items()}    # the compile thread may add meanwhile
         try:
             with self._lock:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -648,7 +651,7 @@ class CodeCache:
                     raise
                 if self.reader is not None and self.reader.in_transaction:
                     self.reader.execute("COMMIT")     # let the WAL be checkpointed past the old snapshot
-            self.full = self._live_bytes() > self.cap
+                self.full = self._live_bytes() > self.cap
         except sqlite3.Error as err:
             self._fail(err)
 
