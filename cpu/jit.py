@@ -143,10 +143,10 @@ class Stats:
     renewals: int = 0
     cached_modules: int = 0
     native_insns: int = 0
+    """Instructions retired by native blocks that left normally (a faulting block's are the Python side's)."""
     placed: int = 0
     """Blocks that went native at their translation, their module found through the code cache's
     placements (an earlier run compiled them)."""
-    """Instructions retired by native blocks that left normally (a faulting block's are the Python side's)."""
     failures: dict[str, str] = field(default_factory=dict)
 
 
