@@ -11,13 +11,13 @@ LLVM's poison.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # -- values ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Val:
-    """An SSA value: its name and its width in bits (64, 128 or 256)."""
+class Val(NamedTuple):
+    """An SSA value: its name and its width in bits (64, 128 or 256).  A named tuple: a block's lowering makes
+    ~100 of them, and a frozen dataclass took 0.34 us to make where this takes 0.23."""
 
     name: str
     width: int
