@@ -109,18 +109,19 @@ def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snap
     mentions it made.
     """
     uses = Counter(_TEMP.findall("\n".join(body)))     # definitions included: 1 means nothing reads it
+    held: set[V] = set()                                # what the snapshots the run loop may read name
     for snap, leave in zip(snapshots, leaves, strict=True):
         if leave:
-            uses.update(v for _, v in snap.dirty if isinstance(v, str))
+            held.update(v for _, v in snap.dirty)
             if snap.cc is not None:
-                uses.update(v for v in snap.cc if isinstance(v, str))
+                held.update(snap.cc)
     kept: list[str] = []
     position = [0] * len(body)
     for i in range(len(body) - 1, -1, -1):
         line = body[i]
         if line[0] == "_":
             name, _, expr = line.partition(" = ")
-            if uses[name] == 1 and name not in effects:
+            if uses[name] == 1 and name not in effects and name not in held:
                 uses.subtract(_TEMP.findall(expr))
                 position[i] = len(kept)
                 continue
@@ -144,7 +145,7 @@ class PyOps(Ops):
         self.body: list[str] = []
         self.ntmp = 0
         self.local: dict[str, V] = {}
-        self.versions: Counter[str] = Counter()
+        self.versions: dict[str, int] = {}
         self.dirty: dict[str, V] = {}
         """Fields newer than CpuState, and what holds each (in the order first written: a snapshot keeps it)."""
         self.pending: dict[str, V] = {}
@@ -198,8 +199,7 @@ class PyOps(Ops):
     def _assign(self, name: str, value: V) -> None:
         """Bind a new local to the field ``name``: each local is assigned once, so a value read earlier
         (kept in a cc record, a jump target, another register's new value) keeps meaning what it meant."""
-        self.versions[name] += 1
-        version = self.versions[name]
+        version = self.versions[name] = self.versions.get(name, 0) + 1
         local = self.local[name] = name if version == 1 else f"{name}_v{version}"
         self.emit(f"{local} = {value}")
 
@@ -255,7 +255,7 @@ class PyOps(Ops):
         if opnd.kind is Kind.IMM:
             return opnd.imm
         if opnd.kind is Kind.MEM:
-            return self.load(self.address(opnd), opnd.size)
+            return self.load(self._access(opnd), opnd.size)
         full = self.reg(opnd.reg)
         if opnd.high:
             return self._op(f"({full} >> 8) & 0xff", full)
@@ -265,7 +265,7 @@ class PyOps(Ops):
 
     def write(self, opnd: Operand, value: V) -> None:
         if opnd.kind is Kind.MEM:
-            self.store(self.address(opnd), opnd.size, value)
+            self.store(self._access(opnd), opnd.size, value)
             return
         name, size = opnd.reg, opnd.size
         if size == 32 or size >= 64:
@@ -277,15 +277,17 @@ class PyOps(Ops):
         else:
             self.set_reg(name, self._op(f"({old} & ~{MASK[size]}) | {value}", old, value))
 
-    def ea(self, opnd: Operand) -> V:
+    def _effective(self, opnd: Operand) -> tuple[V, tuple[V, V]]:
+        """The effective address of ``opnd``: a constant or a local, or the text of the expression that computes
+        it and the values that expression reads."""
         if opnd.base == "rip":
             assert self.insn is not None, "ea() outside begin()/end()"
-            return (self.insn.next + opnd.disp) & MASK64
+            return (self.insn.next + opnd.disp) & MASK64, (0, 0)
         base = self.reg(opnd.base) if opnd.base else 0
         idx = self.reg(opnd.index) if opnd.index else 0
         mask = MASK[opnd.asize]
         if isinstance(base, int) and isinstance(idx, int):
-            return (base + idx * opnd.scale + opnd.disp) & mask
+            return (base + idx * opnd.scale + opnd.disp) & mask, (0, 0)
         parts: list[str] = []
         if opnd.base:
             parts.append(str(base))
@@ -294,8 +296,24 @@ class PyOps(Ops):
         if opnd.disp:
             parts.append(str(opnd.disp))
         if len(parts) == 1 and opnd.asize == 64 and not (opnd.index and opnd.scale != 1):
-            return parts[0]                         # a bare 64-bit register needs no mask
-        return self._op(f"({' + '.join(parts)}) & {mask}", base, idx, width=opnd.asize)
+            return parts[0], (0, 0)                 # a bare 64-bit register needs no mask
+        return f"({' + '.join(parts)}) & {mask}", (base, idx)
+
+    def ea(self, opnd: Operand) -> V:
+        value, reads = self._effective(opnd)
+        if reads == (0, 0):
+            return value
+        return self._op(str(value), *reads, width=opnd.asize)
+
+    def _access(self, opnd: Operand) -> V:
+        """The address a load or store of the operand itself uses: ``address``, except that an effective
+        address is written into the access (``ld64((rbx + 8) & ...)``) unless a temporary already holds it."""
+        if opnd.seg:
+            return self.address(opnd)
+        value, reads = self._effective(opnd)
+        if reads == (0, 0):
+            return value
+        return self.known.get(str(value), value)
 
     def address(self, opnd: Operand) -> V:
         ea = self.ea(opnd)
@@ -319,7 +337,7 @@ class PyOps(Ops):
     def _op(self, expr: str, *args: V, width: int = 0) -> V:
         """The value of the pure expression ``expr`` over ``args``: folded when they are constants, else the
         temporary that already holds it or a new one (which fits in ``width`` bits when that is not 0)."""
-        if args and all(is_const(a) for a in args):
+        if args and str not in map(type, args):
             return eval(expr, _FOLD_ENV)  # noqa: S307 - constant folding of our own expression text
         name = self.known.get(expr)
         if name is None:
@@ -361,13 +379,24 @@ class PyOps(Ops):
         return self.helper("srem", a, b, size)
 
     def and_(self, a: V, b: V) -> V:
-        return self._op(f"{a} & {b}", a, b)
+        if isinstance(a, int) and isinstance(b, str):
+            a, b = b, a
+        if isinstance(b, int) and b >= 0:
+            width = b.bit_length()
+            if isinstance(a, str) and self.width.get(a, 1 << 16) <= width and b == MASK.get(width):
+                return a                            # the mask keeps every bit ``a`` can have
+            return self._op(f"{a} & {b}", a, b, width=width)
+        return a if a == b else self._op(f"{a} & {b}", a, b)
 
     def or_(self, a: V, b: V) -> V:
-        return self._op(f"{a} | {b}", a, b)
+        if b == 0 or a == b:
+            return a
+        return b if a == 0 else self._op(f"{a} | {b}", a, b)
 
     def xor(self, a: V, b: V) -> V:
-        return self._op(f"{a} ^ {b}", a, b)
+        if b == 0:
+            return a
+        return b if a == 0 else self._op(f"{a} ^ {b}", a, b)
 
     def not_(self, a: V, size: int) -> V:
         return self._op(f"{a} ^ {MASK[size]}", a)
@@ -376,10 +405,15 @@ class PyOps(Ops):
         return self._op(f"-{a} & {MASK[size]}", a, width=size)
 
     def shl(self, a: V, n: V, size: int) -> V:
+        if n == 0:
+            return self.trunc(a, size)
         return self._op(f"({a} << {n}) & {MASK[size]}", a, n, width=size)
 
     def shr(self, a: V, n: V) -> V:
-        return self._op(f"{a} >> {n}", a, n)
+        if n == 0:
+            return a
+        width = max(self.width[a] - n, 1) if isinstance(n, int) and a in self.width else 0
+        return self._op(f"{a} >> {n}", a, n, width=width)
 
     def sar(self, a: V, n: V, size: int) -> V:
         top = 1 << (size - 1)
@@ -443,7 +477,9 @@ class PyOps(Ops):
         self.cc_changed = True
 
     def _arith_flags(self) -> V:
-        op, size, a, b, r, c = self.cc if self.cc is not None else self._state_cc()
+        if self.cc is None:
+            return self.tmp("compute(s.cc_op, s.cc_size, s.cc_a, s.cc_b, s.cc_r, s.cc_c)")
+        op, size, a, b, r, c = self.cc
         if op == CcOp.FLAGS:
             return a
         return self.tmp(f"compute({op}, {size}, {a}, {b}, {r}, {c})")
