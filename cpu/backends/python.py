@@ -388,15 +388,21 @@ class PyOps(Ops):
             return self._op(f"{a} & {b}", a, b, width=width)
         return a if a == b else self._op(f"{a} & {b}", a, b)
 
+    def _fits(self, a: V, b: V) -> int:
+        """Bits both values fit in, when both are known (0 when not)."""
+        wa = a.bit_length() if isinstance(a, int) and a >= 0 else self.width.get(a, 0)
+        wb = b.bit_length() if isinstance(b, int) and b >= 0 else self.width.get(b, 0)
+        return max(wa, wb) if wa and wb else 0
+
     def or_(self, a: V, b: V) -> V:
         if b == 0 or a == b:
             return a
-        return b if a == 0 else self._op(f"{a} | {b}", a, b)
+        return b if a == 0 else self._op(f"{a} | {b}", a, b, width=self._fits(a, b))
 
     def xor(self, a: V, b: V) -> V:
         if b == 0:
             return a
-        return b if a == 0 else self._op(f"{a} ^ {b}", a, b)
+        return b if a == 0 else self._op(f"{a} ^ {b}", a, b, width=self._fits(a, b))
 
     def not_(self, a: V, size: int) -> V:
         return self._op(f"{a} ^ {MASK[size]}", a)
