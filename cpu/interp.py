@@ -504,8 +504,9 @@ class Interpreter:
         local = frame_line[0] if frame_line else {}
         state = self.state
         for name, var in snap.dirty:
-            if var in local:
-                for line in field_store(name, repr(local[var])):
+            value = var if isinstance(var, int) else local.get(var)
+            if value is not None:
+                for line in field_store(name, repr(value)):
                     exec(line, {"s": state})  # noqa: S102 - our own field-store text
         if snap.cc is not None:
             values = [v if isinstance(v, int) else local.get(v, 0) for v in snap.cc]

@@ -22,7 +22,6 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
 
 from cpu.backends import lazyflags
 from cpu.decoder import Insn, Kind, Operand
@@ -42,7 +41,7 @@ class Snapshot:
     """Where the guest state lives at one point of a block."""
 
     index: int                 # instruction index in the block
-    dirty: tuple[tuple[str, str], ...]     # (field, the local holding it) where that is newer than CpuState
+    dirty: tuple[tuple[str, V], ...]       # (field, the local or constant holding it) where newer than CpuState
     cc: Cc | None              # static cc record, None when CpuState holds it
 
 
@@ -91,44 +90,52 @@ def signed(v: int, size: int) -> int:
 _TEMP = re.compile(r"_\d+")
 """A temporary's name.  No word boundaries (which make the search ~50x slower): generated code has no other
 ``_<digits>`` in it, and a spurious match could only keep a line, never drop one."""
-_PURE_ASSIGN = re.compile(r"\s*(_\d+) = (.*)")
-_SIDE_EFFECT = re.compile(r"\b(?:ld\d+|C_\w+)\(|\braise\b")
 
 
-def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snapshot]) -> tuple[list[str], list[int]]:
-    """Drop temporaries nothing reads; return the body and each snapshot's first line number.
+def eliminate_dead_code(body: list[str], starts: list[int], snapshots: list[Snapshot], leaves: list[bool],
+                        effects: set[str]) -> tuple[str, list[int]]:
+    """Drop temporaries nothing reads; return the body's text and each snapshot's first line number.
 
-    Semantics compute freely (the old flags a rotate keeps, a carry nobody
-    tests); what survives is what a store, a register, the returned RIP, a
-    fault test or the flags record at a faulting instruction needs.  A
-    snapshot's cc record counts only where its instruction can fault, since
-    only there does the run loop read it back.
+    ``leaves`` says for each snapshot whether its lines can leave the block (a load, a store, a call, a
+    raise); ``effects`` names the temporaries whose assignment must run even when nothing reads them (a
+    load that may fault, a call).  Semantics compute freely (the old flags a rotate keeps, a carry nobody
+    tests); what survives is what a store, a register, the returned RIP, a fault test or a snapshot needs.
+    A snapshot's cc record and the temporaries it names as registers' values count only where its
+    instruction can leave the block, since only there does the run loop read it back.
 
     Temporaries are assigned once, before any use, so counting their mentions
     in the whole text once and walking back from the end is enough: a pure
     assignment whose temporary is mentioned only there goes, and so do the
     mentions it made.
     """
-    text = "\n".join(body)
-    uses = Counter(_TEMP.findall(text))             # definitions included: 1 means nothing reads it
-    bounds = [*starts, len(body)]
-    offsets = [0, *accumulate(len(line) + 1 for line in body)]
-    for i, snap in enumerate(snapshots):
-        if snap.cc is not None and _SIDE_EFFECT.search(text, offsets[bounds[i]], offsets[bounds[i + 1]]):
-            uses.update(v for v in snap.cc if isinstance(v, str))
-    keep = [True] * len(body)
+    uses = Counter(_TEMP.findall("\n".join(body)))     # definitions included: 1 means nothing reads it
+    held: set[V] = set()                                # what the snapshots the run loop may read name
+    for snap, leave in zip(snapshots, leaves, strict=True):
+        if leave:
+            held.update(v for _, v in snap.dirty)
+            if snap.cc is not None:
+                held.update(snap.cc)
+    kept: list[str] = []
+    position = [0] * len(body)
     for i in range(len(body) - 1, -1, -1):
-        match = _PURE_ASSIGN.match(body[i])
-        if match and uses[match[1]] == 1 and not _SIDE_EFFECT.search(match[2]):
-            keep[i] = False
-            uses.subtract(_TEMP.findall(match[2]))
-    position, kept = [], 0
-    for flag in keep:
-        position.append(kept)
-        kept += flag
-    position.append(kept)
-    lines = [position[start] + 2 for start in starts]   # line 1 is the def
-    return [line for line, flag in zip(body, keep, strict=True) if flag], lines
+        line = body[i]
+        if line[0] == "_":
+            name, _, expr = line.partition(" = ")
+            if uses[name] == 1 and name not in effects and name not in held:
+                uses.subtract(_TEMP.findall(expr))
+                position[i] = len(kept)
+                continue
+        kept.append(line)
+        position[i] = len(kept)         # lines kept from i to the end
+    total = len(kept)
+    kept.reverse()
+    lines = [total - (position[start] if start < len(body) else 0) + 2 for start in starts]   # line 1 is the def
+    return "    " + "\n    ".join(kept), lines
+
+
+_OWN_LOCAL = frozenset({"mxcsr"})
+"""Fields ``fault_if(commit=...)`` may write (``_commit``): their local is theirs alone, so assigning it on the
+raising line changes nothing else the rollback reads."""
 
 
 class PyOps(Ops):
@@ -137,9 +144,10 @@ class PyOps(Ops):
     def __init__(self) -> None:
         self.body: list[str] = []
         self.ntmp = 0
-        self.local: dict[str, str] = {}
-        self.versions: Counter[str] = Counter()
-        self.dirty: set[str] = set()
+        self.local: dict[str, V] = {}
+        self.versions: dict[str, int] = {}
+        self.dirty: dict[str, V] = {}
+        """Fields newer than CpuState, and what holds each (in the order first written: a snapshot keeps it)."""
         self.pending: dict[str, V] = {}
         self.cc: Cc | None = None
         self.cc_changed = False
@@ -147,7 +155,18 @@ class PyOps(Ops):
         self.ended = False
         self.event_name: str | None = None
         self.insn: Insn | None = None
-        self.indent = "    "
+        self.leaves: list[bool] = []
+        """Per snapshot: can its lines leave the block (a load, a store, a call, a raise)?"""
+        self.effects: set[str] = set()
+        """Temporaries whose assignment has an effect besides its value (a load, a call)."""
+        self.known: dict[str, str] = {}
+        """Pure expression -> the temporary that already holds its value (common subexpressions)."""
+        self.bools: dict[str, str] = {}
+        """Temporary ``int(<comparison>)`` -> the comparison, which a condition reads as it is."""
+        self.width: dict[V, int] = {}
+        """Temporary or local -> a bit count its value is known to fit in."""
+        self.masked: dict[str, tuple[V, int]] = {}
+        """Temporary ``x & MASK[n]`` -> (x, n): a narrower mask of it masks ``x`` instead."""
         self.lines: list[int] = []
         self.snapshots: list[Snapshot] = []
         self.index = -1
@@ -155,7 +174,7 @@ class PyOps(Ops):
 
     # -- emission ---------------------------------------------------------------
     def emit(self, line: str) -> None:
-        self.body.append(self.indent + line)
+        self.body.append(line)
 
     def tmp(self, expr: str) -> str:
         self.ntmp += 1
@@ -165,7 +184,8 @@ class PyOps(Ops):
 
     def _snapshot(self) -> None:
         self.lines.append(len(self.body))       # a body index until finish() turns it into a line number
-        self.snapshots.append(Snapshot(self.index, tuple(sorted((n, self.local[n]) for n in self.dirty)), self.cc))
+        self.snapshots.append(Snapshot(self.index, tuple(self.dirty.items()), self.cc))
+        self.leaves.append(False)
 
     def begin(self, insn: Insn) -> None:
         self.insn = insn
@@ -173,20 +193,26 @@ class PyOps(Ops):
         self._snapshot()
         if self.stored:     # the last instruction may have rewritten this one: leave at this boundary if so
             self.emit("if cpu.code_written: raise CodeWritten()")
+            self.leaves[-1] = True
             self.stored = False
 
     def _assign(self, name: str, value: V) -> None:
         """Bind a new local to the field ``name``: each local is assigned once, so a value read earlier
         (kept in a cc record, a jump target, another register's new value) keeps meaning what it meant."""
-        self.versions[name] += 1
-        version = self.versions[name]
+        version = self.versions[name] = self.versions.get(name, 0) + 1
         local = self.local[name] = name if version == 1 else f"{name}_v{version}"
         self.emit(f"{local} = {value}")
 
     def end(self) -> None:
+        """Commit the instruction's register writes: a register now names the value written to it (a constant,
+        a temporary, another register's local), with no copy; a field a fault may commit to (``_OWN_LOCAL``)
+        gets a local of its own."""
         for name, value in self.pending.items():
-            self._assign(name, value)
-            self.dirty.add(name)
+            if name in _OWN_LOCAL or (isinstance(value, str) and not value.isidentifier()):
+                self._assign(name, value)
+            else:
+                self.local[name] = value
+            self.dirty[name] = self.local[name]
         self.pending.clear()
 
     def finish(self, insns: list[Insn]) -> Translation:
@@ -195,13 +221,13 @@ class PyOps(Ops):
         self._flush()
         target = self.target if self.target is not None else insns[-1].next
         self.emit(f"return {target}")
-        body, lines = eliminate_dead_code(self.body, self.lines, self.snapshots)
-        source = "def block():\n" + "\n".join(body) + "\n"
+        body, lines = eliminate_dead_code(self.body, self.lines, self.snapshots, self.leaves, self.effects)
+        source = "def block():\n" + body + "\n"
         return Translation(source, insns, self.event_name, lines, self.snapshots)
 
     def _flush(self) -> None:
         for name in sorted(self.dirty):
-            for line in field_store(name, self.local[name]):
+            for line in field_store(name, str(self.dirty[name])):
                 self.emit(line)
         self.dirty.clear()
         if self.cc is not None and self.cc_changed:
@@ -229,7 +255,7 @@ class PyOps(Ops):
         if opnd.kind is Kind.IMM:
             return opnd.imm
         if opnd.kind is Kind.MEM:
-            return self.load(self.address(opnd), opnd.size)
+            return self.load(self._access(opnd), opnd.size)
         full = self.reg(opnd.reg)
         if opnd.high:
             return self._op(f"({full} >> 8) & 0xff", full)
@@ -239,7 +265,7 @@ class PyOps(Ops):
 
     def write(self, opnd: Operand, value: V) -> None:
         if opnd.kind is Kind.MEM:
-            self.store(self.address(opnd), opnd.size, value)
+            self.store(self._access(opnd), opnd.size, value)
             return
         name, size = opnd.reg, opnd.size
         if size == 32 or size >= 64:
@@ -251,24 +277,43 @@ class PyOps(Ops):
         else:
             self.set_reg(name, self._op(f"({old} & ~{MASK[size]}) | {value}", old, value))
 
-    def ea(self, opnd: Operand) -> V:
+    def _effective(self, opnd: Operand) -> tuple[V, tuple[V, V]]:
+        """The effective address of ``opnd``: a constant or a local, or the text of the expression that computes
+        it and the values that expression reads."""
         if opnd.base == "rip":
             assert self.insn is not None, "ea() outside begin()/end()"
-            return (self.insn.next + opnd.disp) & MASK64
+            return (self.insn.next + opnd.disp) & MASK64, (0, 0)
+        base = self.reg(opnd.base) if opnd.base else 0
+        idx = self.reg(opnd.index) if opnd.index else 0
+        mask = MASK[opnd.asize]
+        if isinstance(base, int) and isinstance(idx, int):
+            return (base + idx * opnd.scale + opnd.disp) & mask, (0, 0)
         parts: list[str] = []
         if opnd.base:
-            parts.append(str(self.reg(opnd.base)))
+            parts.append(str(base))
         if opnd.index:
-            idx = self.reg(opnd.index)
             parts.append(f"{idx} * {opnd.scale}" if opnd.scale != 1 else str(idx))
-        mask = MASK[opnd.asize]
-        if not parts:
-            return opnd.disp & mask
         if opnd.disp:
             parts.append(str(opnd.disp))
         if len(parts) == 1 and opnd.asize == 64 and not (opnd.index and opnd.scale != 1):
-            return parts[0]                         # a bare 64-bit register needs no mask
-        return self.tmp(f"({' + '.join(parts)}) & {mask}")
+            return parts[0], (0, 0)                 # a bare 64-bit register needs no mask
+        return f"({' + '.join(parts)}) & {mask}", (base, idx)
+
+    def ea(self, opnd: Operand) -> V:
+        value, reads = self._effective(opnd)
+        if reads == (0, 0):
+            return value
+        return self._op(str(value), *reads, width=opnd.asize)
+
+    def _access(self, opnd: Operand) -> V:
+        """The address a load or store of the operand itself uses: ``address``, except that an effective
+        address is written into the access (``ld64((rbx + 8) & ...)``) unless a temporary already holds it."""
+        if opnd.seg:
+            return self.address(opnd)
+        value, reads = self._effective(opnd)
+        if reads == (0, 0):
+            return value
+        return self.known.get(str(value), value)
 
     def address(self, opnd: Operand) -> V:
         ea = self.ea(opnd)
@@ -277,26 +322,49 @@ class PyOps(Ops):
         return ea
 
     def load(self, address: V, size: int) -> V:
-        return self.tmp(f"ld{size}({address})")
+        name = self.tmp(f"ld{size}({address})")
+        self.effects.add(name)
+        self.leaves[-1] = True
+        self.width[name] = size
+        return name
 
     def store(self, address: V, size: int, value: V) -> None:
         self.emit(f"st{size}({address}, {value})")
+        self.leaves[-1] = True
         self.stored = True
 
     # -- arithmetic ---------------------------------------------------------------------
-    def _op(self, expr: str, *args: V) -> V:
-        if args and all(is_const(a) for a in args):
+    def _op(self, expr: str, *args: V, width: int = 0) -> V:
+        """The value of the pure expression ``expr`` over ``args``: folded when they are constants, else the
+        temporary that already holds it or a new one (which fits in ``width`` bits when that is not 0)."""
+        if args and str not in map(type, args):
             return eval(expr, _FOLD_ENV)  # noqa: S307 - constant folding of our own expression text
-        return self.tmp(expr)
+        name = self.known.get(expr)
+        if name is None:
+            name = self.known[expr] = self.tmp(expr)
+            if width:
+                self.width[name] = width
+        return name
+
+    def _bool(self, test: str, *args: V) -> V:
+        """0 or 1 from the Python comparison ``test``; a condition reads the comparison itself (``_test``)."""
+        name = self._op(f"int({test})", *args, width=1)
+        if isinstance(name, str):
+            self.bools[name] = test
+        return name
+
+    def _test(self, cond: V) -> str:
+        """Python text true when ``cond`` is not 0."""
+        return self.bools.get(cond, str(cond)) if isinstance(cond, str) else str(cond)
 
     def add(self, a: V, b: V, size: int) -> V:
-        return self._op(f"({a} + {b}) & {MASK[size]}", a, b)
+        return self._op(f"({a} + {b}) & {MASK[size]}", a, b, width=size)
 
     def sub(self, a: V, b: V, size: int) -> V:
-        return self._op(f"({a} - {b}) & {MASK[size]}", a, b)
+        return self._op(f"({a} - {b}) & {MASK[size]}", a, b, width=size)
 
     def mul(self, a: V, b: V, size: int) -> V:
-        return self._op(f"({a} * {b}) & {MASK[size]}", a, b)
+        return self._op(f"({a} * {b}) & {MASK[size]}", a, b, width=size)
 
     def udiv(self, a: V, b: V) -> V:
         return self._op(f"{a} // {b}", a, b)
@@ -311,54 +379,86 @@ class PyOps(Ops):
         return self.helper("srem", a, b, size)
 
     def and_(self, a: V, b: V) -> V:
-        return self._op(f"{a} & {b}", a, b)
+        if isinstance(a, int) and isinstance(b, str):
+            a, b = b, a
+        if isinstance(b, int) and b >= 0:
+            width = b.bit_length()
+            if isinstance(a, str) and self.width.get(a, 1 << 16) <= width and b == MASK.get(width):
+                return a                            # the mask keeps every bit ``a`` can have
+            return self._op(f"{a} & {b}", a, b, width=width)
+        return a if a == b else self._op(f"{a} & {b}", a, b)
+
+    def _fits(self, a: V, b: V) -> int:
+        """Bits both values fit in, when both are known (0 when not)."""
+        wa = a.bit_length() if isinstance(a, int) and a >= 0 else self.width.get(a, 0)
+        wb = b.bit_length() if isinstance(b, int) and b >= 0 else self.width.get(b, 0)
+        return max(wa, wb) if wa and wb else 0
 
     def or_(self, a: V, b: V) -> V:
-        return self._op(f"{a} | {b}", a, b)
+        if b == 0 or a == b:
+            return a
+        return b if a == 0 else self._op(f"{a} | {b}", a, b, width=self._fits(a, b))
 
     def xor(self, a: V, b: V) -> V:
-        return self._op(f"{a} ^ {b}", a, b)
+        if b == 0:
+            return a
+        return b if a == 0 else self._op(f"{a} ^ {b}", a, b, width=self._fits(a, b))
 
     def not_(self, a: V, size: int) -> V:
         return self._op(f"{a} ^ {MASK[size]}", a)
 
     def neg(self, a: V, size: int) -> V:
-        return self._op(f"-{a} & {MASK[size]}", a)
+        return self._op(f"-{a} & {MASK[size]}", a, width=size)
 
     def shl(self, a: V, n: V, size: int) -> V:
-        return self._op(f"({a} << {n}) & {MASK[size]}", a, n)
+        if n == 0:
+            return self.trunc(a, size)
+        return self._op(f"({a} << {n}) & {MASK[size]}", a, n, width=size)
 
     def shr(self, a: V, n: V) -> V:
-        return self._op(f"{a} >> {n}", a, n)
+        if n == 0:
+            return a
+        width = max(self.width[a] - n, 1) if isinstance(n, int) and a in self.width else 0
+        return self._op(f"{a} >> {n}", a, n, width=width)
 
     def sar(self, a: V, n: V, size: int) -> V:
         top = 1 << (size - 1)
-        return self._op(f"((({a} ^ {top}) - {top}) >> {n}) & {MASK[size]}", a, n)
+        return self._op(f"((({a} ^ {top}) - {top}) >> {n}) & {MASK[size]}", a, n, width=size)
 
     def sext(self, a: V, from_size: int, to_size: int) -> V:
         top = 1 << (from_size - 1)
-        return self._op(f"(({a} ^ {top}) - {top}) & {MASK[to_size]}", a)
+        return self._op(f"(({a} ^ {top}) - {top}) & {MASK[to_size]}", a, width=to_size)
 
     def trunc(self, a: V, size: int) -> V:
-        return self._op(f"{a} & {MASK[size]}", a)
+        if isinstance(a, int):
+            return a & MASK[size]
+        if self.width.get(a, 1 << 16) <= size:
+            return a                                # already fits: ``x & 0xffffffff`` of a 32-bit sum
+        inner = self.masked.get(a)
+        if inner is not None and size <= inner[1]:
+            a = inner[0]                            # a narrower mask of ``x & wider`` masks ``x``
+        name = self._op(f"{a} & {MASK[size]}", a, width=size)
+        if isinstance(name, str):
+            self.masked[name] = (a, size)
+        return name
 
     def eq(self, a: V, b: V) -> V:
-        return self._op(f"int({a} == {b})", a, b)
+        return self._bool(f"{a} == {b}", a, b)
 
     def ne(self, a: V, b: V) -> V:
-        return self._op(f"int({a} != {b})", a, b)
+        return self._bool(f"{a} != {b}", a, b)
 
     def ult(self, a: V, b: V) -> V:
-        return self._op(f"int({a} < {b})", a, b)
+        return self._bool(f"{a} < {b}", a, b)
 
     def slt(self, a: V, b: V, size: int) -> V:
         top = 1 << (size - 1)
-        return self._op(f"int(({a} ^ {top}) < ({b} ^ {top}))", a, b)
+        return self._bool(f"({a} ^ {top}) < ({b} ^ {top})", a, b)
 
     def select(self, cond: V, a: V, b: V) -> V:
         if is_const(cond):
             return a if cond else b
-        return self.tmp(f"{a} if {cond} else {b}")
+        return self._op(f"{a} if {self._test(cond)} else {b}", cond, a, b)
 
     def helper(self, name: str, *args: V) -> V:
         return self.tmp(f"H_{name}({', '.join(str(a) for a in args)})")
@@ -383,7 +483,9 @@ class PyOps(Ops):
         self.cc_changed = True
 
     def _arith_flags(self) -> V:
-        op, size, a, b, r, c = self.cc if self.cc is not None else self._state_cc()
+        if self.cc is None:
+            return self.tmp("compute(s.cc_op, s.cc_size, s.cc_a, s.cc_b, s.cc_r, s.cc_c)")
+        op, size, a, b, r, c = self.cc
         if op == CcOp.FLAGS:
             return a
         return self.tmp(f"compute({op}, {size}, {a}, {b}, {r}, {c})")
@@ -407,26 +509,35 @@ class PyOps(Ops):
         return self._op(f"condition({cc!r}, {f})", f)
 
     def _fast_cond(self, cc: str) -> V | None:
+        """Condition ``cc`` as one comparison of the cc record's operands, or None (SDM Vol. 1, appendix B)."""
         if self.cc is None or not is_const(self.cc[0]) or not is_const(self.cc[1]):
             return None
         op, size, a, b, r, _ = self.cc
         top = 1 << (size - 1)
         negate = {"ne": "e", "ae": "b", "a": "be", "ns": "s", "ge": "l", "g": "le"}
         base = negate.get(cc, cc)
-        expr = None
+        sign = (f"{r} >= {top}", f"{r} < {top}", (r,))
+        zero = (f"{r} == 0", f"{r} != 0", (r,))
+        table: dict[str, tuple[str, str, tuple[V, ...]]]      # condition -> (test, negated test, its operands)
         if op == CcOp.SUB:
-            expr = {"e": f"{a} == {b}", "b": f"{a} < {b}", "be": f"{a} <= {b}", "s": f"{r} >= {top}",
-                    "l": f"({a} ^ {top}) < ({b} ^ {top})", "le": f"({a} ^ {top}) <= ({b} ^ {top})"}.get(base)
+            sa, sb = f"({a} ^ {top})", f"({b} ^ {top})"
+            table = {"e": (f"{a} == {b}", f"{a} != {b}", (a, b)), "b": (f"{a} < {b}", f"{a} >= {b}", (a, b)),
+                     "be": (f"{a} <= {b}", f"{a} > {b}", (a, b)), "s": sign,
+                     "l": (f"{sa} < {sb}", f"{sa} >= {sb}", (a, b)), "le": (f"{sa} <= {sb}", f"{sa} > {sb}", (a, b))}
         elif op == CcOp.LOGIC:
-            expr = {"e": f"{r} == 0", "b": "False", "be": f"{r} == 0", "s": f"{r} >= {top}",
-                    "l": f"{r} >= {top}", "le": f"{r} == 0 or {r} >= {top}"}.get(base)
+            if base == "b":
+                return int(base != cc)              # CF = 0
+            table = {"e": zero, "be": zero, "s": sign, "l": sign,
+                     "le": (f"{r} == 0 or {r} >= {top}", f"0 < {r} < {top}", (r,))}
         elif op in (CcOp.ADD, CcOp.INC, CcOp.DEC, CcOp.SHL, CcOp.SHR, CcOp.SAR, CcOp.ADC, CcOp.SBB):
-            expr = {"e": f"{r} == 0", "s": f"{r} >= {top}"}.get(base)
-        if expr is None:
+            table = {"e": zero, "s": sign}
+        else:
             return None
-        if base != cc:
-            expr = f"not ({expr})"
-        return self._op(f"int({expr})", a, b, r)
+        entry = table.get(base)
+        if entry is None:
+            return None
+        test, negated, args = entry
+        return self._bool(test if base == cc else negated, *args)
 
     def rflags(self) -> V:
         rf, f = self.reg("rflags"), self._arith_flags()
@@ -445,6 +556,7 @@ class PyOps(Ops):
 
     def fault(self, vector: int, error_code: int | None = None, detail: str = "") -> None:
         self.emit(f"raise GuestFault({int(vector)}, {error_code!r}, None, {detail!r})")
+        self.leaves[-1] = True
         self.ended = True
 
     def fault_if(self, cond: V, vector: int, error_code: int | None = None,
@@ -452,7 +564,8 @@ class PyOps(Ops):
         if is_const(cond) and not cond:
             return
         stores = "".join(f"{line}; " for name, value in (commit or {}).items() for line in self._commit(name, value))
-        self.emit(f"if {cond}: {stores}raise GuestFault({int(vector)}, {error_code!r})")
+        self.emit(f"if {self._test(cond)}: {stores}raise GuestFault({int(vector)}, {error_code!r})")
+        self.leaves[-1] = True
         if is_const(cond):
             self.ended = True
 
@@ -475,7 +588,10 @@ class PyOps(Ops):
         # CpuState is now complete: a fault inside the call must roll back nothing, so the
         # progress the call stored before faulting (a REP's RCX, RSI, RDI) survives.
         self._snapshot()
-        return self.tmp(f"C_{name}(cpu{''.join(', ' + str(a) for a in args)})")
+        result = self.tmp(f"C_{name}(cpu{''.join(', ' + str(a) for a in args)})")
+        self.effects.add(result)
+        self.leaves[-1] = True
+        return result
 
 
 __all__ = ["PyOps", "Translation"]
