@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     data BLOB NOT NULL,     -- marshal: (code object, event, instruction count,
                             --           marshal of (instruction offsets, lines, snapshots))
     PRIMARY KEY (addr, lim, cpu, code, span)    -- span follows from code: in the key so that a page's
-                                                -- keys are read from the index alone (CodeCache._page)
+                                                -- keys are read from the index alone (CodeCache._blocks)
 );
 CREATE TABLE IF NOT EXISTS natives (
     key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's blocks (addresses, bytes), the translator, the
@@ -305,6 +305,8 @@ class CodeCache:
         self.pending_placements: list[tuple[int, int, bytes, bytes]] = []
         self.pages: dict[tuple[int, int, str], dict[int, list[list]]] = {}
         """The stored blocks of each page looked at so far, by address (see :meth:`_rows`)."""
+        self.mixed: set[tuple[int, int, str]] = set()
+        """Pages that also held blocks whose bytes were not the page's when it was read."""
         self.placements: dict[int, dict[int, dict[bytes, bytes]]] = {}
         """Each page's placements read so far (one query a page), with this run's own added."""
         self.cap = MAX_BYTES
@@ -453,38 +455,35 @@ class CodeCache:
         window reaches into the next page, as translation's fetch of it would.
         ``code_page(address)`` gives the bytes of the page holding ``address``
         as fetch reads them now when that is RAM (None for a device's page), so
-        that a page's stored blocks are read whole only where they match
-        (:meth:`_page`); it is called only when the page holds stored blocks.
+        that only a page's stored blocks that match it are read (:meth:`_rows`).
         """
         if self.db is None:
             return None
         try:
-            rows = self._rows(rip, limit, cpu, code_page)
+            hit = self._match(self._rows(rip, limit, cpu, code_page), rip, fetch, decoder, breakpoints)
+            if hit is None:
+                hit = self._match(self._rows(rip, limit, cpu, code_page, again=True), rip, fetch, decoder,
+                                  breakpoints)
         except sqlite3.Error as err:
             self._fail(err)
             return None
         except GuestFault:
             return None
+        return hit
+
+    def _match(self, rows: list[list], rip: int, fetch: Callable[[int, int], bytes], decoder: Decoder,
+               breakpoints: frozenset[int]) -> Hit | None:
+        """The first of ``rows`` that is the code at ``rip`` now (see :meth:`lookup`), as a hit."""
         room = PAGE_SIZE - (rip & PAGE_MASK)
-        for stored in rows:
-            code, span, data, row, stamp = stored
+        for code, span, data, row, stamp in rows:
+            if data is None:
+                continue                    # read with its key, but gone before its data was
             if breakpoints and any(rip < b < rip + len(code) for b in breakpoints):
                 continue                    # translation would cut it (and read no further than the cut)
+            if not _same_bytes(code, span, rip, room, fetch):
+                continue
             try:
-                if not _same_bytes(code, span, rip, room, fetch):
-                    continue
-                if data is None:
-                    found = self._read("SELECT b.data, u.stamp FROM blocks b LEFT JOIN block_uses u "
-                                       "ON u.id = b.rowid WHERE b.rowid = ?", (row,))
-                    if not found:
-                        continue            # deleted by another run's eviction
-                    data, stamp = stored[2], stored[4] = found[0]
                 fn_code, event, count, detail = marshal.loads(data)
-            except GuestFault:
-                return None
-            except sqlite3.Error as err:
-                self._fail(err)
-                return None
             except (ValueError, EOFError, TypeError):        # a damaged row: translate instead
                 continue
             if not (isinstance(fn_code, CodeType) and isinstance(count, int) and isinstance(detail, bytes)):
@@ -497,38 +496,53 @@ class CodeCache:
             return Hit(fn_code, translation, rip + len(code))
         return None
 
-    def _rows(self, rip: int, limit: int, cpu: str, code_page: Callable[[int], bytes | None]) -> list[list]:
-        """The stored blocks at ``rip``: [code, span, data or None until read, row id, stamp] each."""
+    def _rows(self, rip: int, limit: int, cpu: str, code_page: Callable[[int], bytes | None],
+              again: bool = False) -> list[list]:
+        """The stored blocks at ``rip`` that may be the code there now: [code, span, data, row id, stamp] each.
+
+        A page is read once, not a block at a time (a query cost 4.5 us in SQLite alone, and a warm boot looks
+        up 28 k blocks on 458 pages), and only its blocks whose bytes within the page are the page's bytes then
+        (SQLite compares them): a page can hold the code of many programs or kernels at the same addresses (a
+        test runner's 0x401000 held 5,819 blocks, and reading all their keys took sha256 80 ms; the default
+        guest's and Debian's kernels share their addresses).  ``again``: none of those was the code at ``rip``;
+        if the page held other blocks too, the ones at ``rip`` that match the page's bytes now are read (code
+        patched or loaded since the page was read), else none."""
         first = _signed(rip & ~PAGE_MASK)
         key = (first, limit, cpu)
         page = self.pages.get(key)
         if page is None:
-            page = self.pages[key] = self._page(first, limit, cpu, rip & ~PAGE_MASK, code_page)
-        return page.get(_signed(rip), [])
+            page, others = self._blocks(first, first, first + PAGE_MASK, limit, cpu, code_page(rip & ~PAGE_MASK))
+            self.pages[key] = page
+            if others:
+                self.mixed.add(key)
+        here = _signed(rip)
+        if not again:
+            return page.get(here, [])
+        if key not in self.mixed:
+            return []
+        known = {stored[3] for stored in page.get(here, ())}
+        found, _ = self._blocks(first, here, here, limit, cpu, code_page(rip & ~PAGE_MASK))
+        fresh = [stored for stored in found.get(here, ()) if stored[3] not in known]
+        page.setdefault(here, []).extend(fresh)
+        return fresh
 
-    def _page(self, first: int, limit: int, cpu: str, base: int,
-              code_page: Callable[[int], bytes | None]) -> dict[int, list[list]]:
-        """Every stored block of the page at ``base`` (signed: ``first``) by address, without its data; then, in
-        one query, the data of those whose bytes within the page are the page's bytes now.
-
-        A page is read once, not a block at a time (a query cost 4.5 us in SQLite alone, and a warm boot looks up
-        28 k blocks on 458 pages), and only its matching blocks' data is read: a page can hold the code of many
-        programs or kernels at the same addresses (a test runner's 0x401000 held 667 blocks; the default guest's
-        and Debian's kernels share their addresses).  The rest is read a block at a time if its bytes come back
-        (code patched later)."""
-        page: dict[int, list[list]] = {}
-        keys = self._read("SELECT addr, code, span, rowid FROM blocks WHERE addr BETWEEN ? AND ? AND lim = ? "
-                          "AND cpu = ?", (first, first + PAGE_MASK, limit, cpu))
-        if not keys:
-            return page
-        now = code_page(base)
+    def _blocks(self, first: int, low: int, high: int, limit: int, cpu: str,
+                now: bytes | None) -> tuple[dict[int, list[list]], bool]:
+        """The stored blocks from ``low`` to ``high`` (signed addresses in the page at ``first``) whose bytes
+        within the page are those of ``now`` (the page's bytes, None: a device's page, which matches none), by
+        address, their data read in one query; and whether other blocks lie there."""
+        where = "addr BETWEEN ? AND ? AND lim = ? AND cpu = ?"
+        span = (low, high, limit, cpu)
+        keys = [] if now is None else self._read(
+            f"SELECT addr, code, span, rowid FROM blocks WHERE {where} "
+            f"AND substr(?, addr - ? + 1, length(code)) = substr(code, 1, {PAGE_SIZE} - (addr - ?))",
+            (*span, now, first, first))
+        (count,), = self._read(f"SELECT count(*) FROM blocks WHERE {where}", span)   # from the index alone
+        found: dict[int, list[list]] = {}
         wanted: dict[int, list] = {}
-        for addr, code, span, row in keys:
-            stored = [code, span, None, row, None]
-            page.setdefault(addr, []).append(stored)
-            offset = addr - first
-            if now is not None and now[offset:offset + len(code)] == code[:PAGE_SIZE - offset]:
-                wanted[row] = stored
+        for addr, code, size, row in keys:
+            stored = wanted[row] = [code, size, None, row, None]
+            found.setdefault(addr, []).append(stored)
         rows = list(wanted)
         for at in range(0, len(rows), READ_AT_ONCE):
             chunk = rows[at:at + READ_AT_ONCE]
@@ -536,7 +550,7 @@ class CodeCache:
                                                f"ON u.id = b.rowid WHERE b.rowid IN ({','.join('?' * len(chunk))})",
                                                tuple(chunk)):
                 wanted[row][2:] = data, row, stamp
-        return page
+        return found, count > len(keys)
 
     # -- writing ------------------------------------------------------------------------------
     def store(self, rip: int, limit: int, cpu: str, insns: Sequence[Insn], translation: Translation,
