@@ -511,9 +511,11 @@ class CodeCache:
         key = (first, limit, cpu)
         page = self.pages.get(key)
         if page is None:
-            page, others = self._blocks(first, first, first + PAGE_MASK, limit, cpu, code_page(rip & ~PAGE_MASK))
-            self.pages[key] = page
-            if others:
+            page = self.pages[key] = self._blocks(first, first, first + PAGE_MASK, limit, cpu,
+                                                  code_page(rip & ~PAGE_MASK))
+            (count,), = self._read("SELECT count(*) FROM blocks WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ?",
+                                   (first, first + PAGE_MASK, limit, cpu))     # from the index alone
+            if count > sum(map(len, page.values())):
                 self.mixed.add(key)
         here = _signed(rip)
         if not again:
@@ -521,23 +523,20 @@ class CodeCache:
         if key not in self.mixed:
             return []
         known = {stored[3] for stored in page.get(here, ())}
-        found, _ = self._blocks(first, here, here, limit, cpu, code_page(rip & ~PAGE_MASK))
+        found = self._blocks(first, here, here, limit, cpu, code_page(rip & ~PAGE_MASK))
         fresh = [stored for stored in found.get(here, ()) if stored[3] not in known]
         page.setdefault(here, []).extend(fresh)
         return fresh
 
     def _blocks(self, first: int, low: int, high: int, limit: int, cpu: str,
-                now: bytes | None) -> tuple[dict[int, list[list]], bool]:
+                now: bytes | None) -> dict[int, list[list]]:
         """The stored blocks from ``low`` to ``high`` (signed addresses in the page at ``first``) whose bytes
         within the page are those of ``now`` (the page's bytes, None: a device's page, which matches none), by
-        address, their data read in one query; and whether other blocks lie there."""
-        where = "addr BETWEEN ? AND ? AND lim = ? AND cpu = ?"
-        span = (low, high, limit, cpu)
+        address, their data read in one query."""
         keys = [] if now is None else self._read(
-            f"SELECT addr, code, span, rowid FROM blocks WHERE {where} "
+            "SELECT addr, code, span, rowid FROM blocks WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ? "
             f"AND substr(?, addr - ? + 1, length(code)) = substr(code, 1, {PAGE_SIZE} - (addr - ?))",
-            (*span, now, first, first))
-        (count,), = self._read(f"SELECT count(*) FROM blocks WHERE {where}", span)   # from the index alone
+            (low, high, limit, cpu, now, first, first))
         found: dict[int, list[list]] = {}
         wanted: dict[int, list] = {}
         for addr, code, size, row in keys:
@@ -549,8 +548,8 @@ class CodeCache:
             for row, data, stamp in self._read("SELECT b.rowid, b.data, u.stamp FROM blocks b LEFT JOIN block_uses u "
                                                f"ON u.id = b.rowid WHERE b.rowid IN ({','.join('?' * len(chunk))})",
                                                tuple(chunk)):
-                wanted[row][2:] = data, row, stamp
-        return found, count > len(keys)
+                wanted[row][2], wanted[row][4] = data, stamp
+        return found
 
     # -- writing ------------------------------------------------------------------------------
     def store(self, rip: int, limit: int, cpu: str, insns: Sequence[Insn], translation: Translation,
