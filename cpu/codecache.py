@@ -75,11 +75,12 @@ from pathlib import Path
 from types import CodeType
 from typing import NamedTuple
 
-from cpu.backends.python import Snapshot, Translation
+from cpu.backends.python import Translation
 from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from cpu.sizes import parse_size
+from cpu.storedblock import StoredDetail, StoredInsns, StoredLines, StoredSnapshots
 
 READ_AT_ONCE = 500
 """The most blocks' data one query reads (SQLite's limit on a statement's parameters is 32766)."""
@@ -195,84 +196,6 @@ def size_cap() -> int:
     :data:`MAX_BYTES`; ValueError saying what is wrong for anything else."""
     text = os.environ.get("EMU_CODE_CACHE_SIZE", "").strip()
     return parse_size(text, "size for EMU_CODE_CACHE_SIZE") if text else MAX_BYTES
-
-
-class StoredDetail:
-    """What a cached block's run needs only when it faults, is lowered or explained: its instruction offsets,
-    its snapshots and their line numbers, kept marshalled until first read."""
-
-    __slots__ = ("data", "_unpacked")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self._unpacked: tuple[tuple[int, ...], tuple[int, ...], tuple[tuple, ...]] | None = None
-
-    @property
-    def unpacked(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple, ...]]:
-        """(instruction offsets, each snapshot's first line, snapshots)."""
-        if self._unpacked is None:
-            self._unpacked = marshal.loads(self.data)
-        return self._unpacked
-
-
-class StoredInsns(Sequence[Insn]):
-    """The instruction records of a cached block, decoded again from its verified bytes when first read."""
-
-    __slots__ = ("code", "rip", "length", "detail", "decoder", "_decoded")
-
-    def __init__(self, code: bytes, rip: int, length: int, detail: StoredDetail, decoder: Decoder) -> None:
-        self.code = code
-        self.rip = rip
-        self.length = length
-        self.detail = detail
-        self.decoder = decoder
-        self._decoded: dict[int, Insn] = {}
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]
-        insn = self._decoded.get(index)
-        if insn is None:
-            offset = self.detail.unpacked[0][index]
-            insn = self._decoded[index] = self.decoder.decode_bytes(self.code[offset:], self.rip + offset)
-        return insn
-
-
-class StoredLines(Sequence[int]):
-    """The first line of each snapshot of a cached block (``Translation.lines``), read when first used."""
-
-    __slots__ = ("detail",)
-
-    def __init__(self, detail: StoredDetail) -> None:
-        self.detail = detail
-
-    def __len__(self) -> int:
-        return len(self.detail.unpacked[1])
-
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
-        return self.detail.unpacked[1][index]
-
-
-class StoredSnapshots(Sequence[Snapshot]):
-    """The snapshots of a cached block, made into :class:`Snapshot` records when a rollback reads one."""
-
-    __slots__ = ("detail",)
-
-    def __init__(self, detail: StoredDetail) -> None:
-        self.detail = detail
-
-    def __len__(self) -> int:
-        return len(self.detail.unpacked[2])
-
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
-        rows = self.detail.unpacked[2]
-        if isinstance(index, slice):
-            return [Snapshot(*row) for row in rows[index]]
-        return Snapshot(*rows[index])
 
 
 class Hit(NamedTuple):

@@ -61,13 +61,13 @@ from cpu.backends.llvm import (
     NativeBlock,
     Site,
 )
-from cpu.codecache import StoredInsns
 from cpu.decoder import Insn
 from cpu.engine import BLOCK_DECLARES, DispatchTable, Engine, Loaded, NativeTlb
 from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector
 from cpu.interp import Exit, ExitKind, unimplemented
 from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE
 from cpu.semantics import CALLS, HELPERS
+from cpu.storedblock import StoredInsns
 
 if TYPE_CHECKING:
     from cpu.interp import Block, Interpreter
