@@ -354,7 +354,7 @@ class Jit:
         ir = (BLOCK_DECLARES + "\n".join(declares) + f"\n@s{prefix} = global i64 0\n"
               + "\n".join(n.ir for _, n in lowered))
         meta = marshal.dumps([(block.rip, native.name, native.event,
-                               [(s.index, s.vector, s.error_code, s.detail, s.event) for s in native.sites])
+                               [tuple(site) for site in native.sites])
                               for block, native in lowered])
         return Job(engine, lowered, [block.rip for block, _ in lowered], ir, time.perf_counter() - start, key=key,
                    meta=meta, site_base=base)
@@ -378,7 +378,7 @@ class Jit:
         engine's, in the module's order."""
         natives = {}
         for rip, name, event, sites in marshal.loads(meta):
-            native = NativeBlock(name, "", None, event, [Site(i, v, e, d, ev) for i, v, e, d, ev in sites])
+            native = NativeBlock(name, "", None, event, list(map(Site._make, sites)))
             self.engine.sites.extend((native, site) for site in native.sites)
             natives[rip] = native
         return natives

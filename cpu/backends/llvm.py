@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cpu.backends import lazyflags
 from cpu.backends.llvm_float import NATIVE as FLOAT_NATIVE
@@ -200,9 +201,9 @@ def condition_of(b: Builder, cc: str, f: V) -> V:
 
 # -- the block builder ---------------------------------------------------------------------
 
-@dataclass
-class Site:
-    """A place where a native block may stop early: which instruction, and what fault (None: a callback's)."""
+class Site(NamedTuple):
+    """A place where a native block may stop early: which instruction, and what fault (None: a callback's).
+    A tuple: a module loaded from the code cache makes one per exit site (~0.25 us, half a dataclass's)."""
 
     index: int
     vector: int | None = None
