@@ -80,10 +80,8 @@ from cpu.decoder import MAX_INSN_LEN, Decoder, Insn
 from cpu.exceptions import GuestFault
 from cpu.memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from cpu.sizes import parse_size
-from cpu.storedblock import StoredDetail, StoredInsns, StoredLines, StoredSnapshots
+from cpu.storedblock import StoredTranslation
 
-READ_AT_ONCE = 500
-"""The most blocks' data one query reads (SQLite's limit on a statement's parameters is 32766)."""
 FLUSH_EVERY = 512
 """New blocks kept in memory before they are written out."""
 KEEP_OTHER_VERSIONS = 3
@@ -111,8 +109,9 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS natives (
     key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's blocks (addresses, bytes), the translator, the
                             -- LLVM version, the target and the host CPU
-    obj BLOB NOT NULL,      -- the object code LLVM made of that module
-    meta BLOB NOT NULL      -- marshal: what the JIT needs to know of its blocks (names, exit sites)
+    meta BLOB NOT NULL,     -- marshal: what the JIT needs to know of its blocks (names, exit sites)
+    obj BLOB NOT NULL       -- the object code LLVM made of that module; last, so that reading meta alone
+                            -- does not follow obj's chain of overflow pages (measured: 200-400 us a module)
 );
 CREATE TABLE IF NOT EXISTS placements (
     page INTEGER NOT NULL,  -- the guest page of a block's first byte (its address >> 12, signed)
@@ -399,8 +398,6 @@ class CodeCache:
         """The first of ``rows`` that is the code at ``rip`` now (see :meth:`lookup`), as a hit."""
         room = PAGE_SIZE - (rip & PAGE_MASK)
         for code, span, data, row, stamp in rows:
-            if data is None:
-                continue                    # read with its key, but gone before its data was
             if breakpoints and any(rip < b < rip + len(code) for b in breakpoints):
                 continue                    # translation would cut it (and read no further than the cut)
             if not _same_bytes(code, span, rip, room, fetch):
@@ -411,9 +408,7 @@ class CodeCache:
                 continue
             if not (isinstance(fn_code, CodeType) and isinstance(count, int) and isinstance(detail, bytes)):
                 continue
-            stored_detail = StoredDetail(detail)
-            translation = Translation("", StoredInsns(code, rip, count, stored_detail, decoder), event,
-                                      StoredLines(stored_detail), StoredSnapshots(stored_detail))
+            translation = StoredTranslation(code, rip, count, detail, decoder, event)
             if row is not None and stamp != self.stamp:
                 self.used["blocks"].add(row)
             return Hit(fn_code, translation, rip + len(code))
@@ -455,23 +450,17 @@ class CodeCache:
                 now: bytes | None) -> dict[int, list[list]]:
         """The stored blocks from ``low`` to ``high`` (signed addresses in the page at ``first``) whose bytes
         within the page are those of ``now`` (the page's bytes, None: a device's page, which matches none), by
-        address, their data read in one query."""
-        keys = [] if now is None else self._read(
-            "SELECT addr, code, span, rowid FROM blocks WHERE addr BETWEEN ? AND ? AND lim = ? AND cpu = ? "
-            f"AND substr(?, addr - ? + 1, length(code)) = substr(code, 1, {PAGE_SIZE} - (addr - ?))",
-            (low, high, limit, cpu, now, first, first))
+        address.  One query: SQLite compares the bytes in the key's index and reads a row's data only for a
+        match (its plan defers the seek into the table)."""
         found: dict[int, list[list]] = {}
-        wanted: dict[int, list] = {}
-        for addr, code, size, row in keys:
-            stored = wanted[row] = [code, size, None, row, None]
-            found.setdefault(addr, []).append(stored)
-        rows = list(wanted)
-        for at in range(0, len(rows), READ_AT_ONCE):
-            chunk = rows[at:at + READ_AT_ONCE]
-            for row, data, stamp in self._read("SELECT b.rowid, b.data, u.stamp FROM blocks b LEFT JOIN block_uses u "
-                                               f"ON u.id = b.rowid WHERE b.rowid IN ({','.join('?' * len(chunk))})",
-                                               tuple(chunk)):
-                wanted[row][2], wanted[row][4] = data, stamp
+        if now is None:
+            return found
+        for addr, code, span, row, data, stamp in self._read(
+                "SELECT b.addr, b.code, b.span, b.rowid, b.data, u.stamp FROM blocks b LEFT JOIN block_uses u "
+                "ON u.id = b.rowid WHERE b.addr BETWEEN ? AND ? AND b.lim = ? AND b.cpu = ? "
+                f"AND substr(?, b.addr - ? + 1, length(b.code)) = substr(b.code, 1, {PAGE_SIZE} - (b.addr - ?))",
+                (low, high, limit, cpu, now, first, first)):
+            found.setdefault(addr, []).append([code, span, data, row, stamp])
         return found
 
     # -- writing ------------------------------------------------------------------------------
@@ -571,7 +560,7 @@ class CodeCache:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
                     self.db.executemany("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?)", rows)
-                    self.db.executemany("INSERT OR IGNORE INTO natives VALUES (?, ?, ?)", natives)
+                    self.db.executemany("INSERT OR IGNORE INTO natives (key, obj, meta) VALUES (?, ?, ?)", natives)
                     self.db.executemany("INSERT OR IGNORE INTO placements VALUES (?, ?, ?, ?)", placements)
                     self.db.executemany("INSERT OR REPLACE INTO block_uses SELECT rowid, ? FROM blocks "
                                         "WHERE addr = ? AND lim = ? AND cpu = ? AND code = ?",

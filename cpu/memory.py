@@ -220,6 +220,12 @@ class Memory:
     def read(self, address: int, length: int, access: int = READ) -> bytes:
         if self.watch is not None and access == READ:
             self.watch(address & MASK64, length, READ)
+        address &= MASK64
+        off = address & PAGE_MASK
+        if 0 < length <= PAGE_SIZE - off:       # within one page: what the loop below does, without the loop
+            buf, base = self.entry(address, access)
+            return bytes(buf[base + off: base + off + length] if type(buf) in RAM_BUFFERS
+                         else buf.read(base + off, length))  # type: ignore[union-attr, call-arg]
         out = bytearray()
         while length > 0:
             address &= MASK64
