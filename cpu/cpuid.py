@@ -17,6 +17,13 @@ the level lacks, except where an older CPU gives the bytes another meaning: F3 0
 without BMI1, F3 0F BD (LZCNT) is BSR without LZCNT, since such a CPU ignores the F3 prefix (SDM
 Vol. 2B, TZCNT and LZCNT).
 
+Leaf 0x16 (processor frequency information) reports a base and maximum frequency of 1000 MHz and a bus of
+100 MHz: one retired instruction is one nanosecond (``devices.clock``), the TSC's rate.  Linux 6.1 takes an
+Intel CPU's frequency from this leaf when the maximum basic leaf reaches it (``cpu_khz_from_cpuid`` in
+arch/x86/kernel/tsc.c) instead of calibrating against the PIT (``quick_pit_calibrate``: ~16,600 reads of
+port 0x42 and 17 ms of virtual time in a boot of the default guest).  Leaves 0xE to 0x15 read as zero (leaf
+0x15's zero ratio means "not enumerated").
+
 Not advertised because not modelled: the local APIC and x2APIC, TSC-deadline, MTRRs, MCE/MCA, DE,
 SEP (SYSENTER), MONITOR/MWAIT, PCID/INVPCID, SMEP/SMAP/UMIP, the speculation controls, AVX-512 and a
 hypervisor.  Linux then runs in PIC mode.
@@ -63,7 +70,9 @@ VENDOR = b"GenuineIntel"
 FAMILY, MODEL, STEPPING = 6, 15, 0
 """Leaf 1 EAX's signature: family 6, model 15 (0x0F), stepping 0 (see the module docstring)."""
 BRAND = b"emu x86-64 instructional CPU".ljust(48, b"\0")
-MAX_LEAF = 0xD
+MAX_LEAF = 0x16
+FREQUENCY_MHZ, BUS_MHZ = 1000, 100
+"""Leaf 0x16: the nominal frequency (one instruction a nanosecond) and bus frequency (see the module docstring)."""
 MAX_EXTENDED_LEAF = 0x8000_0008
 
 
@@ -172,6 +181,8 @@ class CpuLevel:
         if leaf == 1:
             regs[Reg.EAX.value] = (FAMILY << 8) | (MODEL << 4) | STEPPING
             regs[Reg.EBX.value] = (8 << 8) | (1 << 16)             # CLFLUSH line 64 bytes, 1 logical CPU
+        elif leaf == 0x16:
+            regs[:3] = [FREQUENCY_MHZ, FREQUENCY_MHZ, BUS_MHZ]                 # base, maximum, bus (MHz)
         elif leaf == 0x8000_0000:
             regs[Reg.EAX.value] = MAX_EXTENDED_LEAF
         elif 0x8000_0002 <= leaf <= 0x8000_0004:

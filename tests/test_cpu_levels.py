@@ -89,6 +89,10 @@ def test_the_cpuid_instruction_answers_for_the_interpreter_s_level():
     for name in LEVELS:
         state, _ = run_at(level(name), "cpuid", rax=7, rcx=0)
         assert (state.rax, state.rbx, state.rcx, state.rdx) == level(name).cpuid(7, 0)
+    state, _ = run_at(level("max"), "cpuid", rax=0, rcx=0)
+    assert state.rax >= 0x16, "the maximum basic leaf reaches the frequency leaf"
+    state, _ = run_at(level("max"), "cpuid", rax=0x16, rcx=0)
+    assert (state.rax, state.rbx, state.rcx) == (1000, 1000, 100), "base, maximum and bus frequency in MHz"
 
 
 # -- which instructions exist ----------------------------------------------------------------------
