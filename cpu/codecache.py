@@ -580,6 +580,20 @@ class CodeCache:
         except sqlite3.Error as err:
             self._fail(err)
 
+    def abandon(self) -> None:
+        """In a forked child: run without the cache and never touch the parent's connections (SQLite's must not
+        cross a fork; the exit handler inherited from the parent would flush the parent's pending blocks
+        through them)."""
+        self.db = self.reader = None
+        self.pending.clear()
+        self.pending_natives.clear()
+        self.pending_placements.clear()
+        for rows in self.used.values():
+            rows.clear()
+        if CodeCache._shared.get(self.path) is self:
+            del CodeCache._shared[self.path]
+        atexit.unregister(self.close)
+
     def close(self) -> None:
         """Write the new blocks out and let go of the database (``open`` then opens it afresh)."""
         self.flush()

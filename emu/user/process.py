@@ -244,6 +244,8 @@ class Process:
         """The child gets a wake-up pipe of its own and keeps no code cache (the parent's database
         connection must not be used by two processes)."""
         self.host_signals.renew_after_fork()
+        if self.cache is not None:
+            self.cache.abandon()
         self.cache = None
         if self.interp is not None:
             self.interp.code_cache = None
