@@ -1,5 +1,5 @@
 """``python -m emu``: the same as the ``emu`` command."""
 
-from emu.cli import main
+from emu.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -18,13 +18,14 @@ times.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import gc
 import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from emu.user.proclimit import DEFAULT_MAX_PROCESSES
 
@@ -615,8 +616,32 @@ collector ran ~8 % of a warm boot, mostly scanning the long-lived translated blo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status."""
     gc.set_threshold(*GC_THRESHOLD)
-    args = _parser().parse_args(argv)
+    return _command(_parser().parse_args(argv))
+
+
+def entry() -> NoReturn:
+    """The ``emu`` program (and ``python -m emu``): :func:`main`; after ``run`` and ``boot`` the process then
+    ends as soon as the exit handlers (the code cache's last writes, the compile thread's end) have run and
+    stdout and stderr are flushed, without Python's teardown.  That teardown, a full collection and the
+    freeing of every translated block, took 25-30 ms, a tenth of a short program's whole run under
+    ``emu run`` (measured with sha256 of 1 MiB: 0.28-0.29 s -> 0.25-0.26 s).  Neither command leaves a
+    Python file object for the teardown to flush: a guest's files are host descriptors, and ``boot`` closes
+    its ``--serial`` file itself."""
+    gc.set_threshold(*GC_THRESHOLD)
+    args = _parser().parse_args()
+    status = _command(args)
+    if args.func in (_cmd_run, _cmd_boot):
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(status)
+    raise SystemExit(status)
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
