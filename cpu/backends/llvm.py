@@ -75,6 +75,8 @@ class JitContext(ctypes.Structure):
         ("slow_load", ctypes.c_void_p), ("slow_store", ctypes.c_void_p),
         ("py_helper", ctypes.c_void_p), ("py_call", ctypes.c_void_p),
         ("limit", ctypes.c_uint64), ("request", ctypes.c_uint64),
+        # request: 0 none; REQUEST_NOW leave after this block; REQUEST_WINDOW leave after the first block that
+        # ends with RFLAGS.IF set (the run loop then checks for an interrupt shadow)
         ("blocks", ctypes.c_uint64),
         ("val", ctypes.c_uint64 * 4),
         ("args", ctypes.c_uint64 * 32),
@@ -85,15 +87,20 @@ def _ctx_offset(name: str) -> int:
     return getattr(JitContext, name).offset
 
 
+REQUEST_NOW, REQUEST_WINDOW = 1, 2
+"""JitContext.request: what the native dispatch loop polls between blocks."""
+IF_BIT = 1 << 9
+
 TLB_BITS = 12
 TLB_SIZE = 1 << TLB_BITS
 TABLE_BITS = 16
 TABLE_SIZE = 1 << TABLE_BITS
 
 
-def table_slot(rip: int) -> int:
-    """Where the native dispatch table keeps ``rip`` (the runtime's ``@emu_dispatch`` hashes the same way)."""
-    return (rip ^ (rip >> TABLE_BITS)) & (TABLE_SIZE - 1)
+def table_set(rip: int) -> int:
+    """The first of the two slots where the native dispatch table may keep ``rip`` (the runtime's
+    ``@emu_dispatch`` hashes the same way and looks in both)."""
+    return (rip ^ (rip >> TABLE_BITS)) & (TABLE_SIZE - 2)
 
 
 def _is_xmm(name: str) -> bool:
