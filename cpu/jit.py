@@ -67,7 +67,7 @@ from cpu.decoder import Insn
 from cpu.engine import BLOCK_DECLARES, DispatchTable, Engine, Loaded, NativeTlb
 from cpu.exceptions import TRAPS, CodeWritten, GuestFault, Vector
 from cpu.interp import WINDOW, Exit, ExitKind, unimplemented
-from cpu.memory import FETCH, PAGE_SHIFT, READ, WRITE
+from cpu.memory import FETCH, PAGE_SHIFT, PRESENCE_SIZE, READ, WRITE
 from cpu.semantics import CALLS, HELPERS
 from cpu.storedblock import StoredInsns
 
@@ -195,6 +195,13 @@ class Jit:
                            _SLOW(self._py_call))
         for name, cb in zip(("slow_load", "slow_store", "py_helper", "py_call"), self._callbacks, strict=True):
             setattr(self.ctx, name, ctypes.cast(cb, ctypes.c_void_p).value)
+        presence = getattr(interp.mem, "presence", None)
+        if presence is None:            # user mode: no INVLPG runs (CPL 3 faults first); counts that say "held"
+            self._held = (ctypes.c_uint32 * (2 * PRESENCE_SIZE))()
+            ctypes.memset(self._held, 1, ctypes.sizeof(self._held))
+            self.ctx.present = self.ctx.large = ctypes.addressof(self._held)
+        else:
+            self.ctx.present, self.ctx.large = ctypes.addressof(presence.pages), ctypes.addressof(presence.large)
         self.mirrors: list[tuple[NativeTlb, NativeTlb, DispatchTable]] = []
         for tlb in interp.mem.tlb_sets:
             mirror = (NativeTlb(), NativeTlb(), DispatchTable())

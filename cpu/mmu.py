@@ -58,6 +58,7 @@ from cpu.memory import (
     Memory,
     Tlb,
     TlbEntry,
+    TlbPresence,
     new_tlb,
 )
 from cpu.physical import PhysicalMemory
@@ -176,6 +177,10 @@ class Mmu(Memory):
         self.global_vpns: set[int] = set()
         self.large_pages: dict[int, int] = {}
         """First virtual page of each large page a fill used -> its size in pages (for INVLPG)."""
+        self.presence = TlbPresence()
+        for tlb in self.tlb_sets:
+            for t in tlb:
+                t.presence = self.presence.pages
         self.writers: dict[int, set[int]] = {}
         """Physical page -> virtual pages that were filled for writing to it (to keep code pages read-only)."""
         self.entries: dict[int, TlbEntry] = {}
@@ -273,9 +278,14 @@ class Mmu(Memory):
         page = walk.paddr & ~PAGE_MASK
         if walk.global_ and self.state.cr4 & CR4_PGE:
             self.global_vpns.add(vpn)
+        else:
+            self.global_vpns.discard(vpn)   # an INVLPG that found the page in no TLB may have left it here
         if walk.page_size > PAGE_SIZE:
             pages = walk.page_size >> PAGE_SHIFT
-            self.large_pages[vpn & ~(pages - 1)] = pages
+            first = vpn & ~(pages - 1)
+            if self.large_pages.get(first) != pages:
+                self.large_pages[first] = pages
+                self.presence.large[self.presence.large_slot(first, pages)] += 1
         if access == WRITE:
             self.writers.setdefault(page >> PAGE_SHIFT, set()).add(vpn)
         if self.phys.is_ram(page, PAGE_SIZE):
@@ -300,6 +310,7 @@ class Mmu(Memory):
         if not keep_global:
             self.global_vpns.clear()
             self.large_pages.clear()
+            self.presence.clear_large()
         kept = self.global_vpns
         writers: dict[int, set[int]] = {}
         for tlb in self.tlb_sets:
@@ -324,6 +335,7 @@ class Mmu(Memory):
             first = vpn & ~(span - 1)
             if self.large_pages.get(first) == span:
                 del self.large_pages[first]
+                self.presence.large[self.presence.large_slot(first, span)] -= 1
                 doomed.update(v for tlb in self.tlb_sets for t in tlb for v in t if first <= v < first + span)
         for v in doomed:
             self.global_vpns.discard(v)

@@ -49,6 +49,7 @@ from cpu.backends.llvm_ir import Builder, V, Val, literal, wide, width_of
 from cpu.backends.llvm_vector import VectorLanes
 from cpu.decoder import Insn, Kind, Operand
 from cpu.flags import ARITH, CcOp, Flag
+from cpu.memory import PRESENCE_SIZE
 from cpu.state import CpuState
 
 MASK64 = (1 << 64) - 1
@@ -78,6 +79,7 @@ class JitContext(ctypes.Structure):
         # request: 0 none; REQUEST_NOW leave after this block; REQUEST_WINDOW leave after the first block that
         # ends with RFLAGS.IF set (the run loop then checks for an interrupt shadow)
         ("blocks", ctypes.c_uint64),
+        ("present", ctypes.c_void_p), ("large", ctypes.c_void_p),     # cpu.memory.TlbPresence's counts
         ("val", ctypes.c_uint64 * 4),
         ("args", ctypes.c_uint64 * 32),
     ]
@@ -851,8 +853,12 @@ class LlvmOps:
         self.cc_changed = False
         self.tlb.clear()
         self.begin_state = ({}, set(), None, False)
-        done = self._native_rep(name, *args) if name in NATIVE_REPS and all(isinstance(a, int) for a in args) \
-            else None
+        if name == "invlpg":
+            done: str | None = self._native_invlpg(args[0])
+        elif name in NATIVE_REPS and all(isinstance(a, int) for a in args):
+            done = self._native_rep(name, *args)
+        else:
+            done = None
         for i, arg in enumerate(args):
             self._ctx_store("args", self._trunc_to(arg, 64) if isinstance(arg, Val) else arg & MASK64, i)
         status = self._callback("py_call", f"i64 {self.call_ids[name]}, i64 {len(args)}")
@@ -862,6 +868,26 @@ class LlvmOps:
         self.b.emit(f"br label {done}")
         self.b.label(done)
         return 0
+
+    def _native_invlpg(self, address: V) -> str:
+        """INVLPG of a page that no TLB holds, in no cached large page (``cpu.memory.TlbPresence``: all three
+        counts zero), changes nothing: skip the call.  Returns the label after the call, which the caller
+        emits for the other pages."""
+        b = self.b
+        call, done = b.fresh("invlpg_call"), b.fresh("invlpg_done")
+        vpn = b.binop("lshr", address, 12, 64)
+        counts = []
+        for array, index in (("present", b.binop("and", vpn, PRESENCE_SIZE - 1, 64)),
+                             ("large", b.binop("and", b.binop("lshr", vpn, 9, 64), PRESENCE_SIZE - 1, 64)),
+                             ("large", b.binop("add", b.binop("and", b.binop("lshr", vpn, 18, 64),
+                                                              PRESENCE_SIZE - 1, 64), PRESENCE_SIZE, 64))):
+            base = self._ctx_load(array, 0)
+            at = b.value(f"getelementptr i32, ptr {base.name}, i64 {b.at(index, 64)}", 0)
+            counts.append(b.value(f"load i32, ptr {at.name}", 32))
+        held = b.binop("or", b.binop("or", counts[0], counts[1], 32), counts[2], 32)
+        b.emit(f"br i1 {b.icmp('eq', held, 0, 32)}, label {done}, label {call}")
+        b.label(call)
+        return done
 
     def _native_rep(self, name: str, size: int, seg: int = 0) -> str | None:
         """REP STOS and REP MOVS natively, a page at a time, while the TLB maps the pages and the copy is one

@@ -205,6 +205,42 @@ def test_invlpg_inside_a_2m_page_drops_the_whole_large_page(bm: BareMetal) -> No
     assert not any(v >> 12 in bm.mmu.tlb[READ] for v in (HIGH + DATA - 0x200000, HIGH + 0x1000))
 
 
+def test_invlpg_of_a_page_no_tlb_holds_drops_the_large_page_around_it_and_nothing_else(bm: BareMetal) -> None:
+    """Native code skips the call for an INVLPG of a page that no TLB holds (cpu.memory.TlbPresence), but not
+    when a cached 2 MiB page covers it: there the whole large page goes, as the SDM says."""
+    low, high = 0x1F_8000, 0x3F_8000         # the same offset in RAM's two 2 MiB pages
+    bm.put64(high, 1)
+    bm.put64(low, 2)
+    bm.put64(DATA + 0x1000, 3)
+    bm.put64(DATA + 0x2000, 4)
+    bm.tables.map(HIGH, 0x20_0000, PRESENT_RW, size=2 << 20)
+    bm.tables.map(HIGH + (4 << 20), DATA + 0x1000, PRESENT_RW)
+    pde, pte = bm.tables.entry_address(HIGH, level=2), bm.tables.entry_address(HIGH + (4 << 20))
+    bm.code(f"""
+        mov rbx, {HIGH + 0x1F_8000:#x}
+        mov rdi, {HIGH + (4 << 20):#x}
+        mov r8, [rbx]
+        mov r12, [rdi]
+        mov qword ptr [{pde:#x}], {0 | PRESENT_RW | Pte.PS:#x}
+        mov qword ptr [{pte:#x}], {DATA + 0x2000 | PRESENT_RW:#x}
+        mov rax, {HIGH + (8 << 20):#x}
+        invlpg [rax]
+        mov r9, [rbx]
+        mov r13, [rdi]
+        mov rax, {HIGH + 0x1000:#x}
+        invlpg [rax]
+        mov r10, [rbx]
+        mov r14, [rdi]
+        hlt
+    """)
+    bm.run()
+    s = bm.state
+    assert s.r8 == 1 and s.r12 == 3
+    assert (s.r9, s.r13) == (1, 3), "an INVLPG of a page no TLB holds, in no large page, changes nothing"
+    assert s.r10 == 2, "an INVLPG of an untouched page inside a cached 2 MiB page drops all of it"
+    assert s.r14 == 3, "and no other page"
+
+
 def test_code_written_through_a_second_mapping_of_its_physical_page_is_retranslated(bm: BareMetal) -> None:
     code, alias = HIGH, HIGH + 0x10000                # two virtual pages, one physical page
     bm.tables.map(code, DATA, PRESENT_RW)
