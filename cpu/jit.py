@@ -166,7 +166,7 @@ class Jit:
         self.mode = mode
         self.strict = strict
         self.hot = 1 if mode == "eager" else HOT
-        self.engine = Engine.shared()
+        self.engine = Engine.shared(interp.code_cache)
         Engine.users.add(self)
         self.compiled: list[Block] = []
         self.jobs: queue.Queue[Job | None] = queue.Queue()
@@ -325,7 +325,7 @@ class Jit:
         """The engine new modules go to (a fresh one when it is full)."""
         if self.engine.full or self.engine is not Engine._shared:
             self.jobs.join()        # nothing may still be compiling into the engine that goes
-            self.engine = Engine.renew() if self.engine.full else Engine.shared()
+            self.engine = Engine.renew() if self.engine.full else Engine.shared(self.interp.code_cache)
             self.stats.renewals += 1
         return self.engine
 
