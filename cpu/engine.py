@@ -438,14 +438,16 @@ class Engine:
         return fresh
 
     def _cached(self, module: object) -> bytes | None:
-        found = None if self.cache is None else self.cache.native(bytes.fromhex(module.name))
+        if self.cache is None or not _is_key(module.name):     # the empty module an MCJIT engine starts with
+            return None
+        found = self.cache.native(bytes.fromhex(module.name))
         if found is None:
             return None
         self.hits += 1
         return found[0]
 
     def _compiled(self, module: object, obj: bytes) -> None:
-        if self.cache is not None:
+        if self.cache is not None and _is_key(module.name):
             self.cache.store_native(bytes.fromhex(module.name), bytes(obj), self.meta)
 
     def add(self, ir: str, cache: CodeCache | None = None, key: bytes | None = None, meta: bytes = b"") -> None:
@@ -468,6 +470,11 @@ class Engine:
 
     def address(self, name: str) -> int:
         return self.engine.get_function_address(name)
+
+
+def _is_key(name: str) -> bool:
+    """Is a module's name a key (``Engine.add`` names each module by one, 64 hex digits)?"""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 __all__ = ["BLOCK_DECLARES", "MAX_MODULES", "SEGMENT", "DispatchTable", "Engine", "Loaded", "NativeTlb"]
