@@ -19,21 +19,21 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from cpu.backends.llvm import (
+from cpu.backends.llvm_abi import (
     IF_BIT,
     MASK64,
     REQUEST_WINDOW,
     TABLE_BITS,
     TABLE_SIZE,
     TLB_SIZE,
-    Builder,
     JitContext,
     NativeBlock,
     Site,
-    Val,
-    cc_flags,
+    state_field,
     table_set,
 )
+from cpu.backends.llvm_flags import cc_flags
+from cpu.backends.llvm_ir import Builder, Val
 from cpu.flags import CcOp
 from cpu.memory import PAGE_SHIFT, RAM_BUFFERS, TlbEntry
 
@@ -83,7 +83,7 @@ class NativeTlb:
 
 class DispatchTable:
     """Guest RIP -> native block function, for one privilege level; knows which pages its entries sit in.
-    Two-way: a RIP may be in either slot of its set (:func:`cpu.backends.llvm.table_set`).
+    Two-way: a RIP may be in either slot of its set (:func:`cpu.backends.llvm_abi.table_set`).
 
     It mirrors the fetch TLB of its privilege: a page leaving the TLB takes its blocks out of the table, so
     native chaining only follows a mapping the Python tier checked.  A block put in with the TLB entry it
@@ -253,7 +253,6 @@ done:
                  + switch + "\n" + "\n".join(b.lines) + "\n}")
     ctx = {name: getattr(JitContext, name).offset for name in ("exit", "limit", "request", "table_rip", "table_fn",
                                                                   "blocks")}
-    from cpu.backends.llvm import state_field
     rip_at, icount_at, rflags_at = state_field("rip")[0], state_field("icount")[0], state_field("rflags")[0]
     parts.append(f"""
 define i64 @emu_dispatch(ptr %s, ptr %x, ptr %first) {{

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cpu.backends.llvm import (
+from cpu.backends.llvm_abi import (
     EXIT_CODE_WRITE,
     EXIT_EVENT,
     EXIT_FAULT,
@@ -58,7 +58,6 @@ from cpu.backends.llvm import (
     STATUS_FAULT,
     STATUS_OK,
     JitContext,
-    LlvmOps,
     LoweringError,
     NativeBlock,
     Site,
@@ -480,6 +479,8 @@ class Jit:
         self.worker = None
 
     def _lower(self, block: Block, name: str, site_base: int, sites: str) -> NativeBlock | None:
+        from cpu.backends.llvm import LlvmOps  # here: a run whose native code all comes from the cache never lowers
+
         insns: list[Insn] = list(block.translation.insns)
         ops = LlvmOps(name, self.helper_ids, self.call_ids, site_base, sites)
         try:
@@ -605,11 +606,11 @@ class Jit:
             raise error
         else:
             fault, self.fault = self.fault, None
-        insn = native.insns[site.index]
+        insn = native.insns[site.insn]
         if fault.vector in TRAPS:
-            state.rip, retired = insn.next, site.index + 1
+            state.rip, retired = insn.next, site.insn + 1
         else:
-            state.rip, retired = insn.address, site.index
+            state.rip, retired = insn.address, site.insn
         state.icount += retired
         return Exit(ExitKind.FAULT, fault, message=fault.describe())
 

@@ -38,11 +38,22 @@ Not done natively yet: SSE integer and float helpers (they call Python).
 
 from __future__ import annotations
 
-import ctypes
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 from cpu.backends import lazyflags
+from cpu.backends.llvm_abi import (
+    EXIT_CODE_WRITE,
+    EXIT_EVENT,
+    EXIT_FAULT,
+    EXIT_NEXT,
+    MASK64,
+    STATUS_FAULT,
+    TLB_SIZE,
+    LoweringError,
+    NativeBlock,
+    Site,
+    ctx_offset,
+    state_field,
+)
+from cpu.backends.llvm_flags import cc_flags, condition_of
 from cpu.backends.llvm_float import NATIVE as FLOAT_NATIVE
 from cpu.backends.llvm_float import FloatLanes
 from cpu.backends.llvm_ir import Builder, V, Val, literal, wide, width_of
@@ -50,59 +61,10 @@ from cpu.backends.llvm_vector import VectorLanes
 from cpu.decoder import Insn, Kind, Operand
 from cpu.flags import ARITH, CcOp, Flag
 from cpu.memory import PRESENCE_SIZE
-from cpu.state import CpuState
-
-MASK64 = (1 << 64) - 1
-KEEP_ON_ROTATE = ARITH & ~int(Flag.CF | Flag.OF)
-
-EXIT_NEXT, EXIT_FAULT, EXIT_CODE_WRITE, EXIT_EVENT = 0, 1, 2, 3
-"""Why a block function returned (``JitContext.exit``)."""
-
-STATUS_OK, STATUS_FAULT, STATUS_CODE_WRITE = 0, 1, 2
-"""What a slow-path or call callback returns."""
 
 NATIVE_HELPERS = frozenset({"parity", "popcount", "bit_scan_forward", "bit_scan_reverse", "sdiv", "srem"})
 NATIVE_REPS = frozenset({"rep_stos", "rep_movs"})
 """The ``CALLS`` with a native fast path (:meth:`LlvmOps._native_rep`) before the call."""
-
-
-class JitContext(ctypes.Structure):
-    """What a native block reads besides CpuState: TLB arrays, callbacks, budget, and where it reports exits."""
-
-    _fields_ = [
-        ("exit", ctypes.c_uint64), ("site", ctypes.c_uint64),
-        ("rtag", ctypes.c_void_p), ("radd", ctypes.c_void_p), ("wtag", ctypes.c_void_p), ("wadd", ctypes.c_void_p),
-        ("table_rip", ctypes.c_void_p), ("table_fn", ctypes.c_void_p),
-        ("slow_load", ctypes.c_void_p), ("slow_store", ctypes.c_void_p),
-        ("py_helper", ctypes.c_void_p), ("py_call", ctypes.c_void_p),
-        ("limit", ctypes.c_uint64), ("request", ctypes.c_uint64),
-        # request: 0 none; REQUEST_NOW leave after this block; REQUEST_WINDOW leave after the first block that
-        # ends with RFLAGS.IF set (the run loop then checks for an interrupt shadow)
-        ("blocks", ctypes.c_uint64),
-        ("present", ctypes.c_void_p), ("large", ctypes.c_void_p),     # cpu.memory.TlbPresence's counts
-        ("val", ctypes.c_uint64 * 4),
-        ("args", ctypes.c_uint64 * 32),
-    ]
-
-
-def _ctx_offset(name: str) -> int:
-    return getattr(JitContext, name).offset
-
-
-REQUEST_NOW, REQUEST_WINDOW = 1, 2
-"""JitContext.request: what the native dispatch loop polls between blocks."""
-IF_BIT = 1 << 9
-
-TLB_BITS = 12
-TLB_SIZE = 1 << TLB_BITS
-TABLE_BITS = 16
-TABLE_SIZE = 1 << TABLE_BITS
-
-
-def table_set(rip: int) -> int:
-    """The first of the two slots where the native dispatch table may keep ``rip`` (the runtime's
-    ``@emu_dispatch`` hashes the same way and looks in both)."""
-    return (rip ^ (rip >> TABLE_BITS)) & (TABLE_SIZE - 2)
 
 
 def _is_xmm(name: str) -> bool:
@@ -110,135 +72,7 @@ def _is_xmm(name: str) -> bool:
     return name.startswith(("xmm", "ymmh")) and not name.endswith(("_lo", "_hi"))
 
 
-def state_field(name: str) -> tuple[int, int]:
-    """Offset and width in bits of a CpuState field."""
-    f = getattr(CpuState, name)
-    return f.offset, f.size * 8
-
-
-# -- flags: the same record cpu.flags.compute reads --------------------------------------
-
-def cc_flags(b: Builder, op: int, size: V, a: V, x: V, r: V, c: V) -> V:
-    """The six status flags of a cc record with a known ``op`` (``size`` may be a value), as RFLAGS bits.
-
-    The same computation as :func:`cpu.flags.compute`, in IR; the differential tests hold them equal.
-    """
-    if op == CcOp.FLAGS:
-        return b.binop("and", a, ARITH, 64)
-    top = b.binop("sub", size, 1, 64) if isinstance(size, Val) else size - 1
-    low = b.binop("and", r, 0xFF, 64)
-    pf = b.binop("xor", b.binop("and", b.intrinsic("ctpop", low, 64), 1, 64), 1, 64)
-    zf = b.bool64(b.icmp("eq", r, 0, 64))
-    sf = b.binop("and", b.binop("lshr", r, top, 64), 1, 64)
-    flags = b.binop("or", b.binop("or", b.binop("shl", pf, 2, 64), b.binop("shl", zf, 6, 64), 64),
-                    b.binop("shl", sf, 7, 64), 64)
-    af = b.binop("and", b.binop("xor", b.binop("xor", a, x, 64), r, 64), 0x10, 64)
-
-    def bit(v: V, n: V) -> V:
-        return b.binop("and", b.binop("lshr", v, n, 64), 1, 64)
-
-    def ovf(v: V) -> V:
-        return b.binop("shl", bit(v, top), 11, 64)
-
-    if op in (CcOp.ADD, CcOp.ADC):
-        carry = b.bool64(b.icmp("ult", r, a, 64))
-        if op == CcOp.ADC:
-            same = b.bool64(b.icmp("eq", r, a, 64))
-            carry = b.binop("or", carry, b.binop("and", b.binop("and", c, 1, 64), same, 64), 64)
-        of = ovf(b.binop("and", b.binop("xor", a, r, 64), b.binop("xor", x, r, 64), 64))
-        extra = b.binop("or", b.binop("or", carry, af, 64), of, 64)
-    elif op in (CcOp.SUB, CcOp.SBB):
-        borrow = b.bool64(b.icmp("ult", a, x, 64))
-        if op == CcOp.SBB:           # a < x + c, with c 0 or 1 and no 65-bit sum
-            same = b.bool64(b.icmp("eq", a, x, 64))
-            borrow = b.binop("or", borrow, b.binop("and", b.binop("and", c, 1, 64), same, 64), 64)
-        of = ovf(b.binop("and", b.binop("xor", a, x, 64), b.binop("xor", a, r, 64), 64))
-        extra = b.binop("or", b.binop("or", borrow, af, 64), of, 64)
-    elif op in (CcOp.INC, CcOp.DEC):
-        af1 = b.binop("and", b.binop("xor", b.binop("xor", a, 1, 64), r, 64), 0x10, 64)
-        if op == CcOp.INC:
-            edge = b.binop("shl", 1, top, 64)
-        else:
-            edge = b.binop("lshr", MASK64, b.binop("sub", 64, top, 64), 64)
-        of = b.binop("shl", b.bool64(b.icmp("eq", r, edge, 64)), 11, 64)
-        extra = b.binop("or", b.binop("or", b.binop("and", c, 1, 64), af1, 64), of, 64)
-    elif op == CcOp.SHL:
-        # cf = (a >> (size - x)) & 1 when x <= size, else 0; x is 1..63
-        gap = b.binop("sub", size, x, 64)
-        inside = b.icmp("ule", x, size, 64)
-        cf = b.select(inside, bit(a, b.select(inside, gap, 0)), 0)
-        of = b.binop("shl", b.binop("xor", bit(r, top), cf, 64), 11, 64)
-        extra = b.binop("or", cf, of, 64)
-    elif op == CcOp.SHR:
-        extra = b.binop("or", bit(a, b.binop("sub", x, 1, 64)), ovf(a), 64)
-    elif op == CcOp.SAR:
-        sign_shift = b.binop("sub", 64, size, 64)
-        signed = b.binop("ashr", b.binop("shl", a, sign_shift, 64), sign_shift, 64)
-        extra = bit(signed, b.binop("sub", x, 1, 64))
-    elif op == CcOp.MUL:
-        c1 = b.binop("and", c, 1, 64)
-        extra = b.binop("or", c1, b.binop("shl", c1, 11, 64), 64)
-    elif op == CcOp.ROL:
-        cf = b.binop("and", r, 1, 64)
-        of = b.binop("shl", b.binop("xor", bit(r, top), cf, 64), 11, 64)
-        return b.binop("or", b.binop("and", c, KEEP_ON_ROTATE, 64), b.binop("or", cf, of, 64), 64)
-    elif op == CcOp.ROR:
-        msb = bit(r, top)
-        below = bit(r, b.binop("sub", top, 1, 64))
-        of = b.binop("shl", b.binop("xor", msb, below, 64), 11, 64)
-        return b.binop("or", b.binop("and", c, KEEP_ON_ROTATE, 64), b.binop("or", msb, of, 64), 64)
-    else:
-        extra = 0
-    return b.binop("or", flags, extra, 64)
-
-
-def condition_of(b: Builder, cc: str, f: V) -> V:
-    """Condition ``cc`` over RFLAGS bits ``f``, 0 or 1 (as :func:`cpu.flags.condition`)."""
-    def bit(n: int) -> V:
-        return b.binop("and", b.binop("lshr", f, n, 64), 1, 64)
-
-    negated = {"no": "o", "ae": "b", "ne": "e", "a": "be", "ns": "s", "np": "p", "ge": "l", "g": "le"}
-    base = negated.get(cc, cc)
-    value = {
-        "o": lambda: bit(11), "b": lambda: bit(0), "e": lambda: bit(6), "s": lambda: bit(7), "p": lambda: bit(2),
-        "be": lambda: b.binop("or", bit(0), bit(6), 64),
-        "l": lambda: b.binop("xor", bit(7), bit(11), 64),
-        "le": lambda: b.binop("or", bit(6), b.binop("xor", bit(7), bit(11), 64), 64),
-    }[base]()
-    return value if base == cc else b.binop("xor", value, 1, 64)
-
-
 # -- the block builder ---------------------------------------------------------------------
-
-class Site(NamedTuple):
-    """A place where a native block may stop early: which instruction, and what fault (None: a callback's).
-    A tuple: a module loaded from the code cache makes one per exit site (~0.25 us, half a dataclass's)."""
-
-    index: int
-    vector: int | None = None
-    error_code: int | None = None
-    detail: str = ""
-    event: str | None = None
-
-
-@dataclass
-class NativeBlock:
-    """One block's IR and what the runtime needs to interpret its exits."""
-
-    name: str
-    ir: str
-    insns: list[Insn] | None
-    """None until a block of a module loaded for its placements is translated (`cpu.jit`)."""
-    event: str | None
-    sites: list[Site] = field(default_factory=list)
-    helpers: set[str] = field(default_factory=set)
-    declares: set[str] = field(default_factory=set)
-    """Declarations of the LLVM intrinsics the function calls beyond the runtime's."""
-
-
-class LoweringError(Exception):
-    """The LLVM backend cannot express an operation (the block stays in the Python tier)."""
-
 
 class LlvmOps:
     """Builds the IR of one block function (see the module docstring)."""
@@ -340,7 +174,7 @@ class LlvmOps:
 
     def _ctx_load(self, name: str, width: int) -> Val:
         kind = "ptr" if width == 0 else f"i{width}"
-        return self.b.value(f"load {kind}, ptr {self._ptr('%x', _ctx_offset(name))}", width)
+        return self.b.value(f"load {kind}, ptr {self._ptr('%x', ctx_offset(name))}", width)
 
     def _store_site(self) -> None:
         """``x.site`` = the number of the exit site just appended: the module's base plus its place in the module."""
@@ -348,7 +182,7 @@ class LlvmOps:
         self._ctx_store("site", self.b.binop("add", base, self.site_base + len(self.sites) - 1, 64))
 
     def _ctx_store(self, name: str, value: V, index: int = 0) -> None:
-        offset = _ctx_offset(name) + 8 * index
+        offset = ctx_offset(name) + 8 * index
         self.b.emit(f"store i64 {self.b.at(value, 64)}, ptr {self._ptr('%x', offset)}")
 
     def _as_field(self, name: str, value: V) -> Val:
@@ -495,7 +329,7 @@ class LlvmOps:
         return b.value(f"phi i{width} [ {fast}, {fast_from} ], [ {slow_at}, {slow_from} ]", width)
 
     def _ctx_load_index(self, name: str, index: int) -> Val:
-        return self.b.value(f"load i64, ptr {self._ptr('%x', _ctx_offset(name) + 8 * index)}", 64)
+        return self.b.value(f"load i64, ptr {self._ptr('%x', ctx_offset(name) + 8 * index)}", 64)
 
     def _join(self, limbs: list[Val], width: int) -> V:
         total: V = 0
@@ -985,5 +819,5 @@ def block_ir(insns: list[Insn]) -> str:
             return f"event {site.event}"
         return f"#{site.vector}" if site.vector is not None else "a fault in a slow-path access or a call"
 
-    sites = "\n".join(f"; exit site {i}: instruction {s.index}, {why(s)}" for i, s in enumerate(native.sites))
+    sites = "\n".join(f"; exit site {i}: instruction {s.insn}, {why(s)}" for i, s in enumerate(native.sites))
     return "\n".join(part for part in (sites, *sorted(native.declares), native.ir.rstrip()) if part)
