@@ -337,12 +337,16 @@ class CodeCache:
 
             self.error = str(err) or type(err).__name__
             logging.getLogger("emu.codecache").info("code cache %s off: %s", self.path, self.error)
+        self._drop_pending()
+        self._disconnect()
+
+    def _drop_pending(self) -> None:
+        """Forget what this run has not written yet."""
         self.pending.clear()
         self.pending_natives.clear()
         self.pending_placements.clear()
         for rows in self.used.values():
             rows.clear()
-        self._disconnect()
 
     def _disconnect(self) -> None:
         for db in (self.db, self.reader):
@@ -585,11 +589,7 @@ class CodeCache:
         cross a fork; the exit handler inherited from the parent would flush the parent's pending blocks
         through them)."""
         self.db = self.reader = None
-        self.pending.clear()
-        self.pending_natives.clear()
-        self.pending_placements.clear()
-        for rows in self.used.values():
-            rows.clear()
+        self._drop_pending()
         if CodeCache._shared.get(self.path) is self:
             del CodeCache._shared[self.path]
         atexit.unregister(self.close)

@@ -60,21 +60,6 @@ class StoredInsns(Sequence[Insn]):
         return insn
 
 
-class StoredLines(Sequence[int]):
-    """The first line of each snapshot of a cached block (``Translation.lines``), read when first used."""
-
-    __slots__ = ("detail",)
-
-    def __init__(self, detail: StoredDetail) -> None:
-        self.detail = detail
-
-    def __len__(self) -> int:
-        return len(self.detail.unpacked[1])
-
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's int-or-slice protocol
-        return self.detail.unpacked[1][index]
-
-
 class StoredSnapshots(Sequence[Snapshot]):
     """The snapshots of a cached block, made into :class:`Snapshot` records when a rollback reads one."""
 
@@ -94,7 +79,7 @@ class StoredSnapshots(Sequence[Snapshot]):
 
 
 class StoredTranslation(Translation):
-    """The ``Translation`` of a cached block: its snapshots and their lines are views made when read (at a
+    """The ``Translation`` of a cached block: its snapshots and their lines are unpacked when read (at a
     fault, a lowering or ``explain``), not two more objects for each of a warm boot's 28 k blocks."""
 
     def __init__(self, code: bytes, rip: int, count: int, detail: bytes, decoder: Decoder,
@@ -105,8 +90,8 @@ class StoredTranslation(Translation):
         self.insns = StoredInsns(code, rip, count, self.detail, decoder)
 
     @property
-    def lines(self) -> StoredLines:  # type: ignore[override]
-        return StoredLines(self.detail)
+    def lines(self) -> tuple[int, ...]:  # type: ignore[override]
+        return self.detail.unpacked[1]
 
     @property
     def snapshots(self) -> StoredSnapshots:  # type: ignore[override]
