@@ -110,8 +110,7 @@ CREATE TABLE IF NOT EXISTS natives (
     key BLOB PRIMARY KEY,   -- cpu.jit's hash of a module's blocks (addresses, bytes), the translator, the
                             -- LLVM version, the target and the host CPU
     meta BLOB NOT NULL,     -- marshal: what the JIT needs to know of its blocks (names, exit sites)
-    obj BLOB NOT NULL       -- the object code LLVM made of that module; last, so that reading meta alone
-                            -- does not follow obj's chain of overflow pages (measured: 200-400 us a module)
+    obj BLOB NOT NULL       -- the object code LLVM made of that module
 );
 CREATE TABLE IF NOT EXISTS placements (
     page INTEGER NOT NULL,  -- the guest page of a block's first byte (its address >> 12, signed)
@@ -491,17 +490,15 @@ class CodeCache:
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
-    def native(self, key: bytes, obj: bool = True) -> tuple[bytes, bytes] | None:
-        """The object code (empty unless ``obj``) and metadata kept for a native module with this key
-        (``cpu.jit``), if any."""
+    def native(self, key: bytes) -> tuple[bytes, bytes] | None:
+        """The object code and metadata kept for a native module with this key (``cpu.jit``), if any."""
         if self.db is None:
             return None
         for pending in self.pending_natives:
             if pending[0] == key:
                 return pending[1], pending[2]
         try:
-            columns = "n.obj, n.meta" if obj else "x'', n.meta"
-            rows = self._read(f"SELECT {columns}, n.rowid, u.stamp FROM natives n LEFT JOIN native_uses u "
+            rows = self._read("SELECT n.obj, n.meta, n.rowid, u.stamp FROM natives n LEFT JOIN native_uses u "
                               "ON u.id = n.rowid WHERE key = ?", (key,))
         except sqlite3.Error as err:
             self._fail(err)

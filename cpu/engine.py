@@ -395,6 +395,8 @@ class Engine:
         self.cache: CodeCache | None = None
         """Where :meth:`add` looks for and keeps object code (set by the Jit that compiles)."""
         self.meta = b""
+        self.obj: bytes | None = None
+        """The object code :meth:`add` was given for the module it is adding (read by the caller already)."""
         self.hits = 0
         self.runtime = _runtime_ir()
         self.runtime_cache = cache
@@ -437,7 +439,12 @@ class Engine:
         return fresh
 
     def _cached(self, module: object) -> bytes | None:
-        if self.cache is None or not _is_key(module.name):     # the empty module an MCJIT engine starts with
+        if not _is_key(module.name):     # the empty module an MCJIT engine starts with
+            return None
+        if self.obj is not None:
+            self.hits += 1
+            return self.obj
+        if self.cache is None:
             return None
         found = self.cache.native(bytes.fromhex(module.name))
         if found is None:
@@ -449,15 +456,17 @@ class Engine:
         if self.cache is not None and _is_key(module.name):
             self.cache.store_native(bytes.fromhex(module.name), bytes(obj), self.meta)
 
-    def add(self, ir: str, cache: CodeCache | None = None, key: bytes | None = None, meta: bytes = b"") -> None:
-        """Compile ``ir`` (or load the object code ``cache`` keeps under ``key``, by default a hash of ``ir``;
-        with an empty ``ir`` it must be there) into the current segment; :meth:`address` finds its functions
-        until the next ``add``.  ``meta`` is kept with the object code."""
+    def add(self, ir: str, cache: CodeCache | None = None, key: bytes | None = None, meta: bytes = b"",
+            obj: bytes | None = None) -> None:
+        """Compile ``ir`` (or load the object code ``obj``, else the one ``cache`` keeps under ``key``, by
+        default a hash of ``ir``; with an empty ``ir`` one of them must hold it) into the current segment.
+        ``meta`` is kept with the object code."""
         if self.in_segment >= SEGMENT:
             self._segment()
         self.in_segment += 1
         self.cache = cache
         self.meta = meta
+        self.obj = obj
         module = self.llvm.parse_assembly(ir)
         module.name = (key or hashlib.sha256(f"{self.fingerprint}\n{ir}".encode()).digest()).hex()
         module.verify()
@@ -466,9 +475,6 @@ class Engine:
         self.engine.add_module(module)
         self.engine.finalize_object()
         self.modules.append(module)
-
-    def address(self, name: str) -> int:
-        return self.engine.get_function_address(name)
 
 
 def _is_key(name: str) -> bool:
