@@ -12,7 +12,8 @@ Reports (speed is measured here, never asserted in tests):
 - Debian's python3 (dynamically linked): `python3 -c pass`, and with --suites a selection of CPython's
   regression tests and the CTest project of tests/user (emu as CMAKE_CROSSCOMPILING_EMULATOR), natively,
   under emu and under qemu-x86_64;
-- booting the default guest to its /init marker: emu's wall time and guest instructions, and
+- booting the default guest to its /init marker: emu's wall time (from its process's start, as qemu's is
+  measured) and guest instructions, and
   qemu-system-x86_64 -M microvm (TCG) on the same kernel and initramfs when installed; for each
   emu boot, the Python tier's cost per translated block (the cold path) and the JIT's line, with its
   compile time per block and share of the boot;
@@ -36,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -199,39 +201,51 @@ FP_BUILDS = {"x87": ["-O2"], "avx": ["-O3", "-march=x86-64-v3", "-ffast-math"]}
 QEMU_APPEND = "console=ttyS0 earlyprintk=serial reboot=t no_timer_check tsc_early_khz=1000000"
 
 
-def _qemu_to_marker(arguments: list[str]) -> float | None:
-    """Wall time of qemu-system-x86_64 (TCG, 128 MiB, serial on stdout) from start to the /init marker line;
-    None when it is not installed or never printed the marker."""
+def _to_marker(cmd: list[str], env: dict[str, str] | None = None,
+               stderr: int | IO[bytes] = subprocess.DEVNULL) -> tuple[float | None, subprocess.Popen]:
+    """Start ``cmd`` and read its stdout (the guest's serial) up to the /init marker line: the wall time from
+    the process's start to that line (None when it ended without printing it), and the process, still
+    running.  emu and qemu-system are timed the same way, start-up included."""
     from emu.machine.console import INIT_MARKER
 
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
-        return None
-    cmd = [qemu, "-accel", "tcg", "-m", "128M", "-nographic", "-no-reboot", *arguments]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=stderr, env=env)
     seen = b""
     while INIT_MARKER not in seen:
         chunk = proc.stdout.read1(4096)
         if not chunk:
             break
         seen = seen[-64:] + chunk
-    seconds = time.perf_counter() - start if INIT_MARKER in seen else None
+    return (time.perf_counter() - start if INIT_MARKER in seen else None), proc
+
+
+def _qemu_to_marker(arguments: list[str]) -> float | None:
+    """Wall time of qemu-system-x86_64 (TCG, 128 MiB, serial on stdout) from start to the /init marker line;
+    None when it is not installed or never printed the marker."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        return None
+    seconds, proc = _to_marker([qemu, "-accel", "tcg", "-m", "128M", "-nographic", "-no-reboot", *arguments])
     proc.kill()
     proc.wait()
     return seconds
 
 
 def _emu_boot(arguments: list[str]) -> tuple[dict[str, object], str]:
-    """`emu boot ARGUMENTS --script 'poweroff -f' --stats`: wall time and guest instructions to the /init
-    marker, and emu's stderr (its --stats lines)."""
-    emu = subprocess.run([sys.executable, "-m", "emu", "boot", *arguments, "--rtc-base", "1700000000",
-                          "--script", "poweroff -f", "--stats"], capture_output=True, text=True, check=False,
-                         env=EMU_ENV)
-    marker = re.search(r"/init marker after (\d+) instructions, ([\d.]+) s wall", emu.stderr)
-    if emu.returncode != 0 or marker is None:
-        raise SystemExit(f"emu boot {' '.join(arguments)} failed:\n{emu.stdout[-2000:]}\n{emu.stderr[-2000:]}")
-    return {"emu_s": float(marker[2]), "instructions": int(marker[1])}, emu.stderr
+    """`emu boot ARGUMENTS --script 'poweroff -f' --stats`: wall time from the process's start to the /init
+    marker line (as qemu-system's), guest instructions to it, and emu's stderr (its --stats lines)."""
+    with tempfile.TemporaryFile() as errors:
+        seconds, emu = _to_marker([sys.executable, "-m", "emu", "boot", *arguments, "--rtc-base", "1700000000",
+                                   "--script", "poweroff -f", "--stats"], EMU_ENV, errors)
+        output = emu.stdout.read()
+        emu.wait()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    marker = re.search(r"/init marker after (\d+) instructions", stderr)
+    if emu.returncode != 0 or marker is None or seconds is None:
+        raise SystemExit(f"emu boot {' '.join(arguments)} failed:\n{output[-2000:].decode(errors='replace')}\n"
+                         f"{stderr[-2000:]}")
+    return {"emu_s": seconds, "instructions": int(marker[1])}, stderr
 
 
 def bench_boot(jit: str, cold: bool = False) -> dict[str, object]:

@@ -57,6 +57,7 @@ from cpu.ops import Ops
 from cpu.physical import Bus
 from cpu.semantics import CALLS, HELPERS, load_all
 from cpu.state import CpuState
+from cpu.storedblock import insn_bounds
 
 if TYPE_CHECKING:
     from cpu.codecache import CodeCache
@@ -511,11 +512,11 @@ class Interpreter:
         if snap.cc is not None:
             values = [v if isinstance(v, int) else local.get(v, 0) for v in snap.cc]
             (state.cc_op, state.cc_size, state.cc_a, state.cc_b, state.cc_r, state.cc_c) = values
-        insn = tr.insns[snap.index]
+        address, after = insn_bounds(tr.insns, snap.index)
         if fault.vector in TRAPS:       # the instruction completed; RIP points past it
-            state.rip = insn.next
+            state.rip = after
             return snap.index + 1
-        state.rip = insn.address
+        state.rip = address
         return snap.index
 
 
