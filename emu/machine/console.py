@@ -34,6 +34,8 @@ INIT_MARKER = b"emu-guest: init reached"
 INITRAMFS_PROMPT = b"(initramfs) "
 """The prompt of an initramfs-tools initrd's busybox shell (its scripts/functions ``panic``)."""
 MARKERS = (INIT_MARKER, INITRAMFS_PROMPT)
+_OVERLAP = max(map(len, MARKERS)) - 1
+"""Bytes of earlier output a marker may begin in."""
 PANIC_END = b"---[ end Kernel panic - not syncing: "
 PANIC_HINTS = (
     ("Unable to mount root fs", "the kernel found no root filesystem: give it an initramfs (--initrd), or a root "
@@ -123,7 +125,7 @@ class ScriptConsole:
         self.icount = icount
         self.panicked = panicked if script is not None else None
         self.start = time.perf_counter()
-        self.seen = bytearray()
+        self.seen = b""
         self.line = bytearray()
         self.marker: tuple[int, float] | None = None
 
@@ -133,16 +135,19 @@ class ScriptConsole:
             self._watch_panic(data)
         if self.marker is not None:
             return
-        self.seen += data
-        if any(marker in self.seen for marker in MARKERS):
+        seen = self.seen + data        # a marker is looked for where it may end: in what came now
+        if any(marker in seen for marker in MARKERS):
             self.marker = (self.icount(), time.perf_counter() - self.start)
             if self.script is not None:
                 self.feed(self.script.encode())
-        elif len(self.seen) > 4096:
-            del self.seen[:-max(map(len, MARKERS))]
+        self.seen = seen[-_OVERLAP:]
 
     def _watch_panic(self, data: bytes) -> None:
         self.line += data
+        if b"\n" not in data:          # a line is looked at once it ends (the guest writes a byte at a time)
+            if len(self.line) > 4096:
+                del self.line[:-4096]
+            return
         *lines, rest = self.line.split(b"\n")
         self.line = bytearray(rest[-4096:])
         for line in lines:
