@@ -60,7 +60,6 @@ from cpu.backends.llvm_abi import (
     JitContext,
     LoweringError,
     NativeBlock,
-    Site,
 )
 from cpu.decoder import Insn
 from cpu.engine import BLOCK_DECLARES, DispatchTable, Engine, Loaded, NativeTlb
@@ -195,6 +194,9 @@ class Jit:
         self.awaiting: set[Block] = set()
         """The blocks waiting for those modules (they do not join a batch meanwhile)."""
         self.stats = Stats()
+        self._key_of: tuple[str, str] | None = None
+        self._key_start = hashlib.sha256()
+        """The hash every key starts from: of ``_key_of``, the engine's fingerprint and the CPU level."""
         self.fault: GuestFault | None = None
         self.error: BaseException | None = None
         self._callbacks = (_SLOW(self._slow_load), _SLOW(self._slow_store), _SLOW(self._py_helper),
@@ -371,7 +373,7 @@ class Jit:
         if not lowered:
             return None
         for _, native in lowered:
-            engine.sites.extend((native, site) for site in native.sites)
+            engine.sites.add(native)
         declares = sorted(set().union(*(n.declares for _, n in lowered)))
         functions = ", ".join(f"i64 ptrtoint (ptr @{native.name} to i64)" for _, native in lowered)
         ir = (BLOCK_DECLARES + "\n".join(declares) + f"\n@s{prefix} = global [{len(lowered) + 1} x i64] "
@@ -387,7 +389,10 @@ class Jit:
         their addresses and bytes, the LLVM target, the CPU level.  Not what was compiled before it: its
         function names and its sites global are named after this key, and its exit sites are numbered from a
         base written at installation, so a batch of the same blocks finds its code in any run."""
-        digest = hashlib.sha256(f"{self.engine.fingerprint}\n{self.interp.level.name}".encode())
+        context = (self.engine.fingerprint, self.interp.level.name)
+        if self._key_of != context:     # the fingerprint is ~1 KB: hashed once, not once a block
+            self._key_of, self._key_start = context, hashlib.sha256(f"{context[0]}\n{context[1]}".encode())
+        digest = self._key_start.copy()
         for block in blocks:
             insns = block.translation.insns
             code = insns.code if isinstance(insns, StoredInsns) else b"".join(insn.raw for insn in insns)
@@ -401,8 +406,8 @@ class Jit:
         engine's, in the module's order."""
         natives = {}
         for rip, name, event, sites in marshal.loads(meta):
-            native = NativeBlock(name, "", None, event, list(map(Site._make, sites)))
-            self.engine.sites.extend((native, site) for site in native.sites)
+            native = NativeBlock(name, "", None, event, sites)
+            self.engine.sites.add(native)
             natives[rip] = native
         return natives
 

@@ -85,6 +85,50 @@ def test_a_crafted_address_in_native_code_faults_instead_of_reaching_host_memory
     assert state.icount == 2
 
 
+def _two_pages(asm: str, mode: str, second: int | None) -> tuple[Interpreter, CpuState]:
+    """``_machine`` with the page after DATA mapped with protection ``second`` (None: left unmapped)."""
+    interp, state = _machine(asm, mode)
+    if second is not None:
+        interp.mem.map(DATA + 0x1000, 0x1000, second)
+    return interp, state
+
+
+def test_loads_and_stores_across_a_page_boundary_give_the_interpreters_bytes() -> None:
+    """Each access width at each offset that runs from one mapped page into the next: a store, then loads of
+    it at other widths.  Natively, once both pages are in the TLB, these are done by the runtime a byte at a
+    time (docs/jit.md); the Python tier is the reference."""
+    lines = []
+    for size, reg in ((2, "bx"), (4, "ebx"), (8, "rbx")):
+        for back in range(1, size):
+            lines += [f"mov [rdi + {0x1000 - back}], {reg}", f"add rax, [rdi + {0x1000 - back}]",
+                      f"movzx ecx, word ptr [rdi + {0xFFF}]", "add rax, rcx", f"mov ecx, [rdi + {0xFFE}]",
+                      "add rax, rcx", "rol rbx, 7", "imul rax, rax, 31"]
+    asm = "l: " + "\n".join(lines) + "\ndec rsi\njnz l\nhlt"
+    results = {}
+    for mode in ("off", "eager"):
+        interp, state = _two_pages(asm, mode, 3)
+        state.rdi, state.rbx, state.rsi = DATA, 0x0123_4567_89AB_CDEF, 3
+        assert interp.run().kind is ExitKind.HALT
+        results[mode] = (state.rax, interp.mem.load(DATA + 0xFF8, 64), interp.mem.load(DATA + 0x1000, 64),
+                         state.icount)
+    assert interp.jit.ctx.blocks >= 3, "the loop ran natively"
+    assert results["eager"] == results["off"]
+
+
+@pytest.mark.parametrize("second", [None, 1], ids=["unmapped", "read-only"])
+def test_a_store_across_into_a_page_it_may_not_write_faults_and_writes_neither_page(second: int | None) -> None:
+    """Natively too: the first page in the write TLB is not enough; the store is the slow path's, which
+    faults on the second page (CR2 its first byte) before writing a byte of the first."""
+    asm = "mov [rdi], rax\nmov rax, [rdi + 0x1000 - 8]\nmov [rdi + 0x1000 - 4], rbx\nhlt"
+    interp, state = _two_pages(asm, "eager", second)
+    state.rdi, state.rax, state.rbx = DATA, 0x1111_1111_1111_1111, 0x2222_2222_2222_2222
+    exit_ = interp.run()
+    assert exit_.kind is ExitKind.FAULT and exit_.fault.vector == Vector.PF
+    assert exit_.fault.address == DATA + 0x1000
+    assert interp.mem.load(DATA + 0xFF8, 64) == 0, "nothing of the faulting store was written"
+    assert state.icount == 2
+
+
 def test_a_non_canonical_address_in_native_code_is_a_general_protection_fault() -> None:
     interp, state = _machine("mov rax, [rcx]\nhlt", "eager")
     state.rcx = 0x8000_0000_0000_0000

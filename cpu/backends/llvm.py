@@ -28,10 +28,12 @@ instruction's end), so state is exact at the instruction boundary.
 
 Memory goes through an inline software-TLB lookup: the tag and addend
 arrays of the current privilege's read and write TLBs (``cpu.memory``
-mirrors every change of its dictionaries into them), and through the
-interpreter's slow path (a callback) on a miss, a page straddle, MMIO or a
-watched page.  Helpers without native code and the state-touching calls go
-through callbacks too; exceptions never cross them, a status comes back.
+mirrors every change of its dictionaries into them); otherwise through the
+runtime's ``@emu_slow_load``/``@emu_slow_store``, which do an access of up to
+8 bytes across two pages the TLB holds and call the interpreter's slow path
+(a callback) for the rest: a miss, a wider straddle, MMIO, a watched page.
+Helpers without native code and the state-touching calls go through
+callbacks too; exceptions never cross them, a status comes back.
 
 Not done natively yet: SSE integer and float helpers (they call Python).
 """
@@ -319,7 +321,7 @@ class LlvmOps:
         fast_from, done = b.current, b.fresh("loaded")
         b.emit(f"br label {done}")
         b.label(slow)
-        status = self._callback("slow_load", f"i64 {a}, i64 {size}")
+        status = self.b.value(f"call i64 @emu_slow_load(ptr %x, i64 {a}, i64 {size})", 64)
         self._exit_at_site(b.icmp("ne", status, 0, 64), Site(self.index))
         limbs = [self._ctx_load_index("val", i) for i in range(max(1, size // 64))]
         slow_value = self.b.mask(limbs[0], size) if size <= 64 else self._join(limbs, width)
@@ -351,7 +353,7 @@ class LlvmOps:
         for i in range(max(1, size // 64)):
             limb = self.b.shift("lshr", value, 64 * i, max(width_of(value), 64)) if i else value
             self._ctx_store("val", self._trunc_to(limb, 64) if isinstance(limb, Val) else limb & MASK64, i)
-        status = self._callback("slow_store", f"i64 {a}, i64 {size}")
+        status = self.b.value(f"call i64 @emu_slow_store(ptr %x, i64 {a}, i64 {size})", 64)
         self._exit_at_site(b.icmp("eq", status, STATUS_FAULT, 64), Site(self.index))
         b.emit(f"br label {done}")
         b.label(done)

@@ -89,7 +89,9 @@ class NativeBlock:
     insns: list[Insn] | None
     """None until a block of a module loaded for its placements is translated (`cpu.jit`)."""
     event: str | None
-    sites: list[Site] = field(default_factory=list)
+    sites: list[Site] | list[tuple] = field(default_factory=list)
+    """Its exit sites in order (as stored, plain tuples, for a block of a module from the code cache: see
+    ``cpu.engine.SiteTable``)."""
     helpers: set[str] = field(default_factory=set)
     declares: set[str] = field(default_factory=set)
     """Declarations of the LLVM intrinsics the function calls beyond the runtime's."""
